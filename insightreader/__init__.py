@@ -1,0 +1,1 @@
+"""InsightReader: a self-hosted server for an AI reading assistant."""

@@ -1,0 +1,1 @@
+"""The HTTP layer: blueprints per resource, wire schemas, the error mapping."""

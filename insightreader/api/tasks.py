@@ -1,0 +1,103 @@
+"""/api/v1/tasks: read, list, cancel, retry; and the answer every submit route gives."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from typing import Any
+
+from quart import Blueprint, request
+from quart_schema import validate_querystring, validate_response
+
+from ..engine import SubmitOutcome
+from ..errors import NotFound, ValidationFailed
+from ..records import TaskStatus
+from .deps import current_user, services
+from .schemas import SubmitOut, TaskList, TaskOut, TaskQuery
+
+bp = Blueprint("tasks", __name__, url_prefix="/api/v1")
+
+MAX_LIMIT = 100
+
+
+def idempotency_key() -> str | None:
+    key = request.headers.get("Idempotency-Key")
+    if key is None:
+        return None
+    if not 1 <= len(key) <= 255 or not key.isprintable():
+        raise ValidationFailed("Idempotency-Key must be 1 to 255 printable characters")
+    return key
+
+
+def submit_answer(outcome: SubmitOutcome, **extra: Any) -> tuple[dict[str, Any], int]:
+    """202 for an unfinished task, 200 with its result or error for a finished one."""
+    task = outcome.task
+    body: dict[str, Any] = {"status": task.status.value, "task_id": task.id, **extra}
+    if task.article_id is not None:
+        body.setdefault("article_id", task.article_id)
+    if not task.status.finished:
+        return body, 202
+    body["result"] = task.result
+    body["error"] = task.error
+    body["deduplicated"] = outcome.deduplicated
+    return body, 200
+
+
+def _encode_cursor(seq: int) -> str:
+    return base64.urlsafe_b64encode(f"t{seq}".encode()).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> int:
+    try:
+        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        if text.startswith("t") and text[1:].isdigit():
+            return int(text[1:])
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        pass
+    raise ValidationFailed("cursor is not one this server gave out")
+
+
+@bp.get("/tasks")
+@validate_querystring(TaskQuery)
+@validate_response(TaskList)
+async def list_tasks(query_args: TaskQuery) -> dict[str, Any]:
+    """The caller's tasks, newest first. `limit` is clamped to 1…100."""
+    limit = max(1, min(MAX_LIMIT, query_args.limit))
+    tasks = await services().store.read.list_tasks(
+        current_user().id,
+        status=query_args.status,
+        task_type=query_args.task_type,
+        limit=limit + 1,
+        before_seq=None if query_args.cursor is None else _decode_cursor(query_args.cursor),
+    )
+    page = tasks[:limit]
+    more = len(tasks) > limit
+    return {
+        "items": [t.public() for t in page],
+        "next_cursor": _encode_cursor(page[-1].seq) if more else None,
+    }
+
+
+@bp.get("/tasks/<task_id>")
+@validate_response(TaskOut)
+async def get_task(task_id: str) -> dict[str, Any]:
+    task = await services().store.read.task(task_id, current_user().id)
+    if task is None:
+        raise NotFound("no such task")
+    return task.public()
+
+
+@bp.post("/tasks/<task_id>/cancel")
+@validate_response(TaskOut)
+async def cancel_task(task_id: str) -> dict[str, Any]:
+    """Cancel a pending or running task (409 for a finished one)."""
+    return (await services().engine.cancel(current_user().id, task_id)).public()
+
+
+@bp.post("/tasks/<task_id>/retry")
+@validate_response(SubmitOut, 202)
+async def retry_task(task_id: str) -> tuple[dict[str, Any], int]:
+    """Run a failed or cancelled task again: same `task_id`, `attempts` + 1."""
+    task = await services().engine.retry(current_user().id, task_id)
+    assert task.status is TaskStatus.PENDING
+    return {"status": task.status.value, "task_id": task.id, "article_id": task.article_id}, 202

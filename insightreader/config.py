@@ -1,0 +1,198 @@
+"""The one place that reads configuration.
+
+Precedence, strongest first: command-line flags, ``INSIGHTREADER_<SECTION>__<KEY>``
+environment variables, ``OPENAI_API_KEY`` / ``OPENAI_BASE_URL``, the TOML file,
+the built-in defaults below (which the shipped ``config.toml`` repeats, key by key).
+Everything is validated once, at start; a misspelt key or a bad value is a
+:class:`ConfigError` whose message names the key and the value.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+ENV_PREFIX = "INSIGHTREADER_"
+DEFAULT_CONFIG_FILE = "config.toml"
+
+
+class ConfigError(Exception):
+    """Configuration that cannot be used; the message names the key and the value."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ServerSettings(_Section):
+    bind: str = "127.0.0.1:8000"
+    graceful_timeout: float = Field(10.0, ge=0)
+    max_body_bytes: int = Field(2 * 1024 * 1024, ge=1024)
+
+    @field_validator("bind")
+    @classmethod
+    def _host_port(cls, value: str) -> str:
+        host, sep, port = value.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+            raise ValueError("expected HOST:PORT")
+        return value
+
+
+class DatabaseSettings(_Section):
+    path: Path = Path("data/insightreader.db")
+    synchronous: Literal["FULL", "NORMAL"] = "FULL"
+    busy_timeout: float = Field(5.0, gt=0)
+
+
+class AuthSettings(_Section):
+    secret: str = ""
+    access_token_lifetime: int = Field(900, ge=10)
+    refresh_token_lifetime: int = Field(14 * 24 * 3600, ge=60)
+    ticket_lifetime: int = Field(60, ge=5)
+    open_registration: bool = True
+
+    @field_validator("secret")
+    @classmethod
+    def _long_enough(cls, value: str) -> str:
+        if value and len(value.encode()) < 32:
+            raise ValueError("must be at least 32 bytes (or empty to generate one)")
+        return value
+
+
+class LLMSettings(_Section):
+    base_url: str = "https://api.openai.com/v1"
+    api_key: str = ""
+    model: str = "gpt-4o-mini"
+    timeout: float = Field(60.0, gt=0)
+    max_retries: int = Field(3, ge=0, le=10)
+    requests_per_minute: int = Field(0, ge=0)
+    tokens_per_minute: int = Field(0, ge=0)
+    structured_output: Literal["auto", "json_schema", "json_object", "text"] = "auto"
+    context_tokens: int = Field(16000, ge=1000)
+
+    @property
+    def offline(self) -> bool:
+        return not self.api_key
+
+
+class TaskSettings(_Section):
+    max_concurrency: int = Field(4, ge=1, le=256)
+    max_attempts: int = Field(3, ge=1)
+    max_pending_per_user: int = Field(100, ge=1)
+    timeout: float = Field(300.0, gt=0)
+    result_ttl: int = Field(7 * 24 * 3600, ge=0)
+    daily_token_budget: int = Field(0, ge=0)
+
+
+class SSESettings(_Section):
+    heartbeat: float = Field(15.0, gt=0)
+    retention: int = Field(24 * 3600, ge=60)
+    queue_size: int = Field(1000, ge=10)
+    max_connections_per_user: int = Field(10, ge=1)
+
+
+class LogSettings(_Section):
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    format: Literal["text", "json"] = "text"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        extra="forbid",
+        frozen=True,
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter="__",
+        case_sensitive=False,
+    )
+
+    server: ServerSettings = ServerSettings()
+    database: DatabaseSettings = DatabaseSettings()
+    auth: AuthSettings = AuthSettings()
+    llm: LLMSettings = LLMSettings()
+    tasks: TaskSettings = TaskSettings()
+    sse: SSESettings = SSESettings()
+    log: LogSettings = LogSettings()
+
+
+class _Layer(PydanticBaseSettingsSource):
+    """A fixed mapping as a settings source (the config file, the OPENAI_* variables)."""
+
+    def __init__(self, settings_cls: type[BaseSettings], data: Mapping[str, Any]) -> None:
+        super().__init__(settings_cls)
+        self._data = dict(data)
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return self._data.get(field_name), field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        return self._data
+
+
+def _openai_layer(environ: Mapping[str, str]) -> dict[str, Any]:
+    llm = {
+        key: environ[name]
+        for key, name in (("api_key", "OPENAI_API_KEY"), ("base_url", "OPENAI_BASE_URL"))
+        if environ.get(name)
+    }
+    return {"llm": llm} if llm else {}
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as f:
+            return tomllib.load(f)
+    except OSError as exc:
+        raise ConfigError(f"config file {path}: {exc.strerror or exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path}: {exc}") from None
+
+
+def _describe(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors():
+        key = ".".join(str(p) for p in err["loc"])
+        if err["type"] == "extra_forbidden":
+            parts.append(f"unknown key {key!r}")
+        else:
+            parts.append(f"{key} = {err['input']!r}: {err['msg']}")
+    return "; ".join(parts)
+
+
+def load(
+    path: Path | str | None = None, *, overrides: Mapping[str, Any] | None = None
+) -> Settings:
+    """Build the settings from ``path`` (or ./config.toml when present), the environment
+    and ``overrides`` (command-line flags, as ``{"server": {"bind": "…"}}``)."""
+    if path is None and Path(DEFAULT_CONFIG_FILE).is_file():
+        path = DEFAULT_CONFIG_FILE
+    file_data = _read_toml(Path(path)) if path is not None else {}
+    openai_data = _openai_layer(os.environ)
+
+    class _Loaded(Settings):
+        @classmethod
+        def settings_customise_sources(
+            cls,
+            settings_cls: type[BaseSettings],
+            init_settings: PydanticBaseSettingsSource,
+            env_settings: PydanticBaseSettingsSource,
+            dotenv_settings: PydanticBaseSettingsSource,
+            file_secret_settings: PydanticBaseSettingsSource,
+        ) -> tuple[PydanticBaseSettingsSource, ...]:
+            return (
+                init_settings,
+                env_settings,
+                _Layer(settings_cls, openai_data),
+                _Layer(settings_cls, file_data),
+            )
+
+    try:
+        loaded = _Loaded(**(overrides or {}))
+    except ValidationError as exc:
+        raise ConfigError(f"configuration error: {_describe(exc)}") from None
+    return Settings.model_construct(**{name: getattr(loaded, name) for name in Settings.model_fields})

@@ -1,0 +1,533 @@
+"""The task engine: submit, dispatch, run, cancel, retry, recover. No web imports.
+
+Runs on the server's one loop. A dispatcher takes the next ready task (highest
+priority first; round-robin across users within a priority; oldest first per
+user) whenever one of ``tasks.max_concurrency`` slots is free, and runs it as a
+child of one ``asyncio.TaskGroup``. Every state change is one store write that
+also publishes its lifecycle event, so the database and the event log never
+disagree.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import uuid
+from collections import OrderedDict, deque
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from .config import TaskSettings
+from .errors import (
+    Conflict,
+    NotFound,
+    QuotaExceeded,
+    ShuttingDown,
+    TaskDeferred,
+    TaskError,
+    TooManyPending,
+)
+from .events import EventBus
+from .records import NewTask, Task, TaskStatus, format_time, utcnow
+from .store import Store, Tx
+
+if TYPE_CHECKING:
+    from .llm import LLMClient
+
+log = logging.getLogger(__name__)
+
+CANCEL_WAIT = 5.0
+
+
+@dataclass(frozen=True)
+class TaskType:
+    """A kind of task: how to run it and how it is scheduled and hashed."""
+
+    name: str
+    run: Callable[[TaskContext], Awaitable[dict[str, Any]]]
+    #: Default priority (−10…10, higher first); interactive types rank above bulk ones.
+    priority: int = 0
+    #: Part of the dedup hash: a new prompt version never answers from an old result.
+    prompt_version: str = "1"
+
+
+@dataclass(frozen=True)
+class SubmitOutcome:
+    task: Task
+    #: True when this submit created the task (False: joined or answered from another).
+    created: bool
+    #: True when answered with an earlier task's result (a completed dedup hit).
+    deduplicated: bool
+
+
+@dataclass
+class TaskContext:
+    """What a running task sees: its row, the services, and progress/usage reporting."""
+
+    task: Task
+    store: Store
+    llm: LLMClient | None
+    _bus: EventBus
+    _index: int = 0
+    model: str | None = None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    _on_complete: list[Callable[[Tx, dict[str, Any]], Awaitable[None]]] = field(
+        default_factory=list
+    )
+
+    @property
+    def attempt(self) -> int:
+        return self.task.attempts
+
+    async def progress(self, delta: str) -> None:
+        """Publish a ``task_progress`` delta (indexes restart at 0 with each attempt)."""
+        await self._bus.publish(
+            self.task.user_id,
+            "task_progress",
+            {
+                "task_id": self.task.id,
+                "task_type": self.task.task_type,
+                "attempt": self.attempt,
+                "index": self._index,
+                "delta": delta,
+            },
+        )
+        self._index += 1
+
+    def record_usage(self, model: str, prompt_tokens: int, completion_tokens: int) -> None:
+        self.model = model
+        self.prompt_tokens += prompt_tokens
+        self.completion_tokens += completion_tokens
+
+    def on_complete(self, fn: Callable[[Tx, dict[str, Any]], Awaitable[None]]) -> None:
+        """Run ``fn(tx, result)`` in the transaction that marks the task completed
+        (e.g. to store an analysis on its article atomically with the result)."""
+        self._on_complete.append(fn)
+
+
+class ReadyQueue:
+    """Pending task ids: priority first, then round-robin over users, FIFO per user."""
+
+    def __init__(self) -> None:
+        self._levels: dict[int, OrderedDict[str, deque[str]]] = {}
+        self._size = 0
+
+    def __len__(self) -> int:
+        return self._size
+
+    def push(self, task: Task) -> None:
+        users = self._levels.setdefault(task.priority, OrderedDict())
+        users.setdefault(task.user_id, deque()).append(task.id)
+        self._size += 1
+
+    def pop(self) -> str | None:
+        if not self._size:
+            return None
+        priority = max(self._levels)
+        users = self._levels[priority]
+        user_id, ids = next(iter(users.items()))
+        task_id = ids.popleft()
+        if ids:
+            users.move_to_end(user_id)
+        else:
+            del users[user_id]
+            if not users:
+                del self._levels[priority]
+        self._size -= 1
+        return task_id
+
+    def depth_by_priority(self) -> dict[int, int]:
+        return {p: sum(len(ids) for ids in users.values()) for p, users in self._levels.items()}
+
+
+def canonical_json(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def input_hash(task_type: TaskType, model: str, payload: Mapping[str, Any]) -> str:
+    """The dedup key: task type, model, prompt version and canonical input."""
+    material = canonical_json(
+        {
+            "task_type": task_type.name,
+            "model": model,
+            "prompt_version": task_type.prompt_version,
+            "input": payload,
+        }
+    )
+    return "sha256:" + hashlib.sha256(material.encode()).hexdigest()
+
+
+class Engine:
+    def __init__(
+        self,
+        store: Store,
+        bus: EventBus,
+        settings: TaskSettings,
+        task_types: Mapping[str, TaskType],
+        *,
+        llm: LLMClient | None = None,
+        model: str = "",
+    ) -> None:
+        self._store = store
+        self._bus = bus
+        self.settings = settings
+        self.task_types = dict(task_types)
+        self._llm = llm
+        #: The model name that goes into every input hash.
+        self.model = model
+        self._ready = ReadyQueue()
+        self._wakeup = asyncio.Event()
+        self._slots = asyncio.Semaphore(settings.max_concurrency)
+        self._running: dict[str, asyncio.Task[None]] = {}
+        self._cancel_requested: set[str] = set()
+        self._draining = asyncio.Event()
+        self._accepting = False
+        self._main: asyncio.Task[None] | None = None
+        self._grace = 0.0
+        #: Observed for metrics: (event name, task) after each lifecycle change commits.
+        self.on_change: Callable[[str, Task], None] | None = None
+
+    # -- life cycle ---------------------------------------------------------
+
+    async def start(self) -> None:
+        """Requeue what a previous process left unfinished, then start dispatching."""
+
+        async def recover(tx: Tx) -> int:
+            return await tx.requeue_interrupted()
+
+        interrupted = await self._store.write(recover)
+        pending = await self._store.read.unfinished_tasks()
+        for task in pending:
+            self._ready.push(task)
+        if pending:
+            log.info("recovered %d unfinished tasks (%d were interrupted)", len(pending), interrupted)
+        self._accepting = True
+        self._main = asyncio.create_task(self._run_all(), name="engine")
+
+    async def drain(self, grace: float) -> None:
+        """Stop taking submits and starting tasks; give running ones ``grace`` seconds,
+        then cancel them back to pending (their run not counted)."""
+        self._accepting = False
+        self._grace = grace
+        self._draining.set()
+        if self._main is not None:
+            await self._main
+            self._main = None
+
+    @property
+    def accepting(self) -> bool:
+        return self._accepting
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "accepting": self._accepting,
+            "running": len(self._running),
+            "ready": len(self._ready),
+            "ready_by_priority": self._ready.depth_by_priority(),
+        }
+
+    async def _run_all(self) -> None:
+        async with asyncio.TaskGroup() as group:
+            dispatcher = group.create_task(self._dispatch(group), name="dispatcher")
+            await self._draining.wait()
+            dispatcher.cancel()
+            running = list(self._running.values())
+            if running:
+                _, late = await asyncio.wait(running, timeout=self._grace)
+                for run in late:
+                    run.cancel()
+
+    async def _dispatch(self, group: asyncio.TaskGroup) -> None:
+        while True:
+            await self._slots.acquire()
+            try:
+                while not self._ready:
+                    self._wakeup.clear()
+                    await self._wakeup.wait()
+                if self._llm is not None:
+                    await self._llm.wait_available()
+                task_id = self._ready.pop()
+            except BaseException:
+                self._slots.release()
+                raise
+            assert task_id is not None
+            self._running[task_id] = group.create_task(self._run(task_id), name=f"task-{task_id}")
+
+    def _enqueue(self, task: Task) -> None:
+        self._ready.push(task)
+        self._wakeup.set()
+
+    def _changed(self, event: str, task: Task) -> None:
+        if self.on_change is not None:
+            self.on_change(event, task)
+
+    # -- submit / cancel / retry ---------------------------------------------
+
+    async def submit(
+        self,
+        user_id: str,
+        task_type: str,
+        payload: dict[str, Any],
+        *,
+        preview: str,
+        priority: int | None = None,
+        idempotency_key: str | None = None,
+        article_id: str | None = None,
+    ) -> SubmitOutcome:
+        if not self._accepting:
+            raise ShuttingDown("the server is shutting down; submit again shortly")
+        kind = self.task_types[task_type]
+        digest = input_hash(kind, self.model, payload)
+        now = datetime.now(UTC)
+        fresh = NewTask(
+            id=str(uuid.uuid4()),
+            user_id=user_id,
+            task_type=task_type,
+            priority=kind.priority if priority is None else priority,
+            input=payload,
+            input_hash=digest,
+            idempotency_key=idempotency_key,
+            article_id=article_id,
+            metadata={"preview": preview[:50]},
+            created_at=format_time(now),
+        )
+        since = format_time(now - timedelta(seconds=self.settings.result_ttl))
+        today = fresh.created_at[:10]
+
+        async def job(tx: Tx) -> SubmitOutcome:
+            if idempotency_key is not None:
+                earlier = await tx.task_by_idempotency_key(user_id, idempotency_key)
+                if earlier is not None:
+                    if earlier.input_hash != digest:
+                        raise Conflict("this Idempotency-Key was used with a different request")
+                    return SubmitOutcome(earlier, created=False, deduplicated=False)
+            if self.settings.result_ttl:
+                done = await tx.completed_task(user_id, digest, since)
+                if done is not None:
+                    return SubmitOutcome(done, created=False, deduplicated=True)
+            active = await tx.active_task(user_id, digest)
+            if active is not None:
+                return SubmitOutcome(active, created=False, deduplicated=False)
+            await self._check_admission(tx, user_id, today)
+            if not await tx.insert_task(fresh):
+                raise Conflict("a task with this Idempotency-Key or content was created meanwhile")
+            task = await tx.task(fresh.id)
+            assert task is not None
+            await self._publish(tx, "task_queued", task)
+            tx.after_commit(lambda: self._enqueue(task))
+            return SubmitOutcome(task, created=True, deduplicated=False)
+
+        outcome = await self._store.write(job)
+        if outcome.created:
+            self._changed("submitted", outcome.task)
+        elif outcome.deduplicated:
+            self._changed("deduplicated", outcome.task)
+        return outcome
+
+    async def _check_admission(self, tx: Tx, user_id: str, today: str) -> None:
+        if await tx.count_unfinished(user_id) >= self.settings.max_pending_per_user:
+            raise TooManyPending(
+                f"you already have {self.settings.max_pending_per_user} unfinished tasks"
+            )
+        budget = self.settings.daily_token_budget
+        if budget and await tx.tokens_used(user_id, today) >= budget:
+            raise QuotaExceeded(f"today's token budget of {budget} is spent")
+
+    async def cancel(self, user_id: str, task_id: str) -> Task:
+        task = await self._store.read.task(task_id, user_id)
+        if task is None:
+            raise NotFound("no such task")
+        if task.status is TaskStatus.PENDING:
+            cancelled = await self._finish(
+                task, TaskStatus.CANCELLED, "task_cancelled", from_statuses=("pending",)
+            )
+            if cancelled is not None:
+                return cancelled
+        run = self._running.get(task_id)
+        if run is not None:
+            self._cancel_requested.add(task_id)
+            run.cancel()
+            await asyncio.wait([run], timeout=CANCEL_WAIT)
+        current = await self._store.read.task(task_id, user_id)
+        assert current is not None
+        if current.status is not TaskStatus.CANCELLED:
+            raise Conflict(f"a {current.status.value} task cannot be cancelled")
+        return current
+
+    async def retry(self, user_id: str, task_id: str) -> Task:
+        if not self._accepting:
+            raise ShuttingDown("the server is shutting down; retry again shortly")
+        today = utcnow()[:10]
+
+        async def job(tx: Tx) -> Task:
+            existing = await tx.task(task_id, user_id)
+            if existing is None:
+                raise NotFound("no such task")
+            if existing.status not in (TaskStatus.FAILED, TaskStatus.CANCELLED):
+                raise Conflict(f"a {existing.status.value} task cannot be retried")
+            await self._check_admission(tx, user_id, today)
+            task = await tx.retry_task(task_id, user_id)
+            if task is None:
+                raise Conflict("the task can no longer be retried (an identical task is unfinished)")
+            await self._publish(tx, "task_queued", task)
+            tx.after_commit(lambda: self._enqueue(task))
+            return task
+
+        return await self._store.write(job)
+
+    # -- running ------------------------------------------------------------
+
+    async def _publish(self, tx: Tx, event: str, task: Task, **extra: Any) -> None:
+        data: dict[str, Any] = {
+            "task_id": task.id,
+            "task_type": task.task_type,
+            "metadata": task.metadata,
+            **extra,
+        }
+        await self._bus.publish(task.user_id, event, data, tx=tx)
+        tx.after_commit(lambda: self._changed(event, task))
+
+    async def _finish(
+        self,
+        task: Task,
+        status: TaskStatus,
+        event: str,
+        *,
+        ctx: TaskContext | None = None,
+        result: dict[str, Any] | None = None,
+        error: TaskError | None = None,
+        from_statuses: tuple[str, ...] = ("running",),
+    ) -> Task | None:
+        now = utcnow()
+
+        async def job(tx: Tx) -> Task | None:
+            done = await tx.finish_task(
+                task.id,
+                status,
+                now,
+                result=result,
+                error=None if error is None else error.as_dict(),
+                model=ctx.model if ctx else None,
+                prompt_tokens=ctx.prompt_tokens if ctx else 0,
+                completion_tokens=ctx.completion_tokens if ctx else 0,
+                from_statuses=from_statuses,
+            )
+            if done is None:
+                return None
+            if ctx is not None and ctx.model is not None:
+                await tx.add_usage(
+                    task.user_id, now[:10], ctx.model, ctx.prompt_tokens, ctx.completion_tokens
+                )
+            if status is TaskStatus.COMPLETED and ctx is not None:
+                assert result is not None
+                for fn in ctx._on_complete:
+                    await fn(tx, result)
+            extra: dict[str, Any] = {}
+            if status is TaskStatus.COMPLETED:
+                extra["result"] = result
+            elif status is TaskStatus.FAILED:
+                assert error is not None
+                extra["error"] = error.as_dict()
+            await self._publish(tx, event, done, **extra)
+            return done
+
+        return await self._store.write(job)
+
+    async def _start(self, task_id: str) -> Task | None:
+        """pending → running (publishing task_started), or failed when its runs are spent."""
+        now = utcnow()
+        limit = self.settings.max_attempts
+
+        async def job(tx: Tx) -> Task | None:
+            task = await tx.task(task_id)
+            if task is None or task.status is not TaskStatus.PENDING:
+                return None  # cancelled (or deleted) while it waited
+            if task.attempts - task.attempts_excused >= limit:
+                error = TaskError(
+                    "too_many_attempts",
+                    f"the task was interrupted {limit} times without finishing; retry it to run again",
+                )
+                failed = await tx.finish_task(
+                    task_id, TaskStatus.FAILED, now, error=error.as_dict(), from_statuses=("pending",)
+                )
+                assert failed is not None
+                await self._publish(tx, "task_failed", failed, error=error.as_dict())
+                return None
+            started = await tx.start_task(task_id, now)
+            assert started is not None
+            await self._publish(tx, "task_started", started, attempt=started.attempts)
+            return started
+
+        return await self._store.write(job)
+
+    async def _requeue(self, task: Task, *, reason: str) -> None:
+        async def job(tx: Tx) -> Task | None:
+            again = await tx.requeue_task(task.id, excuse=True)
+            if again is not None:
+                await self._publish(tx, "task_queued", again, reason=reason)
+            return again
+
+        again = await self._store.write(job)
+        if again is not None and reason == "deferred":
+            self._enqueue(again)
+
+    async def _run(self, task_id: str) -> None:
+        task: Task | None = None
+        try:
+            task = await self._start(task_id)
+            if task is None:
+                return
+            kind = self.task_types.get(task.task_type)
+            if kind is None:
+                await self._finish(
+                    task, TaskStatus.FAILED, "task_failed",
+                    error=TaskError("unknown_task_type", f"no task type {task.task_type!r} here"),
+                )
+                return
+            ctx = TaskContext(task=task, store=self._store, llm=self._llm, _bus=self._bus)
+            try:
+                async with asyncio.timeout(self.settings.timeout):
+                    result = await kind.run(ctx)
+            except TaskError as exc:
+                await self._finish(task, TaskStatus.FAILED, "task_failed", ctx=ctx, error=exc)
+            except TaskDeferred:
+                await self._requeue(task, reason="deferred")
+            except TimeoutError:
+                error = TaskError(
+                    "timeout", f"the task took longer than {self.settings.timeout:g} s", retryable=True
+                )
+                await self._finish(task, TaskStatus.FAILED, "task_failed", ctx=ctx, error=error)
+            except Exception:
+                log.exception("task %s (%s) crashed", task.id, task.task_type)
+                error = TaskError("internal_error", "the task failed unexpectedly", retryable=True)
+                await self._finish(task, TaskStatus.FAILED, "task_failed", ctx=ctx, error=error)
+            else:
+                await self._finish(task, TaskStatus.COMPLETED, "task_completed", ctx=ctx, result=result)
+        except asyncio.CancelledError:
+            await self._interrupted(task_id, task)
+            if task_id not in self._cancel_requested:
+                raise
+            current = asyncio.current_task()
+            if current is not None:
+                current.uncancel()
+        finally:
+            self._cancel_requested.discard(task_id)
+            self._running.pop(task_id, None)
+            self._slots.release()
+
+    async def _interrupted(self, task_id: str, task: Task | None) -> None:
+        """A run was cancelled: by its user (→ cancelled) or by shutdown (→ pending)."""
+        current = task or await self._store.read.task(task_id)
+        if current is None:
+            return
+        if task_id in self._cancel_requested:
+            await self._finish(
+                current, TaskStatus.CANCELLED, "task_cancelled", from_statuses=("pending", "running")
+            )
+        else:
+            await self._requeue(current, reason="shutdown")

@@ -1,0 +1,137 @@
+"""Every error the application raises on purpose, each with its wire code.
+
+Two families: :class:`ApiError` answers an HTTP request (``status`` + ``code``;
+``web/errors.py`` maps it to ``{"error": {"code", "message"}}`` in one place),
+and :class:`TaskError` ends a task run (``code`` + ``retryable``, stored on the
+task and sent in ``task_failed``). Lower-level errors (sqlite3, openai, JWT) are
+translated into these at the module boundary that sees them.
+"""
+
+from __future__ import annotations
+
+
+class InsightReaderError(Exception):
+    """Base of every error raised on purpose."""
+
+    code = "error"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class ApiError(InsightReaderError):
+    """An error answered to an HTTP client."""
+
+    status = 400
+    code = "bad_request"
+
+
+class BadRequest(ApiError):
+    """The request is malformed (bad JSON, wrong types, missing fields)."""
+
+    status = 400
+    code = "bad_request"
+
+
+class ValidationFailed(ApiError):
+    """The request parsed but its values are not acceptable."""
+
+    status = 422
+    code = "validation_error"
+
+
+class Unauthorized(ApiError):
+    """No credentials, or credentials that are invalid or expired."""
+
+    status = 401
+    code = "unauthorized"
+
+
+class Forbidden(ApiError):
+    """Authenticated, but not allowed (e.g. registration closed)."""
+
+    status = 403
+    code = "forbidden"
+
+
+class NotFound(ApiError):
+    """No such object, or not the caller's."""
+
+    status = 404
+    code = "not_found"
+
+
+class Conflict(ApiError):
+    """The object is in a state that does not allow this, or a key was reused."""
+
+    status = 409
+    code = "conflict"
+
+
+class PayloadTooLarge(ApiError):
+    """The body is over ``server.max_body_bytes``."""
+
+    status = 413
+    code = "payload_too_large"
+
+
+class TooManyPending(ApiError):
+    """The user already has ``tasks.max_pending_per_user`` unfinished tasks."""
+
+    status = 429
+    code = "too_many_pending"
+
+
+class TooManyStreams(ApiError):
+    """The user already has ``sse.max_connections_per_user`` open streams."""
+
+    status = 429
+    code = "too_many_streams"
+
+
+class QuotaExceeded(ApiError):
+    """The user's ``tasks.daily_token_budget`` is spent."""
+
+    status = 429
+    code = "quota_exceeded"
+
+
+class ShuttingDown(ApiError):
+    """The server is draining and takes no new work."""
+
+    status = 503
+    code = "shutting_down"
+
+
+class StorageBusy(ApiError):
+    """The database stayed locked longer than ``database.busy_timeout``."""
+
+    status = 503
+    code = "storage_busy"
+
+
+class StorageFull(ApiError):
+    """The disk holding the database is full."""
+
+    status = 503
+    code = "storage_full"
+
+
+class TaskError(InsightReaderError):
+    """Ends a task run as failed; stored as the task's ``error``."""
+
+    def __init__(self, code: str, message: str, *, retryable: bool = False) -> None:
+        super().__init__(message)
+        self.code = code
+        self.retryable = retryable
+
+    def as_dict(self) -> dict[str, object]:
+        return {"code": self.code, "message": self.message, "retryable": self.retryable}
+
+
+class TaskDeferred(InsightReaderError):
+    """Raised by a task run that cannot proceed now (e.g. the upstream circuit is
+    open): the task goes back to pending, its attempt not counted against it."""
+
+    code = "deferred"

@@ -1,0 +1,193 @@
+"""Events: ids, the one publish function, and the in-memory fan-out.
+
+Every event gets its id from one counter at :meth:`EventBus.publish`; events are
+handed to subscribers strictly in id order. A lifecycle event is published
+inside the write transaction that makes the change it reports and is released
+only after that transaction commits (so a client never hears of a change that a
+crash could undo, and the log holds exactly what was sent). ``task_progress``
+events are not stored: they wait in the same ordered outbox behind any
+uncommitted event with a smaller id, and are also kept per running task so a
+client that connects mid-stream gets the text so far.
+
+Ids are never reused, even for events that were never stored: the counter runs
+inside a block reserved in the ``meta`` table, and a restart starts after the
+block.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from .records import Event, utcnow
+from .store import Store, Tx
+
+log = logging.getLogger(__name__)
+
+ID_BLOCK = 100_000
+_HWM_KEY = "event_id_reserved"
+
+
+@dataclass(eq=False)
+class Subscription:
+    """One open stream's queue. ``closed`` is set when the queue overflowed or the
+    server is shutting down; the stream then ends and the client resumes from the log."""
+
+    user_id: str
+    queue: asyncio.Queue[Event]
+    closed: asyncio.Event = field(default_factory=asyncio.Event)
+    reason: str = ""
+
+    def close(self, reason: str) -> None:
+        if not self.closed.is_set():
+            self.reason = reason
+            self.closed.set()
+
+
+class EventBus:
+    def __init__(self, store: Store, *, queue_size: int) -> None:
+        self._store = store
+        self._queue_size = queue_size
+        self._next_id = 0
+        self._reserved = 0
+        self._reserving: asyncio.Task[None] | None = None
+        # id → (event, ready). Delivered from the front while the front is ready.
+        self._outbox: OrderedDict[int, tuple[Event, bool]] = OrderedDict()
+        self._subscribers: dict[str, set[Subscription]] = {}
+        self._progress: dict[str, list[Event]] = {}
+        #: Observed for metrics: (event name) for each delivered event, and overflow closes.
+        self.on_deliver: Callable[[Event], None] | None = None
+        self.on_overflow: Callable[[], None] | None = None
+
+    async def start(self) -> None:
+        """Continue the id sequence after everything this database ever handed out."""
+        last_stored = await self._store.read.last_event_id()
+        reserved = int(await self._store.read.meta(_HWM_KEY) or 0)
+        self._next_id = max(last_stored, reserved) + 1
+        self._reserved = self._next_id - 1
+        await self._reserve()
+
+    async def stop(self) -> None:
+        if self._reserving is not None:
+            await self._reserving
+        for subs in list(self._subscribers.values()):
+            for sub in list(subs):
+                sub.close("shutdown")
+
+    @property
+    def last_id(self) -> int:
+        """The largest id handed out so far."""
+        return self._next_id - 1
+
+    async def _reserve(self) -> None:
+        upto = self._next_id + ID_BLOCK
+
+        async def job(tx: Tx) -> None:
+            await tx.set_meta(_HWM_KEY, str(upto))
+
+        await self._store.write(job)
+        self._reserved = upto
+
+    def _allocate(self) -> int:
+        event_id = self._next_id
+        self._next_id += 1
+        if event_id > self._reserved:
+            # Only reachable if a whole block went by before the reservation
+            # below committed; ids stay unique within this process regardless.
+            log.warning("event id %d is beyond the reserved block %d", event_id, self._reserved)
+        if self._reserved - self._next_id < ID_BLOCK // 2 and self._reserving is None:
+            self._reserving = asyncio.create_task(self._extend())
+        return event_id
+
+    async def _extend(self) -> None:
+        try:
+            await self._reserve()
+        except Exception:
+            log.exception("could not reserve event ids")
+        finally:
+            self._reserving = None
+
+    async def publish(
+        self, user_id: str, event: str, data: dict[str, Any], *, tx: Tx | None = None
+    ) -> Event:
+        """The one way an event is sent.
+
+        With ``tx`` the event is stored in that transaction and released after it
+        commits (dropped if it rolls back); without, it is live only.
+        """
+        published = Event(self._allocate(), user_id, event, data)
+        assert published.id is not None
+        if tx is None:
+            self._outbox[published.id] = (published, True)
+            self._flush()
+            return published
+        self._outbox[published.id] = (published, False)
+        tx.after_commit(lambda: self._release(published))
+        tx.on_rollback(lambda: self._drop(published))
+        await tx.insert_event(published.id, user_id, event, data, utcnow())
+        return published
+
+    def _release(self, event: Event) -> None:
+        assert event.id is not None
+        if event.id in self._outbox:
+            self._outbox[event.id] = (event, True)
+            self._flush()
+
+    def _drop(self, event: Event) -> None:
+        assert event.id is not None
+        self._outbox.pop(event.id, None)
+        self._flush()
+
+    def _flush(self) -> None:
+        while self._outbox:
+            event_id, (event, ready) = next(iter(self._outbox.items()))
+            if not ready:
+                return
+            del self._outbox[event_id]
+            self._deliver(event)
+
+    def _deliver(self, event: Event) -> None:
+        task_id = event.data.get("task_id")
+        if event.event == "task_progress":
+            self._progress.setdefault(task_id, []).append(event)
+        elif event.event in ("task_started", "task_completed", "task_failed", "task_cancelled", "task_queued"):
+            self._progress.pop(task_id, None)
+        if self.on_deliver is not None:
+            self.on_deliver(event)
+        for sub in list(self._subscribers.get(event.user_id, ())):
+            if sub.closed.is_set():
+                continue
+            try:
+                sub.queue.put_nowait(event)
+            except asyncio.QueueFull:
+                sub.close("overflow")
+                if self.on_overflow is not None:
+                    self.on_overflow()
+
+    def subscribe(self, user_id: str) -> Subscription:
+        sub = Subscription(user_id, asyncio.Queue(self._queue_size))
+        self._subscribers.setdefault(user_id, set()).add(sub)
+        return sub
+
+    def unsubscribe(self, sub: Subscription) -> None:
+        subs = self._subscribers.get(sub.user_id)
+        if subs is not None:
+            subs.discard(sub)
+            if not subs:
+                del self._subscribers[sub.user_id]
+
+    def subscriber_count(self, user_id: str | None = None) -> int:
+        if user_id is not None:
+            return len(self._subscribers.get(user_id, ()))
+        return sum(len(s) for s in self._subscribers.values())
+
+    def progress_so_far(self, user_id: str) -> list[Event]:
+        """``task_progress`` events of the user's tasks that are being written now."""
+        return sorted(
+            (e for events in self._progress.values() for e in events if e.user_id == user_id),
+            key=lambda e: e.id or 0,
+        )

@@ -1,0 +1,116 @@
+"""Applies ``migrations/NNNN_name.sql`` in order, each recorded with a checksum.
+
+Forward only. A recorded migration whose file changed or disappeared stops the
+server: the schema in the database would no longer be the one the code expects.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import sqlite3
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+import aiosqlite
+
+from .records import utcnow
+
+_NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
+
+
+class MigrationError(Exception):
+    """The migrations on disk and those recorded in the database disagree."""
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    name: str
+    sql: str
+
+    @property
+    def checksum(self) -> str:
+        return hashlib.sha256(self.sql.encode()).hexdigest()
+
+
+def migrations_dir() -> Path:
+    """``insightreader/migrations`` in an installed wheel, ``migrations/`` in a checkout."""
+    packaged = resources.files("insightreader") / "migrations"
+    if packaged.is_dir():
+        return Path(str(packaged))
+    return Path(__file__).resolve().parent.parent / "migrations"
+
+
+def discover(directory: Path | None = None) -> list[Migration]:
+    found = []
+    for path in sorted((directory or migrations_dir()).glob("*.sql")):
+        match = _NAME.match(path.name)
+        if not match:
+            raise MigrationError(f"migration file name {path.name!r} is not NNNN_name.sql")
+        found.append(Migration(int(match[1]), match[2], path.read_text(encoding="utf-8")))
+    versions = [m.version for m in found]
+    if versions != list(range(1, len(found) + 1)):
+        raise MigrationError(f"migration versions must be 1..N without gaps, found {versions}")
+    return found
+
+
+def _statements(sql: str) -> list[str]:
+    """Split a script into statements (``executescript`` would commit on its own)."""
+    statements, buffer = [], ""
+    for line in sql.splitlines(keepends=True):
+        buffer += line
+        if sqlite3.complete_statement(buffer):
+            if buffer.strip():
+                statements.append(buffer.strip())
+            buffer = ""
+    if buffer.strip() and not all(
+        part.strip().startswith("--") or not part.strip() for part in buffer.splitlines()
+    ):
+        raise MigrationError(f"incomplete SQL statement at the end: {buffer.strip()[:60]!r}")
+    return statements
+
+
+async def pending(conn: aiosqlite.Connection, available: list[Migration]) -> list[Migration]:
+    """The migrations not yet applied, after checking the applied ones are unchanged."""
+    await conn.execute(
+        "CREATE TABLE IF NOT EXISTS schema_migrations ("
+        " version INTEGER PRIMARY KEY, name TEXT NOT NULL,"
+        " checksum TEXT NOT NULL, applied_at TEXT NOT NULL)"
+    )
+    async with conn.execute("SELECT version, name, checksum FROM schema_migrations") as cur:
+        applied = {row[0]: (row[1], row[2]) async for row in cur}
+    by_version = {m.version: m for m in available}
+    for version, (name, checksum) in sorted(applied.items()):
+        migration = by_version.get(version)
+        if migration is None:
+            raise MigrationError(
+                f"migration {version:04d}_{name} is recorded in the database but missing on disk"
+            )
+        if migration.checksum != checksum:
+            raise MigrationError(
+                f"migration {version:04d}_{name}.sql was edited after it was applied"
+            )
+    return [m for m in available if m.version not in applied]
+
+
+async def apply(conn: aiosqlite.Connection, directory: Path | None = None) -> list[Migration]:
+    """Apply every pending migration, each in its own transaction. ``conn`` is in
+    autocommit mode (``isolation_level=None``)."""
+    todo = await pending(conn, discover(directory))
+    for migration in todo:
+        await conn.execute("BEGIN IMMEDIATE")
+        try:
+            for statement in _statements(migration.sql):
+                await conn.execute(statement)
+            await conn.execute(
+                "INSERT INTO schema_migrations (version, name, checksum, applied_at)"
+                " VALUES (?, ?, ?, ?)",
+                (migration.version, migration.name, migration.checksum, utcnow()),
+            )
+            await conn.execute("COMMIT")
+        except BaseException:
+            await conn.execute("ROLLBACK")
+            raise
+    return todo

@@ -1,0 +1,113 @@
+"""Values that cross module boundaries: rows as the domain sees them, events in flight."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+
+def utcnow() -> str:
+    """Now as stored and shown: ISO-8601 UTC with milliseconds and a ``Z``."""
+    return format_time(datetime.now(UTC))
+
+
+def format_time(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+class TaskStatus(str, enum.Enum):
+    PENDING = "pending"  #: accepted, waiting for a slot
+    RUNNING = "running"  #: a run is under way
+    COMPLETED = "completed"  #: finished with a result
+    FAILED = "failed"  #: finished with an error
+    CANCELLED = "cancelled"  #: cancelled by its user
+
+    @property
+    def finished(self) -> bool:
+        return self in (TaskStatus.COMPLETED, TaskStatus.FAILED, TaskStatus.CANCELLED)
+
+
+@dataclass(frozen=True)
+class User:
+    id: str
+    username: str
+    password_hash: str
+    is_admin: bool
+    created_at: str
+
+
+@dataclass(frozen=True)
+class Task:
+    id: str
+    seq: int
+    user_id: str
+    task_type: str
+    status: TaskStatus
+    priority: int
+    attempts: int
+    attempts_excused: int
+    input: dict[str, Any]
+    input_hash: str
+    idempotency_key: str | None
+    article_id: str | None
+    metadata: dict[str, Any]
+    result: dict[str, Any] | None
+    error: dict[str, Any] | None
+    model: str | None
+    prompt_tokens: int
+    completion_tokens: int
+    created_at: str
+    started_at: str | None
+    finished_at: str | None
+
+    def public(self) -> dict[str, Any]:
+        """The task as the API shows it."""
+        return {
+            "task_id": self.id,
+            "task_type": self.task_type,
+            "status": self.status.value,
+            "priority": self.priority,
+            "attempts": self.attempts,
+            "input_hash": self.input_hash,
+            "article_id": self.article_id,
+            "metadata": self.metadata,
+            "result": self.result,
+            "error": self.error,
+            "model": self.model,
+            "usage": {
+                "prompt_tokens": self.prompt_tokens,
+                "completion_tokens": self.completion_tokens,
+            },
+            "created_at": self.created_at,
+            "started_at": self.started_at,
+            "finished_at": self.finished_at,
+        }
+
+
+@dataclass(frozen=True)
+class NewTask:
+    """A task about to be inserted."""
+
+    id: str
+    user_id: str
+    task_type: str
+    priority: int
+    input: dict[str, Any]
+    input_hash: str
+    idempotency_key: str | None
+    article_id: str | None
+    metadata: dict[str, Any]
+    created_at: str
+
+
+@dataclass(frozen=True)
+class Event:
+    """One server-sent event. ``id`` is None for events that are never stored
+    or resumed (``connected``, ``heartbeat``, ``reset``)."""
+
+    id: int | None
+    user_id: str
+    event: str
+    data: dict[str, Any] = field(default_factory=dict)

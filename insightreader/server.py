@@ -1,0 +1,65 @@
+"""Runs the server: services, app and Hypercorn on one asyncio loop."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Callable, Mapping
+
+from hypercorn.asyncio import serve as hypercorn_serve
+from hypercorn.config import Config as HypercornConfig
+from quart import Quart
+
+from .app import create_app
+from .config import Settings
+from .engine import TaskType
+from .services import Services
+
+log = logging.getLogger(__name__)
+
+#: Hypercorn's own grace after the engine drained and the streams ended: only
+#: short requests can still be in flight by then.
+HTTP_GRACE = 1.0
+#: The access log leaves the query string out: it may hold a token or ticket.
+ACCESS_LOG_FORMAT = '%(h)s "%(m)s %(U)s %(H)s" %(s)s %(b)s %(D)sus'
+
+
+def hypercorn_config(settings: Settings) -> HypercornConfig:
+    config = HypercornConfig()
+    config.bind = [settings.server.bind]
+    config.graceful_timeout = HTTP_GRACE
+    config.accesslog = logging.getLogger("hypercorn.access")
+    config.errorlog = logging.getLogger("hypercorn.error")
+    config.access_log_format = ACCESS_LOG_FORMAT
+    return config
+
+
+async def serve(
+    settings: Settings,
+    task_types: Mapping[str, TaskType],
+    *,
+    configure: Callable[[Quart], None] | None = None,
+) -> None:
+    """Serve until SIGTERM or SIGINT, then drain: submits get 503, running tasks get
+    ``server.graceful_timeout`` seconds, streams end, the rest stays pending."""
+    services = await Services.open(settings, task_types)
+    app = create_app(services)
+    if configure is not None:
+        configure(app)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+
+    async def shutdown_trigger() -> None:
+        await stop.wait()
+        log.info("shutting down: draining tasks for up to %gs", settings.server.graceful_timeout)
+        await services.engine.drain(settings.server.graceful_timeout)
+        await services.bus.stop()
+
+    try:
+        await hypercorn_serve(app, hypercorn_config(settings), shutdown_trigger=shutdown_trigger)
+    finally:
+        await services.close()
+        log.info("stopped")

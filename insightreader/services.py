@@ -1,0 +1,78 @@
+"""The long-lived objects of one server process, opened and closed together."""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import IO
+
+from .auth import Auth, load_secret
+from .config import Settings
+from .engine import Engine, TaskType
+from .events import EventBus
+from .store import Store
+
+log = logging.getLogger(__name__)
+
+
+class AlreadyRunning(Exception):
+    """Another server process holds this database."""
+
+
+def _lock(settings: Settings) -> IO[str]:
+    """Hold ``<database>.lock`` for the life of the process; the kernel releases it
+    when the process dies, SIGKILL included."""
+    path = settings.database.path.with_name(settings.database.path.name + ".lock")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle = open(path, "a+")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        raise AlreadyRunning(
+            f"another insightreader server is using {settings.database.path}"
+        ) from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"{os.getpid()}\n")
+    handle.flush()
+    return handle
+
+
+@dataclass
+class Services:
+    settings: Settings
+    store: Store
+    bus: EventBus
+    engine: Engine
+    auth: Auth
+    _lock: IO[str]
+
+    @classmethod
+    async def open(cls, settings: Settings, task_types: Mapping[str, TaskType]) -> Services:
+        lock = _lock(settings)
+        store = Store(settings.database)
+        try:
+            await store.open()
+            bus = EventBus(store, queue_size=settings.sse.queue_size)
+            await bus.start()
+            engine = Engine(store, bus, settings.tasks, task_types, model=settings.llm.model)
+            auth = Auth(settings.auth, load_secret(settings.auth, settings.database.path), store)
+            await auth.start()
+            await engine.start()
+        except BaseException:
+            await store.close()
+            lock.close()
+            raise
+        return cls(settings, store, bus, engine, auth, lock)
+
+    async def close(self) -> None:
+        """Drain the engine (running tasks get ``server.graceful_timeout``), end the
+        streams, flush the store."""
+        await self.engine.drain(self.settings.server.graceful_timeout)
+        await self.bus.stop()
+        await self.store.close()
+        self._lock.close()

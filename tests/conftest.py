@@ -1,0 +1,55 @@
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.support.client import Api, register
+from tests.support.process import ServerProcess, write_config
+
+
+def base_config(tmp_path: Path, **sections: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    config: dict[str, dict[str, Any]] = {
+        "server": {"bind": "127.0.0.1:0", "graceful_timeout": 5.0},
+        "database": {"path": str(tmp_path / "data" / "test.db")},
+        "auth": {"secret": "test-secret-" + "x" * 40},
+        "llm": {"api_key": ""},
+    }
+    for name, values in sections.items():
+        config.setdefault(name, {}).update(values)
+    return config
+
+
+@pytest.fixture
+def start_server(tmp_path: Path) -> Iterator[Callable[..., ServerProcess]]:
+    """Start ``tests.support.server`` with ``base_config`` plus the given sections."""
+    started: list[ServerProcess] = []
+
+    def start(config_name: str = "config.toml", env: dict[str, str] | None = None, **sections: dict[str, Any]) -> ServerProcess:
+        path = write_config(tmp_path / config_name, base_config(tmp_path, **sections))
+        server = ServerProcess(path, env=env).start()
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.stop()
+
+
+@pytest.fixture
+def server(start_server: Callable[..., ServerProcess]) -> ServerProcess:
+    return start_server()
+
+
+@pytest.fixture
+async def http(server: ServerProcess) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=server.url, timeout=30) as client:
+        yield client
+
+
+@pytest.fixture
+async def api(http: httpx.AsyncClient) -> Api:
+    return await register(http)

@@ -1,0 +1,112 @@
+"""A real server process on a loopback port, for tests: start, SIGKILL, SIGTERM, restart."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[2]
+_LISTENING = re.compile(r"Running on (http://[\d.]+:\d+)")
+START_TIMEOUT = 30.0
+
+
+def write_config(path: Path, sections: Mapping[str, Mapping[str, Any]]) -> Path:
+    """Write a TOML config file from ``{"section": {"key": value}}``."""
+    lines = []
+    for section, values in sections.items():
+        lines.append(f"[{section}]")
+        for key, value in values.items():
+            if isinstance(value, bool):
+                rendered = "true" if value else "false"
+            elif isinstance(value, (int, float)):
+                rendered = repr(value)
+            else:
+                rendered = '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
+            lines.append(f"{key} = {rendered}")
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+class ServerProcess:
+    """``python -m tests.support.server`` (or any argv) with its log captured."""
+
+    def __init__(
+        self,
+        config_path: Path,
+        *,
+        argv: list[str] | None = None,
+        env: Mapping[str, str] | None = None,
+        cwd: Path | None = None,
+    ) -> None:
+        self.config_path = config_path
+        self.argv = argv or [sys.executable, "-m", "tests.support.server", "--config", str(config_path)]
+        self.env = {**os.environ, "PYTHONPATH": str(REPO), **(env or {})}
+        if "OPENAI_API_KEY" not in (env or {}):
+            self.env.pop("OPENAI_API_KEY", None)
+        self.cwd = cwd or config_path.parent
+        self.url = ""
+        self.logs: list[str] = []
+        self.proc: subprocess.Popen[str] | None = None
+        self._listening = threading.Event()
+        self._reader: threading.Thread | None = None
+
+    def start(self) -> ServerProcess:
+        self._listening.clear()
+        self.proc = subprocess.Popen(
+            self.argv,
+            cwd=self.cwd,
+            env=self.env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        self._reader = threading.Thread(target=self._read, args=(self.proc,), daemon=True)
+        self._reader.start()
+        if not self._listening.wait(START_TIMEOUT) or self.proc.poll() is not None:
+            self.stop()
+            raise RuntimeError("server did not start:\n" + "\n".join(self.logs[-40:]))
+        return self
+
+    def _read(self, proc: subprocess.Popen[str]) -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            self.logs.append(line.rstrip("\n"))
+            match = _LISTENING.search(line)
+            if match:
+                self.url = match[1]
+                self._listening.set()
+
+    def wait(self, timeout: float) -> int:
+        assert self.proc is not None
+        code = self.proc.wait(timeout)
+        if self._reader is not None:
+            self._reader.join(5)
+        return code
+
+    def kill(self) -> None:
+        """SIGKILL: no cleanup, no drain, as in a crash."""
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.wait(10)
+
+    def terminate(self, timeout: float = 30) -> int:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGTERM)
+        return self.wait(timeout)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.wait(10)
+
+    @property
+    def log_text(self) -> str:
+        return "\n".join(self.logs)

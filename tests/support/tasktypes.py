@@ -1,0 +1,112 @@
+"""Task types and a submit route that exist only in tests, to drive the engine.
+
+``python -m tests.support.server`` serves the product with these added. A test
+controls a running task through ``/api/v1/test/...``: tasks of type ``gate``
+wait until their gate is opened, so a test decides when they finish without
+sleeping.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+from typing import Any
+
+from quart import Blueprint, Quart, request
+
+from insightreader.api.deps import current_user, services
+from insightreader.api.tasks import idempotency_key, submit_answer
+from insightreader.engine import TaskContext, TaskType
+from insightreader.errors import TaskError
+
+_gates: dict[str, asyncio.Event] = {}
+_stats: dict[str, Any] = {"current": 0, "max": 0, "started": []}
+
+
+def _gate(name: str) -> asyncio.Event:
+    return _gates.setdefault(name, asyncio.Event())
+
+
+async def _tracked(ctx: TaskContext, body: Any) -> dict[str, Any]:
+    _stats["current"] += 1
+    _stats["max"] = max(_stats["max"], _stats["current"])
+    _stats["started"].append(ctx.task.id)
+    try:
+        return await body
+    finally:
+        _stats["current"] -= 1
+
+
+async def run_echo(ctx: TaskContext) -> dict[str, Any]:
+    async def body() -> dict[str, Any]:
+        return {"echo": ctx.task.input, "attempt": ctx.attempt}
+
+    return await _tracked(ctx, body())
+
+
+async def run_gate(ctx: TaskContext) -> dict[str, Any]:
+    async def body() -> dict[str, Any]:
+        for delta in ctx.task.input.get("deltas", []):
+            await ctx.progress(delta)
+        await _gate(ctx.task.input["gate"]).wait()
+        ctx.record_usage("test-model", 10, 5)
+        return {"gate": ctx.task.input["gate"], "attempt": ctx.attempt}
+
+    return await _tracked(ctx, body())
+
+
+async def run_fail(ctx: TaskContext) -> dict[str, Any]:
+    raise TaskError(ctx.task.input.get("code", "test_failure"), "failed on purpose", retryable=True)
+
+
+async def run_crash(ctx: TaskContext) -> dict[str, Any]:
+    os.kill(os.getpid(), signal.SIGKILL)
+    raise AssertionError("unreachable")
+
+
+TEST_TASK_TYPES = {
+    t.name: t
+    for t in (
+        TaskType("echo", run_echo),
+        TaskType("gate", run_gate),
+        TaskType("fail", run_fail),
+        TaskType("crash", run_crash),
+    )
+}
+
+bp = Blueprint("testing", __name__, url_prefix="/api/v1/test")
+
+
+@bp.post("/tasks/<task_type>")
+async def submit(task_type: str) -> tuple[dict[str, Any], int]:
+    body = await request.get_json()
+    outcome = await services().engine.submit(
+        current_user().id,
+        task_type,
+        body.get("input", {}),
+        preview=str(body.get("input", ""))[:50],
+        priority=body.get("priority"),
+        idempotency_key=idempotency_key(),
+    )
+    return submit_answer(outcome)
+
+
+@bp.post("/gates/<name>")
+async def open_gate(name: str) -> dict[str, Any]:
+    _gate(name).set()
+    return {"opened": name}
+
+
+@bp.get("/stats")
+async def stats() -> dict[str, Any]:
+    return {
+        "max_concurrent": _stats["max"],
+        "current": _stats["current"],
+        "started": _stats["started"],
+        "running": sorted(name for name, gate in _gates.items() if not gate.is_set()),
+    }
+
+
+def configure(app: Quart) -> None:
+    app.register_blueprint(bp)
