@@ -1,0 +1,16 @@
+"""The LLM gateway: the only package that talks to the provider (and imports ``openai``)."""
+
+from __future__ import annotations
+
+from insightreader.llm.client import ClientTuning, LLMClient
+from insightreader.llm.result import Completion, Usage
+from insightreader.llm.tokens import estimate_prompt_tokens, estimate_text_tokens
+
+__all__ = [
+    "ClientTuning",
+    "Completion",
+    "LLMClient",
+    "Usage",
+    "estimate_prompt_tokens",
+    "estimate_text_tokens",
+]
