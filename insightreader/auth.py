@@ -20,7 +20,7 @@ import jwt
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
-from .config import AuthSettings
+from .config import AuthSettings, ConfigError
 from .errors import Conflict, Unauthorized
 from .records import User, utcnow
 from .store import Store, Tx
@@ -52,14 +52,24 @@ def load_secret(settings: AuthSettings, database: Path) -> str:
         return settings.secret
     path = database.with_name(database.name + ".secret")
     try:
-        return path.read_text().strip()
+        secret = path.read_text().strip()
     except FileNotFoundError:
         pass
+    else:
+        # empty or cut short (a crash while it was written): never sign with that
+        if len(secret.encode()) < 32:
+            raise ConfigError(
+                f"the secret file {path} holds fewer than 32 bytes: delete it to generate"
+                " a new one (every issued token becomes invalid), or set auth.secret"
+            )
+        return secret
     path.parent.mkdir(parents=True, exist_ok=True)
     secret = secrets.token_urlsafe(48)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as f:
         f.write(secret + "\n")
+        f.flush()
+        os.fsync(f.fileno())
     return secret
 
 

@@ -13,7 +13,7 @@ import click
 from . import config as config_module
 from . import logs, migrate
 from .config import ConfigError, Settings
-from .services import AlreadyRunning
+from .errors import AlreadyRunning
 
 T = TypeVar("T")
 
@@ -38,7 +38,7 @@ def _settings(config_path: Path | None, overrides: dict[str, Any] | None = None)
 def _run(coro: Coroutine[Any, Any, T]) -> T:
     try:
         return asyncio.run(coro)
-    except (AlreadyRunning, migrate.MigrationError, FileExistsError) as exc:
+    except (AlreadyRunning, ConfigError, migrate.MigrationError, FileExistsError) as exc:
         raise click.ClickException(str(exc)) from None
 
 
@@ -53,11 +53,11 @@ def main() -> None:
 @click.option("--bind", default=None, help="HOST:PORT to listen on (overrides server.bind).")
 def serve(config_path: Path | None, bind: str | None) -> None:
     """Run the server until SIGTERM or SIGINT."""
+    from .analyses import task_types
     from .server import serve as run_server
-    from .tasktypes import task_types
 
     settings = _settings(config_path, {"server": {"bind": bind}} if bind else None)
-    _run(run_server(settings, task_types()))
+    _run(run_server(settings, task_types(settings.llm)))
 
 
 @main.command(name="migrate")
@@ -136,3 +136,12 @@ def backup(config_path: Path | None, path: Path) -> None:
         raise click.ClickException(f"no database at {settings.database.path}")
     _run(backup_database(settings.database.path, path))
     click.echo(f"backed up {settings.database.path} to {path}")
+
+
+# The client verbs, which talk to a running server (insightreader/client_cli.py, docs/client.md).
+from .client_cli import analyze, insight, login, tasks  # noqa: E402
+
+main.add_command(login)
+main.add_command(analyze)
+main.add_command(insight)
+main.add_command(tasks)

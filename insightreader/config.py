@@ -19,6 +19,14 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 ENV_PREFIX = "INSIGHTREADER_"
+#: ``INSIGHTREADER_*`` variables that are not settings of the server's configuration.
+OTHER_ENV_NAMES = frozenset(
+    {
+        "INSIGHTREADER_ADMIN_USERNAME",  # first administrator, created at start
+        "INSIGHTREADER_ADMIN_PASSWORD",
+        "INSIGHTREADER_CLIENT_CONFIG",  # the command-line client's own file
+    }
+)
 DEFAULT_CONFIG_FILE = "config.toml"
 
 
@@ -164,11 +172,27 @@ def _describe(exc: ValidationError) -> str:
     return "; ".join(parts)
 
 
+def _check_env_names(environ: Mapping[str, str]) -> None:
+    """pydantic-settings silently ignores an ``INSIGHTREADER_*`` variable that names no
+    section (``INSIGHTREADER_TASKZ__X``, ``INSIGHTREADER_SERVER_BIND``); a misspelt key
+    inside a known section is already refused by the section's ``extra="forbid"``."""
+    for name in environ:
+        if not name.upper().startswith(ENV_PREFIX) or name.upper() in OTHER_ENV_NAMES:
+            continue
+        section = name[len(ENV_PREFIX) :].lower().partition("__")[0]
+        if section not in Settings.model_fields:
+            raise ConfigError(
+                f"configuration error: unknown environment variable {name!r}"
+                f" (expected {ENV_PREFIX}<SECTION>__<KEY>, sections: {', '.join(Settings.model_fields)})"
+            )
+
+
 def load(
     path: Path | str | None = None, *, overrides: Mapping[str, Any] | None = None
 ) -> Settings:
     """Build the settings from ``path`` (or ./config.toml when present), the environment
     and ``overrides`` (command-line flags, as ``{"server": {"bind": "…"}}``)."""
+    _check_env_names(os.environ)
     if path is None and Path(DEFAULT_CONFIG_FILE).is_file():
         path = DEFAULT_CONFIG_FILE
     file_data = _read_toml(Path(path)) if path is not None else {}

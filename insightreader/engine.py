@@ -41,6 +41,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 CANCEL_WAIT = 5.0
+#: Seconds before a task whose start could not be written is tried again.
+RETRY_START_AFTER = 1.0
 
 
 @dataclass(frozen=True)
@@ -291,7 +293,6 @@ class Engine:
             priority=kind.priority if priority is None else priority,
             input=payload,
             input_hash=digest,
-            idempotency_key=idempotency_key,
             article_id=article_id,
             metadata={"preview": preview[:50]},
             created_at=format_time(now),
@@ -299,13 +300,7 @@ class Engine:
         since = format_time(now - timedelta(seconds=self.settings.result_ttl))
         today = fresh.created_at[:10]
 
-        async def job(tx: Tx) -> SubmitOutcome:
-            if idempotency_key is not None:
-                earlier = await tx.task_by_idempotency_key(user_id, idempotency_key)
-                if earlier is not None:
-                    if earlier.input_hash != digest:
-                        raise Conflict("this Idempotency-Key was used with a different request")
-                    return SubmitOutcome(earlier, created=False, deduplicated=False)
+        async def answer(tx: Tx) -> SubmitOutcome:
             if self.settings.result_ttl:
                 done = await tx.completed_task(user_id, digest, since)
                 if done is not None:
@@ -315,12 +310,27 @@ class Engine:
                 return SubmitOutcome(active, created=False, deduplicated=False)
             await self._check_admission(tx, user_id, today)
             if not await tx.insert_task(fresh):
-                raise Conflict("a task with this Idempotency-Key or content was created meanwhile")
+                raise Conflict("an identical task was created meanwhile")
             task = await tx.task(fresh.id)
             assert task is not None
             await self._publish(tx, "task_queued", task)
             tx.after_commit(lambda: self._enqueue(task))
             return SubmitOutcome(task, created=True, deduplicated=False)
+
+        async def job(tx: Tx) -> SubmitOutcome:
+            if idempotency_key is None:
+                return await answer(tx)
+            earlier = await tx.idempotency_key(user_id, idempotency_key)
+            if earlier is not None:
+                first_hash, task = earlier
+                if first_hash != digest:
+                    raise Conflict("this Idempotency-Key was used with a different request")
+                return SubmitOutcome(task, created=False, deduplicated=False)
+            outcome = await answer(tx)
+            await tx.record_idempotency_key(
+                user_id, idempotency_key, digest, outcome.task.id, fresh.created_at
+            )
+            return outcome
 
         outcome = await self._store.write(job)
         if outcome.created:
@@ -515,10 +525,29 @@ class Engine:
             current = asyncio.current_task()
             if current is not None:
                 current.uncancel()
+        except Exception:
+            # Recording the outcome failed (a full disk, a failing on_complete write).
+            # Never let it reach the task group: that would stop the dispatcher and
+            # cancel every other run, while submits were still being accepted.
+            log.exception("task %s: its outcome could not be recorded", task_id)
+            await self._fail_unrecorded(task_id)
         finally:
             self._cancel_requested.discard(task_id)
             self._running.pop(task_id, None)
             self._slots.release()
+
+    async def _fail_unrecorded(self, task_id: str) -> None:
+        """Best effort after a failed write: a running task is failed; a task whose start
+        could not be written (still pending) is queued again after a pause."""
+        error = TaskError("internal_error", "the task's outcome could not be stored", retryable=True)
+        try:
+            current = await self._store.read.task(task_id)
+            if current is not None and current.status is TaskStatus.RUNNING:
+                await self._finish(current, TaskStatus.FAILED, "task_failed", error=error)
+            elif current is not None and current.status is TaskStatus.PENDING:
+                asyncio.get_running_loop().call_later(RETRY_START_AFTER, self._enqueue, current)
+        except Exception:
+            log.exception("task %s: its failure could not be recorded either", task_id)
 
     async def _interrupted(self, task_id: str, task: Task | None) -> None:
         """A run was cancelled: by its user (→ cancelled) or by shutdown (→ pending)."""

@@ -20,6 +20,10 @@ class InsightReaderError(Exception):
         self.message = message
 
 
+class AlreadyRunning(InsightReaderError):
+    """Another server process holds this database."""
+
+
 class ApiError(InsightReaderError):
     """An error answered to an HTTP client."""
 
@@ -32,6 +36,12 @@ class BadRequest(ApiError):
 
     status = 400
     code = "bad_request"
+
+
+class InvalidLastEventId(BadRequest):
+    """``Last-Event-ID`` (or ``last_event_id``) is not a non-negative integer."""
+
+    code = "invalid_last_event_id"
 
 
 class ValidationFailed(ApiError):

@@ -54,6 +54,7 @@ class EventBus:
         self._queue_size = queue_size
         self._next_id = 0
         self._reserved = 0
+        self._delivered_id = 0
         self._reserving: asyncio.Task[None] | None = None
         # id → (event, ready). Delivered from the front while the front is ready.
         self._outbox: OrderedDict[int, tuple[Event, bool]] = OrderedDict()
@@ -69,6 +70,7 @@ class EventBus:
         reserved = int(await self._store.read.meta(_HWM_KEY) or 0)
         self._next_id = max(last_stored, reserved) + 1
         self._reserved = self._next_id - 1
+        self._delivered_id = self._next_id - 1
         await self._reserve()
 
     async def stop(self) -> None:
@@ -82,6 +84,12 @@ class EventBus:
     def last_id(self) -> int:
         """The largest id handed out so far."""
         return self._next_id - 1
+
+    @property
+    def delivered_id(self) -> int:
+        """The id of the last event handed to subscribers: every later delivery has a
+        larger id, and every stored event up to it is committed."""
+        return self._delivered_id
 
     async def _reserve(self) -> None:
         upto = self._next_id + ID_BLOCK
@@ -151,6 +159,8 @@ class EventBus:
             self._deliver(event)
 
     def _deliver(self, event: Event) -> None:
+        assert event.id is not None
+        self._delivered_id = event.id
         task_id = event.data.get("task_id")
         if event.event == "task_progress":
             self._progress.setdefault(task_id, []).append(event)

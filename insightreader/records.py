@@ -50,7 +50,6 @@ class Task:
     attempts_excused: int
     input: dict[str, Any]
     input_hash: str
-    idempotency_key: str | None
     article_id: str | None
     metadata: dict[str, Any]
     result: dict[str, Any] | None
@@ -96,7 +95,6 @@ class NewTask:
     priority: int
     input: dict[str, Any]
     input_hash: str
-    idempotency_key: str | None
     article_id: str | None
     metadata: dict[str, Any]
     created_at: str
@@ -111,3 +109,36 @@ class Event:
     user_id: str
     event: str
     data: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Article:
+    id: str
+    seq: int
+    user_id: str
+    title: str
+    content: str
+    url: str | None
+    content_hash: str
+    analysis: dict[str, Any] | None
+    meta_analysis: dict[str, Any] | None
+    lenses: dict[str, dict[str, Any]]
+    created_at: str
+    updated_at: str
+
+    def public(self, *, content: bool = True) -> dict[str, Any]:
+        """The article as the API shows it (lists leave the content out)."""
+        body: dict[str, Any] = {
+            "article_id": self.id,
+            "title": self.title,
+            "url": self.url,
+            "content_hash": self.content_hash,
+            "analysis": self.analysis,
+            "meta_analysis": self.meta_analysis,
+            "lenses": self.lenses,
+            "created_at": self.created_at,
+            "updated_at": self.updated_at,
+        }
+        if content:
+            body["content"] = self.content
+        return body

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 from collections.abc import Callable, Mapping
 
@@ -20,7 +21,9 @@ log = logging.getLogger(__name__)
 
 #: Hypercorn's own grace after the engine drained and the streams ended: only
 #: short requests can still be in flight by then.
-HTTP_GRACE = 1.0
+HTTP_GRACE = 0.5
+#: After that, connections to clients that stopped reading are given up on.
+STUCK_GRACE = 0.25
 #: The access log leaves the query string out: it may hold a token or ticket.
 ACCESS_LOG_FORMAT = '%(h)s "%(m)s %(U)s %(H)s" %(s)s %(b)s %(D)sus'
 
@@ -52,14 +55,37 @@ async def serve(
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
 
+    drained = asyncio.Event()
+
     async def shutdown_trigger() -> None:
         await stop.wait()
         log.info("shutting down: draining tasks for up to %gs", settings.server.graceful_timeout)
         await services.engine.drain(settings.server.graceful_timeout)
         await services.bus.stop()
+        drained.set()
 
+    serving = asyncio.create_task(
+        hypercorn_serve(app, hypercorn_config(settings), shutdown_trigger=shutdown_trigger)
+    )
+    stuck = False
     try:
-        await hypercorn_serve(app, hypercorn_config(settings), shutdown_trigger=shutdown_trigger)
+        waiting = asyncio.create_task(drained.wait())
+        await asyncio.wait({serving, waiting}, return_when=asyncio.FIRST_COMPLETED)
+        waiting.cancel()
+        if not serving.done():
+            # Hypercorn waits without a limit for a socket whose client stopped reading
+            # (asyncio closes it only once its buffer is flushed): give it its grace and
+            # a moment more, then stop regardless.
+            done, _ = await asyncio.wait({serving}, timeout=HTTP_GRACE + STUCK_GRACE)
+            stuck = not done
+        if serving.done():
+            serving.result()
     finally:
         await services.close()
         log.info("stopped")
+    if stuck:
+        log.warning("connections to clients that stopped reading were still open; exiting anyway")
+        logging.shutdown()
+        # Everything is committed and closed; only those sockets remain, and the loop
+        # could not finish cancelling the task that waits on them.
+        os._exit(0)

@@ -12,14 +12,13 @@ from typing import IO
 from .auth import Auth, load_secret
 from .config import Settings
 from .engine import Engine, TaskType
+from .errors import AlreadyRunning
 from .events import EventBus
+from .llm import LLMClient
+from .sse import EventPruner
 from .store import Store
 
 log = logging.getLogger(__name__)
-
-
-class AlreadyRunning(Exception):
-    """Another server process holds this database."""
 
 
 def _lock(settings: Settings) -> IO[str]:
@@ -49,30 +48,39 @@ class Services:
     bus: EventBus
     engine: Engine
     auth: Auth
+    llm: LLMClient
+    pruner: EventPruner
     _lock: IO[str]
 
     @classmethod
     async def open(cls, settings: Settings, task_types: Mapping[str, TaskType]) -> Services:
         lock = _lock(settings)
         store = Store(settings.database)
+        llm = LLMClient.from_settings(settings.llm)
+        pruner = EventPruner(store, settings.sse.retention)
         try:
             await store.open()
+            await pruner.start()
             bus = EventBus(store, queue_size=settings.sse.queue_size)
             await bus.start()
-            engine = Engine(store, bus, settings.tasks, task_types, model=settings.llm.model)
+            engine = Engine(store, bus, settings.tasks, task_types, llm=llm, model=llm.model)
             auth = Auth(settings.auth, load_secret(settings.auth, settings.database.path), store)
             await auth.start()
             await engine.start()
         except BaseException:
+            await pruner.stop()
             await store.close()
+            await llm.aclose()
             lock.close()
             raise
-        return cls(settings, store, bus, engine, auth, lock)
+        return cls(settings, store, bus, engine, auth, llm, pruner, lock)
 
     async def close(self) -> None:
         """Drain the engine (running tasks get ``server.graceful_timeout``), end the
         streams, flush the store."""
         await self.engine.drain(self.settings.server.graceful_timeout)
         await self.bus.stop()
+        await self.pruner.stop()
         await self.store.close()
+        await self.llm.aclose()
         self._lock.close()

@@ -34,7 +34,7 @@ import aiosqlite
 from . import migrate
 from .config import DatabaseSettings
 from .errors import StorageBusy, StorageFull
-from .records import NewTask, Task, TaskStatus, User
+from .records import Article, NewTask, Task, TaskStatus, User
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +44,14 @@ UNFINISHED = ("pending", "running")
 
 
 def _dumps(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    """Readable UTF-8 JSON; ASCII escapes when the value holds lone surrogates (from an
+    upstream answer, say), which SQLite could not store as text."""
+    text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return json.dumps(value, separators=(",", ":"))
+    return text
 
 
 def _loads(text: str | None) -> Any:
@@ -73,7 +80,6 @@ def _task(row: sqlite3.Row) -> Task:
         attempts_excused=row["attempts_excused"],
         input=_loads(row["input"]),
         input_hash=row["input_hash"],
-        idempotency_key=row["idempotency_key"],
         article_id=row["article_id"],
         metadata=_loads(row["metadata"]),
         result=_loads(row["result"]),
@@ -94,6 +100,23 @@ def _user(row: sqlite3.Row) -> User:
         password_hash=row["password_hash"],
         is_admin=bool(row["is_admin"]),
         created_at=row["created_at"],
+    )
+
+
+def _article(row: sqlite3.Row, lenses: dict[str, dict[str, Any]]) -> Article:
+    return Article(
+        id=row["id"],
+        seq=row["seq"],
+        user_id=row["user_id"],
+        title=row["title"],
+        content=row["content"],
+        url=row["url"],
+        content_hash=row["content_hash"],
+        analysis=_loads(row["analysis"]),
+        meta_analysis=_loads(row["meta_analysis"]),
+        lenses=lenses,
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
     )
 
 
@@ -138,11 +161,14 @@ class _Queries:
             )
         return _task(row) if row else None
 
-    async def task_by_idempotency_key(self, user_id: str, key: str) -> Task | None:
+    async def idempotency_key(self, user_id: str, key: str) -> tuple[str, Task] | None:
+        """The input hash a key was first used with, and the task that answered it."""
         row = await self._one(
-            "SELECT * FROM tasks WHERE user_id = ? AND idempotency_key = ?", (user_id, key)
+            "SELECT k.input_hash AS key_hash, t.* FROM idempotency_keys k"
+            " JOIN tasks t ON t.id = k.task_id WHERE k.user_id = ? AND k.key = ?",
+            (user_id, key),
         )
-        return _task(row) if row else None
+        return None if row is None else (row["key_hash"], _task(row))
 
     async def completed_task(self, user_id: str, input_hash: str, since: str) -> Task | None:
         """The newest completed task with this hash finished at or after ``since``."""
@@ -160,6 +186,30 @@ class _Queries:
             (user_id, input_hash),
         )
         return _task(row) if row else None
+
+    async def article(self, article_id: str, user_id: str) -> Article | None:
+        """The user's article with its analyses and lens results, or None."""
+        row = await self._one(
+            "SELECT * FROM articles WHERE id = ? AND user_id = ?", (article_id, user_id)
+        )
+        if row is None:
+            return None
+        lenses = {
+            r["lens_type"]: _loads(r["result"])
+            for r in await self._all(
+                "SELECT lens_type, result FROM article_lenses WHERE article_id = ?"
+                " ORDER BY lens_type",
+                (article_id,),
+            )
+        }
+        return _article(row, lenses)
+
+    async def article_by_hash(self, user_id: str, content_hash: str) -> Article | None:
+        row = await self._one(
+            "SELECT id FROM articles WHERE user_id = ? AND content_hash = ?",
+            (user_id, content_hash),
+        )
+        return None if row is None else await self.article(row["id"], user_id)
 
     async def count_unfinished(self, user_id: str) -> int:
         row = await self._one(
@@ -206,6 +256,27 @@ class Reader(_Queries):
         sql += " ORDER BY seq DESC LIMIT ?"
         params.append(limit)
         return [_task(row) for row in await self._all(sql, params)]
+
+    async def list_articles(
+        self, user_id: str, *, limit: int, before_seq: int | None
+    ) -> list[Article]:
+        """The user's articles, newest first, without lens results."""
+        sql = "SELECT * FROM articles WHERE user_id = ?"
+        params: list[Any] = [user_id]
+        if before_seq is not None:
+            sql += " AND seq < ?"
+            params.append(before_seq)
+        sql += " ORDER BY seq DESC LIMIT ?"
+        params.append(limit)
+        return [_article(row, {}) for row in await self._all(sql, params)]
+
+    async def unfinished_article_tasks(self, user_id: str, article_id: str) -> list[Task]:
+        rows = await self._all(
+            "SELECT * FROM tasks WHERE user_id = ? AND article_id = ?"
+            " AND status IN ('pending', 'running')",
+            (user_id, article_id),
+        )
+        return [_task(row) for row in rows]
 
     async def unfinished_tasks(self) -> list[Task]:
         """Every pending or running task, oldest first (for recovery at start)."""
@@ -292,13 +363,12 @@ class Tx(_Queries):
         )
 
     async def insert_task(self, task: NewTask) -> bool:
-        """Insert a pending task; False when a unique index (an unfinished task with
-        the same hash, or the same idempotency key) already holds one."""
+        """Insert a pending task; False when an unfinished task with the same hash exists."""
         return (
             await self._execute(
                 "INSERT INTO tasks (id, user_id, task_type, status, priority, input, input_hash,"
-                " idempotency_key, article_id, metadata, created_at)"
-                " VALUES (?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                " article_id, metadata, created_at)"
+                " VALUES (?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
                 (
                     task.id,
                     task.user_id,
@@ -306,13 +376,21 @@ class Tx(_Queries):
                     task.priority,
                     _dumps(task.input),
                     task.input_hash,
-                    task.idempotency_key,
                     task.article_id,
                     _dumps(task.metadata),
                     task.created_at,
                 ),
             )
             == 1
+        )
+
+    async def record_idempotency_key(
+        self, user_id: str, key: str, input_hash: str, task_id: str, now: str
+    ) -> None:
+        await self._execute(
+            "INSERT INTO idempotency_keys (user_id, key, input_hash, task_id, created_at)"
+            " VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+            (user_id, key, input_hash, task_id, now),
         )
 
     async def _update_task(self, sql: str, params: Iterable[Any]) -> Task | None:
@@ -370,9 +448,10 @@ class Tx(_Queries):
         )
 
     async def retry_task(self, task_id: str, user_id: str) -> Task | None:
-        """failed/cancelled → pending, its past runs excused; None if not allowed."""
+        """failed/cancelled → pending, its past runs excused; None if not allowed (also
+        when an identical task is unfinished: OR IGNORE skips the unique-index clash)."""
         return await self._update_task(
-            "UPDATE tasks SET status = 'pending', attempts_excused = attempts, result = NULL,"
+            "UPDATE OR IGNORE tasks SET status = 'pending', attempts_excused = attempts, result = NULL,"
             " error = NULL, started_at = NULL, finished_at = NULL"
             " WHERE id = ? AND user_id = ? AND status IN ('failed', 'cancelled')",
             (task_id, user_id),
@@ -383,6 +462,57 @@ class Tx(_Queries):
         attempt stays counted, so a task that kills the process cannot loop)."""
         return await self._execute(
             "UPDATE tasks SET status = 'pending', started_at = NULL WHERE status = 'running'"
+        )
+
+    async def insert_article(self, article: Article) -> bool:
+        """Insert an article; False when the user already saved this content."""
+        return (
+            await self._execute(
+                "INSERT INTO articles (id, user_id, title, content, url, content_hash,"
+                " created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT (user_id, content_hash) DO NOTHING",
+                (
+                    article.id,
+                    article.user_id,
+                    article.title,
+                    article.content,
+                    article.url,
+                    article.content_hash,
+                    article.created_at,
+                    article.updated_at,
+                ),
+            )
+            == 1
+        )
+
+    async def set_article_analysis(
+        self, article_id: str, field: str, value: dict[str, Any], now: str
+    ) -> None:
+        """Store an article's ``analysis`` or ``meta_analysis``."""
+        column = {"analysis": "analysis", "meta_analysis": "meta_analysis"}[field]
+        await self._execute(
+            f"UPDATE articles SET {column} = ?, updated_at = ? WHERE id = ?",
+            (_dumps(value), now, article_id),
+        )
+
+    async def set_article_lens(
+        self, article_id: str, lens_type: str, result: dict[str, Any], now: str
+    ) -> None:
+        """Store a lens result on its article (nothing when the article was deleted)."""
+        await self._execute(
+            "INSERT INTO article_lenses (article_id, lens_type, result, updated_at)"
+            " SELECT id, ?, ?, ? FROM articles WHERE id = ?"
+            " ON CONFLICT (article_id, lens_type) DO UPDATE SET"
+            " result = excluded.result, updated_at = excluded.updated_at",
+            (lens_type, _dumps(result), now, article_id),
+        )
+
+    async def delete_article(self, article_id: str, user_id: str) -> bool:
+        return (
+            await self._execute(
+                "DELETE FROM articles WHERE id = ? AND user_id = ?", (article_id, user_id)
+            )
+            == 1
         )
 
     async def add_usage(

@@ -37,6 +37,8 @@ def start_server(tmp_path: Path) -> Iterator[Callable[..., ServerProcess]]:
     yield start
     for server in started:
         server.stop()
+        # Shown by pytest only when the test failed.
+        print(f"--- server log ({server.url}) ---\n" + "\n".join(server.logs[-80:]))
 
 
 @pytest.fixture
@@ -48,6 +50,22 @@ def server(start_server: Callable[..., ServerProcess]) -> ServerProcess:
 async def http(server: ServerProcess) -> AsyncIterator[httpx.AsyncClient]:
     async with httpx.AsyncClient(base_url=server.url, timeout=30) as client:
         yield client
+
+
+@pytest.fixture
+async def connect() -> AsyncIterator[Callable[[ServerProcess], httpx.AsyncClient]]:
+    """``connect(server)``: a client to the server's current address (it changes when
+    the server restarts), closed at teardown."""
+    clients: list[httpx.AsyncClient] = []
+
+    def make(server: ServerProcess) -> httpx.AsyncClient:
+        client = httpx.AsyncClient(base_url=server.url, timeout=30)
+        clients.append(client)
+        return client
+
+    yield make
+    for client in clients:
+        await client.aclose()
 
 
 @pytest.fixture

@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
-from quart import current_app, g, request
+from typing import TypeVar
 
+from pydantic import BaseModel, ValidationError
+from quart import Response, current_app, g, request
+from quart_schema import RequestSchemaValidationError
+
+from ..auth import ACCESS
 from ..errors import Unauthorized
 from ..records import User
 from ..services import Services
+
+M = TypeVar("M", bound=BaseModel)
 
 #: Endpoints under /api/v1 that need no access token.
 PUBLIC_ENDPOINTS = {"auth.register", "auth.login", "auth.refresh"}
@@ -27,11 +34,15 @@ async def authenticate_request() -> None:
     bad token is a 401 whatever the body holds."""
     if not request.path.startswith("/api/v1/") or request.endpoint in PUBLIC_ENDPOINTS:
         return
+    if request.routing_exception is not None:
+        return  # no such route (404) or method (405): say so, whatever the token
     auth = services().auth
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() == "bearer" and token.strip():
         g.user = await auth.authenticate(token.strip())
+        if request.endpoint in STREAM_ENDPOINTS:  # a stream ends when its token expires
+            g.session_expires = auth.decode(token.strip(), ACCESS)["exp"]
         return
     if request.endpoint in STREAM_ENDPOINTS:
         if ticket := request.args.get("ticket"):
@@ -44,5 +55,29 @@ async def authenticate_request() -> None:
             return
         if token := request.args.get("token"):
             g.user = await auth.authenticate(token)
+            g.session_expires = auth.decode(token, ACCESS)["exp"]
             return
     raise Unauthorized("an Authorization: Bearer <access_token> header is required")
+
+
+async def finish_request_body(response: Response) -> Response:
+    """Receive the rest of a body no one read (a 401 given before it, a route that takes
+    none). Hypercorn otherwise closes the keep-alive connection after the answer without a
+    ``Connection: close`` header, and the client's next request on it fails. A body that
+    cannot be received (over ``server.max_body_bytes``, too slow) closes it explicitly."""
+    if request.content_length or "Transfer-Encoding" in request.headers:
+        try:
+            await request.get_data(as_text=False)
+        except Exception:
+            response.headers["Connection"] = "close"
+    return response
+
+
+async def optional_body(model: type[M]) -> M:
+    """Validate a JSON body that may be left out (an empty body means the defaults)."""
+    if not (await request.get_data(as_text=False)).strip():
+        return model()
+    try:
+        return model.model_validate(await request.get_json(force=True))
+    except ValidationError as exc:
+        raise RequestSchemaValidationError(exc) from None

@@ -5,9 +5,9 @@ from __future__ import annotations
 import logging
 
 from pydantic import ValidationError
-from quart import Quart, Response, jsonify
+from quart import Quart, Response, jsonify, request
 from quart_schema import RequestSchemaValidationError
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
 from ..errors import ApiError
 
@@ -58,7 +58,21 @@ def register(app: Quart) -> None:
         if status == 400:
             return error_response(400, "invalid_json", "the request body is not valid JSON")
         message = exc.description or exc.name
-        return error_response(status, _HTTP_CODES.get(status, "http_error"), message)
+        response = error_response(status, _HTTP_CODES.get(status, "http_error"), message)
+        if isinstance(exc, MethodNotAllowed) and exc.valid_methods:
+            response.headers["Allow"] = ", ".join(sorted(exc.valid_methods))  # RFC 9110: a 405 must say
+        return response
+
+    @app.errorhandler(UnicodeDecodeError)
+    async def undecodable(exc: UnicodeDecodeError) -> Response:
+        # Quart decodes a JSON body with ``bytes.decode()`` before parsing it, so
+        # bytes that are not UTF-8 surface here rather than as a 400.
+        try:
+            (await request.get_data(as_text=False)).decode("utf-8")
+        except UnicodeDecodeError:
+            return error_response(400, "invalid_json", "the request body is not valid UTF-8 JSON")
+        log.error("unhandled error", exc_info=exc)
+        return error_response(500, "internal_error", "an unexpected error occurred")
 
     @app.errorhandler(Exception)
     async def unexpected(exc: Exception) -> Response:

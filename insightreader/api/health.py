@@ -24,4 +24,4 @@ async def readyz() -> dict[str, Any]:
     if not svc.engine.accepting:
         raise ShuttingDown("the server is shutting down")
     await svc.store.read.last_event_id()
-    return {"status": "ready", "engine": svc.engine.status()}
+    return {"status": "ready", "engine": svc.engine.status(), "llm": svc.llm.status()}

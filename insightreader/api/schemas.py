@@ -71,7 +71,7 @@ class TaskError(BaseModel):
     retryable: bool
 
 
-class UsageOut(BaseModel):
+class TokenUsage(BaseModel):
     prompt_tokens: int
     completion_tokens: int
 
@@ -88,7 +88,7 @@ class TaskOut(BaseModel):
     result: dict[str, Any] | None
     error: TaskError | None
     model: str | None
-    usage: UsageOut
+    usage: TokenUsage
     created_at: str
     started_at: str | None
     finished_at: str | None
@@ -119,3 +119,104 @@ class SubmitOut(BaseModel):
 
 class Health(BaseModel):
     status: str
+
+
+Title = Annotated[str, StringConstraints(min_length=1, max_length=500), AfterValidator(_encodable)]
+Url = Annotated[
+    str, StringConstraints(max_length=2048, pattern=r"^https?://\S+$"), AfterValidator(_encodable)
+]
+Selection = Annotated[str, StringConstraints(min_length=1, max_length=20_000), AfterValidator(_encodable)]
+Short = Annotated[str, StringConstraints(max_length=500), AfterValidator(_encodable)]
+
+
+class Submit(Wire):
+    priority: Priority | None = None
+
+
+class SaveArticle(Submit):
+    title: Title
+    content: NonEmptyText
+    url: Url | None = None
+
+
+class MetaAnalysisRequest(Submit):
+    article_id: NonEmptyText
+
+
+class Turn(Wire):
+    role: Literal["user", "assistant"]
+    content: Annotated[str, StringConstraints(max_length=20_000), AfterValidator(_encodable)]
+
+
+class ButtonsRequest(Submit):
+    selected_text: Selection
+    insight: Annotated[str, StringConstraints(max_length=20_000), AfterValidator(_encodable)] | None = None
+    intent: Short | None = None
+    conversation_history: Annotated[list[Turn], Field(max_length=50)] = []
+
+
+class InsightRequest(Submit):
+    selected_text: Selection
+    intent: Short | None = None
+    article_id: NonEmptyText | None = None
+    question: Annotated[str, StringConstraints(max_length=2000), AfterValidator(_encodable)] | None = None
+
+
+class ArticleOut(BaseModel):
+    article_id: str
+    title: str
+    url: str | None
+    content_hash: str
+    content: str | None = None
+    analysis: dict[str, Any] | None
+    meta_analysis: dict[str, Any] | None
+    lenses: dict[str, dict[str, Any]]
+    created_at: str
+    updated_at: str
+
+
+class ArticleList(BaseModel):
+    items: list[ArticleOut]
+    next_cursor: str | None
+
+
+class PageQuery(BaseModel):
+    limit: int = 20
+    cursor: str | None = None
+
+
+class LensOut(BaseModel):
+    type: str
+    name: str
+    description: str
+
+
+class LensList(BaseModel):
+    lenses: list[LensOut]
+
+
+class UsageDay(BaseModel):
+    day: str
+    model: str
+    prompt_tokens: int
+    completion_tokens: int
+    tasks: int
+
+
+class TaskCount(BaseModel):
+    day: str
+    task_type: str
+    status: str
+    count: int
+
+
+class Budget(BaseModel):
+    daily_token_budget: int
+    used_today: int
+    remaining_today: int | None
+
+
+class UsageReport(BaseModel):
+    days: list[UsageDay]
+    tasks: list[TaskCount]
+    budget: Budget

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 from typing import Any
 
 from quart import Blueprint, request
@@ -13,11 +11,10 @@ from ..engine import SubmitOutcome
 from ..errors import NotFound, ValidationFailed
 from ..records import TaskStatus
 from .deps import current_user, services
+from .paging import clamp_limit, decode_cursor, page
 from .schemas import SubmitOut, TaskList, TaskOut, TaskQuery
 
 bp = Blueprint("tasks", __name__, url_prefix="/api/v1")
-
-MAX_LIMIT = 100
 
 
 def idempotency_key() -> str | None:
@@ -43,39 +40,21 @@ def submit_answer(outcome: SubmitOutcome, **extra: Any) -> tuple[dict[str, Any],
     return body, 200
 
 
-def _encode_cursor(seq: int) -> str:
-    return base64.urlsafe_b64encode(f"t{seq}".encode()).decode().rstrip("=")
-
-
-def _decode_cursor(cursor: str) -> int:
-    try:
-        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        if text.startswith("t") and text[1:].isdigit():
-            return int(text[1:])
-    except (binascii.Error, UnicodeDecodeError, ValueError):
-        pass
-    raise ValidationFailed("cursor is not one this server gave out")
-
-
 @bp.get("/tasks")
 @validate_querystring(TaskQuery)
 @validate_response(TaskList)
 async def list_tasks(query_args: TaskQuery) -> dict[str, Any]:
     """The caller's tasks, newest first. `limit` is clamped to 1…100."""
-    limit = max(1, min(MAX_LIMIT, query_args.limit))
+    limit = clamp_limit(query_args.limit)
     tasks = await services().store.read.list_tasks(
         current_user().id,
         status=query_args.status,
         task_type=query_args.task_type,
         limit=limit + 1,
-        before_seq=None if query_args.cursor is None else _decode_cursor(query_args.cursor),
+        before_seq=decode_cursor(query_args.cursor),
     )
-    page = tasks[:limit]
-    more = len(tasks) > limit
-    return {
-        "items": [t.public() for t in page],
-        "next_cursor": _encode_cursor(page[-1].seq) if more else None,
-    }
+    items, next_cursor = page(tasks, limit)
+    return {"items": [t.public() for t in items], "next_cursor": next_cursor}
 
 
 @bp.get("/tasks/<task_id>")

@@ -22,6 +22,10 @@ class Api:
         self.username = username
         self.headers = {"Authorization": f"Bearer {token}"}
 
+    def on(self, http: httpx.AsyncClient) -> Api:
+        """The same user (same token) through another client, e.g. to a restarted server."""
+        return Api(http, self.token, self.username)
+
     async def get(self, path: str, **kw: Any) -> httpx.Response:
         return await self.http.get(path, headers=self.headers, **kw)
 
@@ -34,6 +38,12 @@ class Api:
     async def submit(self, task_type: str, input: dict[str, Any], **extra: Any) -> httpx.Response:
         headers = extra.pop("headers", None)
         return await self.post(f"/api/v1/test/tasks/{task_type}", {"input": input, **extra}, headers=headers)
+
+    async def submit_id(self, task_type: str, input: dict[str, Any], **extra: Any) -> str:
+        """Submit a task that must be accepted as new (202); its ``task_id``."""
+        response = await self.submit(task_type, input, **extra)
+        assert response.status_code == 202, response.text
+        return str(response.json()["task_id"])
 
     async def task(self, task_id: str) -> dict[str, Any]:
         response = await self.get(f"/api/v1/tasks/{task_id}")
@@ -50,6 +60,21 @@ class Api:
             if time.monotonic() > deadline:
                 raise AssertionError(f"task {task_id} still {task['status']}, wanted {statuses}")
             await asyncio.sleep(POLL)
+
+    async def all_tasks(self, **params: Any) -> list[dict[str, Any]]:
+        """Every task of the user through ``GET /tasks``, following ``next_cursor``."""
+        items: list[dict[str, Any]] = []
+        cursor = None
+        for _ in range(1000):
+            query = {"limit": 100, **params, **({"cursor": cursor} if cursor else {})}
+            response = await self.get("/api/v1/tasks", params=query)
+            assert response.status_code == 200, response.text
+            page = response.json()
+            items += page["items"]
+            cursor = page["next_cursor"]
+            if cursor is None:
+                return items
+        raise AssertionError("GET /tasks never reached the last page")
 
     async def open_gate(self, name: str) -> None:
         response = await self.post(f"/api/v1/test/gates/{name}")

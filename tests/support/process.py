@@ -54,11 +54,26 @@ class ServerProcess:
         self.url = ""
         self.logs: list[str] = []
         self.proc: subprocess.Popen[str] | None = None
-        self._listening = threading.Event()
+        #: Set once the process listens or its output ends (it exited).
+        self._settled = threading.Event()
         self._reader: threading.Thread | None = None
 
     def start(self) -> ServerProcess:
-        self._listening.clear()
+        """Start the process (again, after a kill or exit: same config, same database)
+        and wait until it listens; RuntimeError if it exits first."""
+        if not self.try_start():
+            raise RuntimeError("server did not start:\n" + "\n".join(self.logs[-40:]))
+        return self
+
+    def try_start(self) -> bool:
+        """Start the process; True once it listens, False if it exited before that
+        (e.g. a task killed it during start-up)."""
+        if self.proc is not None and self.proc.poll() is None:
+            raise RuntimeError("the server is already running")
+        self.url = ""
+        self._settled.clear()
+        if self.logs:
+            self.logs.append("--- restart ---")
         self.proc = subprocess.Popen(
             self.argv,
             cwd=self.cwd,
@@ -70,10 +85,13 @@ class ServerProcess:
         )
         self._reader = threading.Thread(target=self._read, args=(self.proc,), daemon=True)
         self._reader.start()
-        if not self._listening.wait(START_TIMEOUT) or self.proc.poll() is not None:
+        if not self._settled.wait(START_TIMEOUT):
             self.stop()
-            raise RuntimeError("server did not start:\n" + "\n".join(self.logs[-40:]))
-        return self
+            raise RuntimeError("server did not start in time:\n" + "\n".join(self.logs[-40:]))
+        if self.url and self.proc.poll() is None:
+            return True
+        self.wait(10)  # its output ended: it is exiting
+        return False
 
     def _read(self, proc: subprocess.Popen[str]) -> None:
         assert proc.stdout is not None
@@ -82,7 +100,8 @@ class ServerProcess:
             match = _LISTENING.search(line)
             if match:
                 self.url = match[1]
-                self._listening.set()
+                self._settled.set()
+        self._settled.set()  # end of output: the process exited
 
     def wait(self, timeout: float) -> int:
         assert self.proc is not None
@@ -101,6 +120,15 @@ class ServerProcess:
         assert self.proc is not None
         self.proc.send_signal(signal.SIGTERM)
         return self.wait(timeout)
+
+    def send(self, signum: int) -> None:
+        """Send ``signum`` without waiting (e.g. SIGTERM, to watch the drain)."""
+        assert self.proc is not None
+        self.proc.send_signal(signum)
+
+    @property
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:

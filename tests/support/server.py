@@ -7,7 +7,7 @@ import sys
 
 from insightreader import config, logs
 from insightreader.server import serve
-from insightreader.tasktypes import task_types
+from insightreader.analyses import task_types
 
 from .tasktypes import TEST_TASK_TYPES, configure
 
@@ -16,7 +16,7 @@ def main() -> None:
     path = sys.argv[sys.argv.index("--config") + 1]
     settings = config.load(path)
     logs.configure(settings.log)
-    asyncio.run(serve(settings, {**task_types(), **TEST_TASK_TYPES}, configure=configure))
+    asyncio.run(serve(settings, {**task_types(settings.llm), **TEST_TASK_TYPES}, configure=configure))
 
 
 if __name__ == "__main__":

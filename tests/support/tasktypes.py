@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import sqlite3
 from typing import Any
 
 from quart import Blueprint, Quart, request
@@ -22,6 +23,8 @@ from insightreader.errors import TaskError
 
 _gates: dict[str, asyncio.Event] = {}
 _stats: dict[str, Any] = {"current": 0, "max": 0, "started": []}
+#: Group commit as the store reports it: committed batches and their sizes.
+_commits: dict[str, int] = {"batches": 0, "jobs": 0, "largest": 0}
 
 
 def _gate(name: str) -> asyncio.Event:
@@ -60,6 +63,30 @@ async def run_fail(ctx: TaskContext) -> dict[str, Any]:
     raise TaskError(ctx.task.input.get("code", "test_failure"), "failed on purpose", retryable=True)
 
 
+async def run_flaky(ctx: TaskContext) -> dict[str, Any]:
+    """Fails (retryable) on attempts before ``input["succeed_on"]`` (default 2), then completes."""
+
+    async def body() -> dict[str, Any]:
+        if ctx.attempt < ctx.task.input.get("succeed_on", 2):
+            raise TaskError("flaky", f"failed on attempt {ctx.attempt}", retryable=True)
+        return {"attempt": ctx.attempt}
+
+    return await _tracked(ctx, body())
+
+
+async def run_disk_full(ctx: TaskContext) -> dict[str, Any]:
+    """Completes, but the transaction recording that fails as on a full disk."""
+
+    async def body() -> dict[str, Any]:
+        async def full(tx: Any, result: dict[str, Any]) -> None:
+            raise sqlite3.OperationalError("database or disk is full")
+
+        ctx.on_complete(full)
+        return {"stored": False}
+
+    return await _tracked(ctx, body())
+
+
 async def run_crash(ctx: TaskContext) -> dict[str, Any]:
     os.kill(os.getpid(), signal.SIGKILL)
     raise AssertionError("unreachable")
@@ -71,6 +98,8 @@ TEST_TASK_TYPES = {
         TaskType("echo", run_echo),
         TaskType("gate", run_gate),
         TaskType("fail", run_fail),
+        TaskType("flaky", run_flaky),
+        TaskType("disk_full", run_disk_full),
         TaskType("crash", run_crash),
     )
 }
@@ -105,8 +134,24 @@ async def stats() -> dict[str, Any]:
         "current": _stats["current"],
         "started": _stats["started"],
         "running": sorted(name for name, gate in _gates.items() if not gate.is_set()),
+        "commits": dict(_commits),
     }
+
+
+def _count_commits(app: Quart) -> None:
+    store = app.extensions["insightreader"].store
+    chained = store.on_commit
+
+    def on_commit(jobs: int, seconds: float) -> None:
+        _commits["batches"] += 1
+        _commits["jobs"] += jobs
+        _commits["largest"] = max(_commits["largest"], jobs)
+        if chained is not None:
+            chained(jobs, seconds)
+
+    store.on_commit = on_commit
 
 
 def configure(app: Quart) -> None:
     app.register_blueprint(bp)
+    _count_commits(app)

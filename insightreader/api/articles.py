@@ -1,0 +1,145 @@
+"""/api/v1/articles and the analyses that read a stored article."""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from typing import Any
+
+from quart import Blueprint
+from quart_schema import validate_querystring, validate_request, validate_response
+
+from ..analyses import LENSES, article, lens, meta
+from ..errors import NotFound
+from ..records import Article, utcnow
+from ..store import Tx
+from .deps import current_user, optional_body, services
+from .paging import clamp_limit, decode_cursor, page
+from .schemas import (
+    ArticleList,
+    ArticleOut,
+    LensList,
+    MetaAnalysisRequest,
+    PageQuery,
+    SaveArticle,
+    Submit,
+    SubmitOut,
+)
+from .tasks import idempotency_key, submit_answer
+
+bp = Blueprint("articles", __name__, url_prefix="/api/v1")
+
+
+def content_hash(content: str) -> str:
+    """Saving the same content twice gives the same article (line endings and
+    surrounding white space don't count)."""
+    normalised = content.replace("\r\n", "\n").strip()
+    return "sha256:" + hashlib.sha256(normalised.encode()).hexdigest()
+
+
+async def _article(article_id: str) -> Article:
+    found = await services().store.read.article(article_id, current_user().id)
+    if found is None:
+        raise NotFound("no such article")
+    return found
+
+
+async def _submit_on(found: Article, task_type: str, priority: int | None, **extra: Any) -> tuple[dict[str, Any], int]:
+    outcome = await services().engine.submit(
+        current_user().id,
+        task_type,
+        {"article_id": found.id, "content_hash": found.content_hash, **extra},
+        preview=found.title,
+        priority=priority,
+        idempotency_key=idempotency_key(),
+        article_id=found.id,
+    )
+    return submit_answer(outcome, article_id=found.id)
+
+
+@bp.post("/articles/save-with-analysis")
+@validate_request(SaveArticle)
+@validate_response(SubmitOut, 202)
+async def save_with_analysis(data: SaveArticle) -> tuple[dict[str, Any], int]:
+    """Save an article (the same content twice gives the same article) and analyse it."""
+    user = current_user()
+    now = utcnow()
+    digest = content_hash(data.content)
+    fresh = Article(
+        id=str(uuid.uuid4()), seq=0, user_id=user.id, title=data.title.strip(),
+        content=data.content, url=data.url, content_hash=digest, analysis=None,
+        meta_analysis=None, lenses={}, created_at=now, updated_at=now,
+    )
+
+    async def job(tx: Tx) -> None:
+        await tx.insert_article(fresh)
+
+    await services().store.write(job)
+    saved = await services().store.read.article_by_hash(user.id, digest)
+    assert saved is not None
+    return await _submit_on(saved, article.NAME, data.priority)
+
+
+@bp.get("/articles")
+@validate_querystring(PageQuery)
+@validate_response(ArticleList)
+async def list_articles(query_args: PageQuery) -> dict[str, Any]:
+    """The caller's articles, newest first, without their text. `limit` is clamped to 1…100."""
+    limit = clamp_limit(query_args.limit)
+    rows = await services().store.read.list_articles(
+        current_user().id, limit=limit + 1, before_seq=decode_cursor(query_args.cursor)
+    )
+    items, next_cursor = page(rows, limit)
+    return {"items": [a.public(content=False) for a in items], "next_cursor": next_cursor}
+
+
+@bp.get("/articles/<article_id>")
+@validate_response(ArticleOut)
+async def get_article(article_id: str) -> dict[str, Any]:
+    """The article with its text, analysis, meta analysis and lens results."""
+    return (await _article(article_id)).public()
+
+
+@bp.delete("/articles/<article_id>")
+async def delete_article(article_id: str) -> tuple[str, int]:
+    """Delete the article and its analyses; its unfinished tasks are cancelled."""
+    svc = services()
+    user = current_user()
+    found = await _article(article_id)
+    for task in await svc.store.read.unfinished_article_tasks(user.id, found.id):
+        try:
+            await svc.engine.cancel(user.id, task.id)
+        except NotFound:
+            pass
+
+    async def job(tx: Tx) -> bool:
+        return await tx.delete_article(found.id, user.id)
+
+    if not await svc.store.write(job):
+        raise NotFound("no such article")
+    return "", 204
+
+
+@bp.post("/meta-analysis/analyze")
+@validate_request(MetaAnalysisRequest)
+@validate_response(SubmitOut, 202)
+async def meta_analysis(data: MetaAnalysisRequest) -> tuple[dict[str, Any], int]:
+    """Analyse how a stored article argues: stance, assumptions, devices, blind spots."""
+    return await _submit_on(await _article(data.article_id), meta.NAME, data.priority)
+
+
+@bp.post("/articles/<article_id>/thinking-lens/<lens_type>")
+@validate_response(SubmitOut, 202)
+async def thinking_lens(article_id: str, lens_type: str) -> tuple[dict[str, Any], int]:
+    """Apply a thinking lens (see `GET /thinking-lenses`) to a stored article. The body
+    is optional: `{"priority": n}`."""
+    options = await optional_body(Submit)
+    if lens_type not in LENSES:
+        raise NotFound(f"no thinking lens {lens_type!r}; see GET /api/v1/thinking-lenses")
+    return await _submit_on(await _article(article_id), lens.NAME, options.priority, lens_type=lens_type)
+
+
+@bp.get("/thinking-lenses")
+@validate_response(LensList)
+async def thinking_lenses() -> dict[str, Any]:
+    return {"lenses": [lens_.public() for lens_ in LENSES.values()]}

@@ -1,0 +1,79 @@
+"""/api/v1/insights (streamed insights, follow-up buttons) and /api/v1/usage."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from quart import Blueprint
+from quart_schema import validate_request, validate_response
+
+from ..analyses import buttons, insight
+from ..errors import NotFound
+from ..records import utcnow
+from .deps import current_user, services
+from .schemas import ButtonsRequest, InsightRequest, SubmitOut, UsageReport
+from .tasks import idempotency_key, submit_answer
+
+bp = Blueprint("insights", __name__, url_prefix="/api/v1")
+
+USAGE_DAYS = 30
+
+
+@bp.post("/insights/generate-buttons")
+@validate_request(ButtonsRequest)
+@validate_response(SubmitOut, 202)
+async def generate_buttons(data: ButtonsRequest) -> tuple[dict[str, Any], int]:
+    """Follow-up question buttons for a selection (and the insight shown for it)."""
+    payload = data.model_dump(exclude={"priority"}, exclude_none=True)
+    outcome = await services().engine.submit(
+        current_user().id,
+        buttons.NAME,
+        payload,
+        preview=data.selected_text,
+        priority=data.priority,
+        idempotency_key=idempotency_key(),
+    )
+    return submit_answer(outcome)
+
+
+@bp.post("/insights/generate")
+@validate_request(InsightRequest)
+@validate_response(SubmitOut, 202)
+async def generate_insight(data: InsightRequest) -> tuple[dict[str, Any], int]:
+    """An insight on a selection; its text streams as `task_progress` events."""
+    if data.article_id is not None:
+        if await services().store.read.article(data.article_id, current_user().id) is None:
+            raise NotFound("no such article")
+    outcome = await services().engine.submit(
+        current_user().id,
+        insight.NAME,
+        data.model_dump(exclude={"priority"}, exclude_none=True),
+        preview=data.selected_text,
+        priority=data.priority,
+        idempotency_key=idempotency_key(),
+        article_id=data.article_id,
+    )
+    return submit_answer(outcome)
+
+
+@bp.get("/usage")
+@validate_response(UsageReport)
+async def usage() -> dict[str, Any]:
+    """Tokens per day and model, task counts per day, type and status (last 30 days),
+    and today's budget."""
+    user = current_user()
+    read = services().store.read
+    since = datetime.now(UTC) - timedelta(days=USAGE_DAYS)
+    today = utcnow()[:10]
+    used = await read.tokens_used(user.id, today)
+    budget = services().settings.tasks.daily_token_budget
+    return {
+        "days": await read.usage(user.id, since.strftime("%Y-%m-%d")),
+        "tasks": await read.task_counts(user.id, since.strftime("%Y-%m-%dT%H:%M:%S")),
+        "budget": {
+            "daily_token_budget": budget,
+            "used_today": used,
+            "remaining_today": max(0, budget - used) if budget else None,
+        },
+    }

@@ -1,0 +1,358 @@
+"""The domain side of an event stream (no Quart here): what one SSE connection sends,
+in what order, and how it is written on the wire. ``api/events.py`` adapts it to HTTP.
+
+A stream, in order:
+
+1. ``retry: 3000`` — the reconnection hint, sent at once as the first body bytes;
+2. ``connected`` ``{user_id, last_event_id}``, without ``id:``. ``last_event_id`` is
+   the id the stream continues after: the ``Last-Event-ID`` the client sent, or (for
+   a fresh stream, or after a reset) the id of the last event delivered before it
+   subscribed. Every event with a larger id follows on this stream, so it is a safe
+   point to resume from even before the first event arrives;
+3. the backlog. Resuming from ``Last-Event-ID: N``: every stored event of the user
+   with an id above N, merged in id order with the deltas so far of the user's
+   tasks still being written (``EventBus.progress_so_far``) above N. When events
+   after N may have been pruned (``N < oldest kept id - 1``), or N was never handed
+   out (``N > EventBus.last_id``, e.g. an id from another database), one ``reset``
+   ``{reason}`` (no ``id:``) instead, and the stream goes on like a fresh one. A
+   fresh stream gets only the deltas so far (their original ids and indexes);
+4. live events, each once, in id order; ``heartbeat`` ``{}`` (no ``id:``) after
+   ``sse.heartbeat`` seconds without a message;
+5. ``closed`` ``{reason}`` (no ``id:``) when the subscription ends: ``overflow`` (the
+   client fell ``sse.queue_size`` events behind), ``shutdown``, or
+   ``session_expired`` (the ticket's or access token's ``exp`` passed). The client
+   reconnects with the last id it received and loses nothing.
+
+No gap, no duplicate: the subscription is taken first, together with the id of the
+last event delivered before it (the *horizon*). Every later delivery reaches the
+subscription and has a larger id; every stored event up to the horizon is committed,
+so the reader sees it. The backlog covers ids in (N, horizon], the live part the ids
+above — and anything at or below the last id sent is skipped.
+
+A stream never holds up the publisher: the bus puts events into a bounded queue and
+closes the subscription when it is full. A guard task ends the stream when its
+session expires, and cancels the request task if a closed stream has not finished
+within ``close_grace`` seconds (a client that stopped reading blocks the write of
+the final message), so a stuck client cannot hold its subscription or a shutdown.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import re
+import time
+from collections import deque
+from collections.abc import AsyncGenerator, AsyncIterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from .errors import InvalidLastEventId, TooManyStreams
+from .events import EventBus, Subscription
+from .records import Event, format_time
+from .store import Store, Tx
+
+log = logging.getLogger(__name__)
+
+#: Reconnection delay hint for EventSource, in milliseconds.
+RETRY_MS = 3000
+#: Stored events read per query while replaying.
+REPLAY_PAGE = 500
+#: Seconds a closed stream gets to send its final message before its request is cancelled.
+CLOSE_GRACE = 2.0
+#: Seconds between two prunings of the event log (the contract asks for at least one a minute).
+PRUNE_INTERVAL = 30.0
+
+_ID = re.compile(r"[0-9]{1,100}")
+RETRY = f"retry: {RETRY_MS}\n\n".encode()
+
+
+# -- wire --------------------------------------------------------------------
+
+
+def encode(event: Event) -> bytes:
+    """One SSE message: ``id:`` (only for events that have one), ``event:``, and the
+    data as one line of JSON. A lone surrogate in a string (which UTF-8 cannot carry)
+    goes out as its JSON escape, so no text can break the stream."""
+    data = json.dumps(event.data, ensure_ascii=False, separators=(",", ":"))
+    head = "" if event.id is None else f"id: {event.id}\n"
+    return f"{head}event: {event.event}\ndata: {data}\n\n".encode("utf-8", "backslashreplace")
+
+
+def parse_last_event_id(header: str | None, query: str | None) -> int | None:
+    """The id to resume after, or None for a fresh stream.
+
+    The ``Last-Event-ID`` header (sent by EventSource when it reconnects by itself)
+    wins over the ``last_event_id`` query parameter (set by a page that reconnects
+    itself). An empty value counts as absent; anything else that is not a
+    non-negative decimal integer is :class:`InvalidLastEventId` (400).
+    """
+    for name, raw in (("Last-Event-ID", header), ("last_event_id", query)):
+        if raw is None or not raw.strip():
+            continue
+        value = raw.strip()
+        if not _ID.fullmatch(value):
+            raise InvalidLastEventId(f"{name} must be a non-negative integer (an event id)")
+        return int(value)
+    return None
+
+
+async def wire(stream: EventStream) -> AsyncGenerator[bytes, None]:
+    """``stream`` as ``text/event-stream`` bytes.
+
+    The first step opens the stream (raising :class:`TooManyStreams`) and yields
+    ``b""``: run it (``await anext(body)``) before the response starts, so the limit
+    answers 429 and the subscription exists before anything is read. If the body is
+    then never iterated, asyncio's async-generator finalizer closes it, which closes
+    the stream. A client disconnect arrives as ``CancelledError`` and propagates.
+    """
+    stream.open()
+    try:
+        yield b""
+        yield RETRY
+        async with contextlib.aclosing(stream.events()) as events:
+            async for event in events:
+                yield encode(event)
+    finally:
+        stream.close()
+
+
+# -- one stream --------------------------------------------------------------
+
+
+def _control(user_id: str, name: str, data: dict[str, Any]) -> Event:
+    """A message that is not resumed (no ``id:``): connected, reset, heartbeat, closed."""
+    return Event(None, user_id, name, data)
+
+
+class EventStream:
+    """One client's stream: :meth:`open` (synchronous) checks the user's stream limit
+    and subscribes, :meth:`events` yields what to send, :meth:`close` frees everything
+    (any number of times)."""
+
+    def __init__(
+        self,
+        bus: EventBus,
+        store: Store,
+        user_id: str,
+        *,
+        last_event_id: int | None,
+        heartbeat: float,
+        max_streams: int,
+        expires_at: float | None = None,
+        close_grace: float = CLOSE_GRACE,
+    ) -> None:
+        self._bus = bus
+        self._store = store
+        self.user_id = user_id
+        self._resume = last_event_id
+        self._heartbeat = heartbeat
+        self._max_streams = max_streams
+        #: Unix time at which the credentials that opened the stream expire.
+        self._expires_at = expires_at
+        self._close_grace = close_grace
+        self._sub: Subscription | None = None
+        self._horizon = 0
+        self._progress: list[Event] = []
+        self._closing: asyncio.Future[None] | None = None
+        self._guard: asyncio.Task[None] | None = None
+        self._getter: asyncio.Task[Event] | None = None
+
+    def open(self) -> None:
+        """Subscribe, unless the user has ``max_streams`` open already. Synchronous, so
+        no two concurrent opens can both pass the limit, and the subscription, the
+        horizon and the deltas so far are taken at one instant."""
+        if self._bus.subscriber_count(self.user_id) >= self._max_streams:
+            raise TooManyStreams(
+                f"you already have {self._max_streams} open event streams; close one first"
+            )
+        loop = asyncio.get_running_loop()
+        self._sub = self._bus.subscribe(self.user_id)
+        self._horizon = self._bus.delivered_id
+        self._progress = self._bus.progress_so_far(self.user_id)
+        self._closing = loop.create_future()
+        self._guard = loop.create_task(self._watch(asyncio.current_task()), name="sse-guard")
+
+    def close(self) -> None:
+        """Unsubscribe and stop the helper tasks."""
+        if self._guard is not None:
+            self._guard.cancel()
+        if self._getter is not None:
+            self._getter.cancel()
+            self._getter = None
+        if self._sub is not None:
+            self._bus.unsubscribe(self._sub)
+
+    async def _watch(self, owner: asyncio.Task[Any] | None) -> None:
+        """Close the subscription when the session expires; wake :meth:`events` when it
+        is closed (for any reason); cancel the request task that iterates the stream
+        (``owner``) if it has not ended ``close_grace`` seconds later."""
+        sub = self._sub
+        assert sub is not None and self._closing is not None
+        try:
+            if self._expires_at is None:
+                await sub.closed.wait()
+            else:
+                async with asyncio.timeout(max(0.0, self._expires_at - time.time())):
+                    await sub.closed.wait()
+        except TimeoutError:
+            sub.close("session_expired")
+        if not self._closing.done():
+            self._closing.set_result(None)
+        await asyncio.sleep(self._close_grace)
+        if owner is not None and not owner.done():
+            log.info(
+                "ending a stream whose client takes no data (closed: %s)",
+                sub.reason,
+                extra={"user_id": self.user_id},
+            )
+            owner.cancel()
+
+    async def events(self) -> AsyncIterator[Event]:
+        """What to send, from ``connected`` to ``closed`` (see the module docstring)."""
+        sub = self._sub
+        assert sub is not None, "open() first"
+        user_id = self.user_id
+        resume = self._resume
+        reset = None if resume is None else await self._reset_reason(resume)
+        replay_after = resume if reset is None else None
+        position = self._horizon if replay_after is None else replay_after
+        yield _control(user_id, "connected", {"user_id": user_id, "last_event_id": position})
+        if reset is not None:
+            yield _control(user_id, "reset", {"reason": reset})
+
+        # Live events at or below this id are not sent: the backlog covered them, or
+        # the client has them already.
+        floor = max(self._horizon, replay_after or 0)
+        async with contextlib.aclosing(self._backlog(replay_after)) as backlog:
+            async for event in backlog:
+                if sub.closed.is_set():
+                    break
+                yield event
+
+        loop = asyncio.get_running_loop()
+        idle_until = loop.time() + self._heartbeat
+        while True:
+            if sub.closed.is_set():
+                yield _control(user_id, "closed", {"reason": sub.reason or "closed"})
+                return
+            event = await self._next_live(idle_until)
+            if sub.closed.is_set():
+                continue
+            if event is None:
+                if loop.time() < idle_until:
+                    continue
+                yield _control(user_id, "heartbeat", {})
+            elif event.id is None or event.id <= floor:
+                continue
+            else:
+                floor = event.id
+                yield event
+            idle_until = loop.time() + self._heartbeat
+
+    async def _reset_reason(self, resume: int) -> str | None:
+        """Why the client cannot resume after ``resume`` (None when it can)."""
+        if resume > self._bus.last_id:
+            return "unknown_event_id"
+        reader = self._store.read
+        oldest = await reader.oldest_event_id()
+        if oldest is None:  # everything ever stored was pruned
+            return "events_pruned" if resume < await reader.last_event_id() else None
+        return "events_pruned" if resume < oldest - 1 else None
+
+    async def _backlog(self, after: int | None) -> AsyncIterator[Event]:
+        """Stored events in (after, horizon] merged in id order with the deltas so far
+        above ``after``; only the deltas so far when ``after`` is None."""
+        progress = deque(e for e in self._progress if after is None or (e.id or 0) > after)
+        self._progress = []
+        if after is not None:
+            reader = self._store.read
+            cursor = after
+            done = cursor >= self._horizon
+            while not done:
+                page = await reader.events_after(self.user_id, cursor, REPLAY_PAGE)
+                for row in page:
+                    if row.id > self._horizon:
+                        done = True
+                        break
+                    while progress and (progress[0].id or 0) < row.id:
+                        yield progress.popleft()
+                    yield Event(row.id, row.user_id, row.event, row.data)
+                if len(page) < REPLAY_PAGE:
+                    done = True
+                elif page:
+                    cursor = page[-1].id
+        while progress:
+            yield progress.popleft()
+
+    async def _next_live(self, deadline: float) -> Event | None:
+        """The next live event; None at ``deadline`` or when the subscription closed.
+        One pending ``queue.get()`` is kept across calls, so a heartbeat never loses
+        an event."""
+        sub = self._sub
+        assert sub is not None and self._closing is not None
+        try:
+            return sub.queue.get_nowait()
+        except asyncio.QueueEmpty:
+            pass
+        if self._getter is None:
+            self._getter = asyncio.get_running_loop().create_task(sub.queue.get())
+        timeout = max(0.0, deadline - asyncio.get_running_loop().time())
+        done, _ = await asyncio.wait(
+            (self._getter, self._closing), timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+        )
+        if self._getter in done:
+            getter, self._getter = self._getter, None
+            return getter.result()
+        return None
+
+
+# -- retention of the event log ------------------------------------------------
+
+
+class EventPruner:
+    """Deletes stored events older than ``sse.retention`` seconds: once at start, then
+    every ``interval`` seconds in a task that logs a failure and tries again next
+    time. Event ids are never reused (the table is ``AUTOINCREMENT``)."""
+
+    def __init__(self, store: Store, retention: float, interval: float = PRUNE_INTERVAL) -> None:
+        self._store = store
+        self._retention = retention
+        self._interval = interval
+        self._task: asyncio.Task[None] | None = None
+
+    async def prune(self) -> int:
+        """Delete the events older than the retention; how many were deleted."""
+        cutoff = format_time(datetime.now(UTC) - timedelta(seconds=self._retention))
+
+        async def job(tx: Tx) -> int:
+            return await tx.prune_events(cutoff)
+
+        removed = await self._store.write(job)
+        if removed:
+            log.info("pruned %d stored events older than %s", removed, cutoff)
+        return removed
+
+    async def _prune_logged(self) -> None:
+        try:
+            await self.prune()
+        except Exception:
+            log.exception("could not prune old events; trying again in %gs", self._interval)
+
+    async def start(self) -> None:
+        await self._prune_logged()
+        self._task = asyncio.create_task(self._run(), name="event-pruner")
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(self._interval)
+            await self._prune_logged()
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None

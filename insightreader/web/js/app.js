@@ -1,0 +1,152 @@
+// InsightReader's reading page: start-up, routing (#/ and #/article/<id>), the
+// header (connection indicator, task panel, sign out) and the live event stream.
+
+import { api, getSession, onSessionChange, signOut } from './api.js';
+import './conversation.js';
+import { setText } from './dom.js';
+import { clearMemory, useMemoryOf } from './memory.js';
+import { describeError } from './messages.js';
+import * as store from './store.js';
+import { EventStream } from './stream.js';
+import { dismissToasts, toast } from './ui.js';
+import { mountAuth } from './views/auth.js';
+import { mountLibrary } from './views/library.js';
+import { mountReader } from './views/reader.js';
+import { mountTaskPanel } from './views/tasks.js';
+
+const main = document.getElementById('main');
+const topbar = document.getElementById('topbar');
+const indicator = document.getElementById('connection');
+const indicatorText = indicator.querySelector('.connection-text');
+const who = document.getElementById('who');
+
+let view = null;
+let taskPanel = null;
+let ticker = null;
+let running = false;
+
+const CONNECTION_TEXT = {
+  connecting: 'Connecting…',
+  connected: 'Live',
+  reconnecting: 'Reconnecting…',
+  offline: 'Offline',
+  stopped: 'Not connected',
+};
+
+const stream = new EventStream({
+  onEvent: (name, data, id) => store.applyEvent(name, data, id),
+  onResync: (reason) => resync(reason),
+  onStatus: (state, detail) => showConnection(state, detail),
+});
+store.setEventIdSource(() => stream.lastId);
+
+function showConnection(state, detail = {}) {
+  indicator.dataset.state = state;
+  let text = CONNECTION_TEXT[state] || state;
+  if (state === 'offline' && detail.retryAt) text = 'Offline · retrying';
+  setText(indicatorText, text);
+  indicator.title = state === 'connected'
+    ? 'Live updates are on.'
+    : state === 'offline'
+      ? 'The server cannot be reached. Click to try again now.'
+      : 'Connecting to live updates…';
+}
+indicator.addEventListener('click', () => stream.retryNow());
+
+async function resync(reason) {
+  // A fresh stream (or one whose missed events are gone): reload what may have changed.
+  try {
+    await Promise.all([
+      store.loadTasks(),
+      reason === 'reset' || store.state.articlesLoaded ? store.loadArticles() : null,
+    ]);
+    if (reason === 'reset' && view && view.refresh) view.refresh();
+  } catch (err) {
+    if (getSession()) toast(describeError(err));
+  }
+}
+
+// -- routing ------------------------------------------------------------------------------
+
+function route() {
+  if (!running) return;
+  const match = location.hash.match(/^#\/article\/([^/?#]+)$/);
+  if (view) view.unmount();
+  window.scrollTo(0, 0);
+  view = match ? mountReader(main, decodeURIComponent(match[1])) : mountLibrary(main);
+}
+
+// -- signed in / out ----------------------------------------------------------------------
+
+function startApp() {
+  const session = getSession();
+  running = true;
+  useMemoryOf(session.user && session.user.user_id);
+  topbar.hidden = false;
+  setText(who, session.user ? session.user.username : '');
+  taskPanel = mountTaskPanel();
+  stream.start();
+  ticker = setInterval(() => store.emit('tick'), 1000);
+  api('GET', '/thinking-lenses')
+    .then((answer) => {
+      store.state.lenses = Array.isArray(answer.lenses) ? answer.lenses : [];
+      store.emit('lenses');
+    })
+    .catch((err) => toast(describeError(err)));
+  route();
+}
+
+function stopApp() {
+  running = false;
+  stream.stop();
+  clearInterval(ticker);
+  if (taskPanel) taskPanel.unmount();
+  taskPanel = null;
+  if (view) view.unmount();
+  view = null;
+  store.clear();
+  topbar.hidden = true;
+}
+
+function showAuth(notice = '') {
+  if (view) view.unmount();
+  view = mountAuth(main, notice);
+}
+
+onSessionChange((session, reason) => {
+  if (!session) {
+    const notice = reason === 'expired' ? 'Your session has ended. Please sign in again.' : '';
+    stopApp();
+    if (reason === 'signout') clearMemory();
+    showAuth(notice);
+    if (reason === 'signout') history.replaceState(null, '', location.pathname);
+  } else if (reason === 'signin') {
+    startApp();
+  }
+});
+
+document.getElementById('sign-out').addEventListener('click', () => signOut('signout'));
+window.addEventListener('hashchange', route);
+
+document.addEventListener('keydown', (event) => {
+  if (event.key !== 'Escape' || event.defaultPrevented) return;
+  if ((taskPanel && taskPanel.close()) || (view && view.escape && view.escape()) || dismissToasts()) {
+    event.preventDefault();
+  }
+});
+
+if (getSession()) startApp();
+else showAuth();
+
+// Tests and curious readers: a small read-only view of the page's state.
+Object.defineProperty(window, 'insightReader', {
+  value: Object.freeze({
+    connection: () => indicator.dataset.state,
+    lastEventId: () => stream.lastId,
+    connections: () => stream.connections,
+    task: (id) => {
+      const t = store.state.tasks.get(id);
+      return t ? { task_id: t.task_id, status: t.status, text: t.text, attempt: t.attempt } : null;
+    },
+  }),
+});

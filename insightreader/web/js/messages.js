@@ -1,0 +1,123 @@
+// Errors in plain words. The server's codes are mapped to sentences a reader can act
+// on; its own messages are only shown for validation errors (made friendlier) and
+// for codes this page does not know (short plain text, never a trace).
+
+const REQUEST_ERRORS = {
+  network: 'Cannot reach the server. Check your connection and try again.',
+  unauthorized: 'Please sign in again.',
+  forbidden: 'You are not allowed to do that on this server.',
+  not_found: 'That is no longer there: it may have been deleted.',
+  conflict: 'That cannot be done in its current state.',
+  bad_request: 'The server could not understand that request.',
+  invalid_json: 'The server could not understand that request.',
+  payload_too_large: 'That is too much text to send at once. Try a shorter article.',
+  too_many_requests: 'Too many requests at once. Wait a moment and try again.',
+  too_many_pending: 'You already have many tasks waiting. Let some finish (or cancel a few), then try again.',
+  too_many_streams: 'Too many open tabs are following live updates. Close one and try again.',
+  quota_exceeded: 'You have used today’s AI budget on this server. It resets at midnight (UTC).',
+  shutting_down: 'The server is restarting. Try again in a moment.',
+  storage_busy: 'The server is busy right now. Try again in a moment.',
+  storage_full: 'The server has run out of storage space. Tell whoever runs it.',
+  unavailable: 'The server is unavailable right now. Try again in a moment.',
+  bad_gateway: 'The server is unavailable right now. Try again in a moment.',
+  gateway_timeout: 'The server took too long to answer. Try again in a moment.',
+  internal_error: 'Something went wrong on the server. Try again; if it keeps happening, tell whoever runs it.',
+};
+
+const TASK_ERRORS = {
+  upstream_rate_limited: 'The AI provider is rate-limiting requests. Try again in a minute.',
+  upstream_unavailable: 'The AI provider is down or unreachable at the moment. Try again later.',
+  upstream_timeout: 'The AI provider took too long to answer.',
+  upstream_stream_broken: 'The AI provider cut the answer off halfway.',
+  upstream_bad_response: 'The AI provider sent an answer that could not be used.',
+  upstream_rejected: 'The AI provider refused this request.',
+  quota_exceeded: 'The AI provider account has run out of quota.',
+  model_refused: 'The model declined to answer this one.',
+  empty_output: 'The model returned an empty answer.',
+  content_too_long: 'This text is too long for the model.',
+  article_deleted: 'The article was deleted.',
+  too_many_attempts: 'This kept failing, so it was stopped.',
+  timeout: 'This took too long and was stopped.',
+  internal_error: 'Something went wrong on the server while doing this.',
+  unknown_task_type: 'This server cannot run this kind of task.',
+};
+
+const FIELDS = {
+  title: 'Title', content: 'Text', url: 'Link', username: 'Username', password: 'Password',
+  selected_text: 'Selection', question: 'Question', intent: 'Intent', refresh_token: 'Session',
+};
+
+function plainServerText(message) {
+  if (typeof message !== 'string') return '';
+  const text = message.trim();
+  if (!text || text.length > 240 || /Traceback|\n\s+at |File "/.test(text)) return '';
+  return text[0].toUpperCase() + text.slice(1) + (/[.!?]$/.test(text) ? '' : '.');
+}
+
+/** "title: String should have at least 1 character; url: …" → readable sentences. */
+export function friendlyValidation(message) {
+  if (typeof message !== 'string' || !message) return 'Please check the form and try again.';
+  return message.split('; ').map((part) => {
+    const match = part.match(/^([\w.[\]]+): (.*)$/);
+    if (!match) return plainServerText(part);
+    const key = match[1].split('.').pop();
+    const field = FIELDS[key] || key;
+    let text = match[2]
+      .replace(/^Value error, /, '')
+      .replace(/^Field required$/, 'is required')
+      .replace(/^String should have at least 1 character$/, 'cannot be empty')
+      .replace(/^String should /, 'should ')
+      .replace(/^Input should be a valid string$/, 'should be text')
+      .replace(/^Extra inputs are not permitted$/, 'is not expected');
+    if (/pattern/.test(text)) {
+      if (key === 'url') text = 'should be a web address starting with http:// or https://';
+      else if (key === 'username') text = 'may only use letters, digits and . _ -';
+    }
+    return `${field} ${text}`.replace(/\.?$/, '.');
+  }).join(' ');
+}
+
+function retryHint(err) {
+  const seconds = Number(err.retryAfter);
+  return Number.isFinite(seconds) && seconds > 0 ? ` (try again in ${Math.ceil(seconds)} s)` : '';
+}
+
+/** An error from a request (ApiError) as a sentence. */
+export function describeError(err, context = '') {
+  if (!err || typeof err !== 'object') return REQUEST_ERRORS.internal_error;
+  const code = err.code || 'internal_error';
+  if (code === 'validation_error') return friendlyValidation(err.serverMessage);
+  if (context === 'login' && code === 'unauthorized') return 'Wrong username or password.';
+  if (context === 'register' && code === 'conflict') return 'That username is taken. Choose another one.';
+  if (context === 'register' && code === 'forbidden') return 'Registration is closed on this server. Ask its owner for an account.';
+  if (code === 'conflict' && context === 'task') return 'That task has changed state meanwhile; the list is up to date now.';
+  const known = REQUEST_ERRORS[code];
+  if (known) return known + (err.status === 429 ? retryHint(err) : '');
+  return plainServerText(err.serverMessage) || (err.status >= 500 ? REQUEST_ERRORS.internal_error : 'That did not work. Try again.');
+}
+
+/** A task's ``error: {code, message, retryable}`` as a sentence. */
+export function describeTaskError(error) {
+  if (!error || typeof error !== 'object') return 'It failed.';
+  return TASK_ERRORS[error.code] || plainServerText(error.message) || 'It failed.';
+}
+
+export const TASK_LABELS = {
+  article_analysis: 'Article analysis',
+  meta_analysis: 'Meta perspective',
+  thinking_lens: 'Thinking lens',
+  button_generation: 'Follow-up questions',
+  insight_generation: 'Insight',
+};
+
+export const STATUS_LABELS = {
+  pending: 'Queued',
+  running: 'Running',
+  completed: 'Done',
+  failed: 'Failed',
+  cancelled: 'Cancelled',
+};
+
+export function taskLabel(type) {
+  return TASK_LABELS[type] || String(type || 'Task').replace(/_/g, ' ');
+}

@@ -1,0 +1,70 @@
+// Sign in / create an account.
+
+import { register, signIn } from '../api.js';
+import { h, setText } from '../dom.js';
+import { describeError } from '../messages.js';
+import { busy } from '../ui.js';
+
+export function mountAuth(main, notice = '') {
+  let mode = 'signin';
+  const signInTab = h('button', { type: 'button', class: 'segment', 'aria-pressed': 'true' }, 'Sign in');
+  const registerTab = h('button', { type: 'button', class: 'segment', 'aria-pressed': 'false' }, 'Create account');
+  const username = h('input', {
+    id: 'username', name: 'username', required: true, minlength: '3', maxlength: '32',
+    pattern: '[A-Za-z0-9_.\\-]+', autocomplete: 'username', autocapitalize: 'none', spellcheck: 'false',
+  });
+  const password = h('input', { id: 'password', name: 'password', type: 'password', required: true, minlength: '8', maxlength: '1024', autocomplete: 'current-password' });
+  const usernameHint = h('p', { class: 'field-hint', id: 'username-hint', hidden: true }, '3–32 characters: letters, digits and . _ -');
+  const passwordHint = h('p', { class: 'field-hint', id: 'password-hint', hidden: true }, 'At least 8 characters.');
+  const error = h('p', { class: 'form-error', role: 'alert' }, notice);
+  const submit = h('button', { type: 'submit', class: 'button primary wide' }, 'Sign in');
+  const heading = h('h1', { tabindex: '-1' }, 'Welcome back');
+  const form = h('form', { class: 'auth-form', 'aria-labelledby': 'auth-title' },
+    h('div', { class: 'field-row' }, h('label', { for: 'username' }, 'Username'), username, usernameHint),
+    h('div', { class: 'field-row' }, h('label', { for: 'password' }, 'Password'), password, passwordHint),
+    error, submit);
+  heading.id = 'auth-title';
+
+  function setMode(next) {
+    mode = next;
+    const creating = mode === 'register';
+    signInTab.setAttribute('aria-pressed', String(!creating));
+    registerTab.setAttribute('aria-pressed', String(creating));
+    setText(heading, creating ? 'Create your account' : 'Welcome back');
+    setText(submit, creating ? 'Create account' : 'Sign in');
+    password.setAttribute('autocomplete', creating ? 'new-password' : 'current-password');
+    usernameHint.hidden = !creating;
+    passwordHint.hidden = !creating;
+    username.setAttribute('aria-describedby', creating ? 'username-hint' : '');
+    password.setAttribute('aria-describedby', creating ? 'password-hint' : '');
+    setText(error, '');
+  }
+  signInTab.addEventListener('click', () => setMode('signin'));
+  registerTab.addEventListener('click', () => setMode('register'));
+
+  form.addEventListener('submit', (event) => {
+    event.preventDefault();
+    setText(error, '');
+    const name = username.value.trim();
+    busy(submit, async () => {
+      try {
+        if (mode === 'register') await register(name, password.value);
+        else await signIn(name, password.value);
+      } catch (err) {
+        setText(error, describeError(err, mode === 'register' ? 'register' : 'login'));
+        password.select();
+      }
+    });
+  });
+
+  main.replaceChildren(h('div', { class: 'auth' },
+    h('div', { class: 'auth-intro' },
+      h('p', { class: 'brand big' }, h('span', { class: 'brand-mark', 'aria-hidden': 'true' }), 'InsightReader'),
+      h('p', { class: 'tagline' }, 'Read closely, with a companion. Save an article, select a passage, and let insights and follow-up questions come to you.')),
+    h('div', { class: 'card auth-card' },
+      h('div', { class: 'segmented', role: 'group', 'aria-label': 'Sign in or create an account' }, signInTab, registerTab),
+      heading, form)));
+  document.title = 'Sign in · InsightReader';
+  username.focus();
+  return { unmount() {}, escape: () => false };
+}

@@ -1,0 +1,213 @@
+// The home view: a form to save an article, and the list of saved articles, each
+// with its analysis (or its live "Analysing…" state).
+
+import { api, serverNow } from '../api.js';
+import { duration, h, hostOf, randomId, replace, setText, when } from '../dom.js';
+import { describeError, describeTaskError } from '../messages.js';
+import {
+  analysisTask, isActive, loadArticles, noteArticleSaved, on, refreshTask, state,
+} from '../store.js';
+import { busy, spinner, toast } from '../ui.js';
+import { retryTask } from '../actions.js';
+
+/** The analysis of an article, or where it stands (shared with the reader). */
+export function analysisBlock(article, task, { full = false } = {}) {
+  const analysis = article.analysis;
+  if (analysis && typeof analysis === 'object') {
+    const topics = (Array.isArray(analysis.topics) ? analysis.topics : []).filter((t) => typeof t === 'string');
+    const points = (Array.isArray(analysis.key_points) ? analysis.key_points : []).filter((t) => typeof t === 'string');
+    return h('div', { class: 'analysis', dataset: { state: 'ready' } },
+      typeof analysis.summary === 'string' ? h('p', { class: full ? 'summary' : 'summary clamp' }, analysis.summary) : null,
+      full && points.length ? [h('h3', null, 'Key points'), h('ul', { class: 'key-points' }, points.map((p) => h('li', null, p)))] : null,
+      topics.length ? h('ul', { class: 'topics', 'aria-label': 'Topics' }, topics.map((t) => h('li', { class: 'topic' }, t))) : null);
+  }
+  if (task && isActive(task)) {
+    const since = Date.parse(task.started_at || task.created_at);
+    return h('p', { class: 'analysing', dataset: { state: 'analysing' } }, spinner(),
+      h('span', null, task.status === 'pending' ? 'Queued for analysis… ' : 'Analysing… '),
+      h('span', { class: 'elapsed' }, Number.isNaN(since) ? '' : duration(serverNow() - since)));
+  }
+  if (task && (task.status === 'failed' || task.status === 'cancelled')) {
+    const message = task.status === 'failed' ? `Analysis failed: ${describeTaskError(task.error)} ` : 'Analysis cancelled. ';
+    return h('p', { class: 'analysis-problem', dataset: { state: task.status } },
+      h('span', { class: task.status === 'failed' ? 'error-text' : 'muted' }, message),
+      h('button', { type: 'button', class: 'link-button raised', onclick: (e) => busy(e.currentTarget, () => retryTask(task.task_id)) }, 'Try again'));
+  }
+  if (task && task.status === 'completed') {
+    return h('p', { class: 'analysing', dataset: { state: 'loading' } }, spinner(), 'Loading the analysis…');
+  }
+  return h('p', { class: 'muted', dataset: { state: 'none' } }, 'No analysis yet.');
+}
+
+function articleCard(article) {
+  const link = h('a', { href: `#/article/${encodeURIComponent(article.article_id)}`, class: 'card-link' });
+  const meta = h('p', { class: 'article-card-meta' });
+  const body = h('div', { class: 'article-card-body' });
+  const el = h('li', { class: 'card article-card', dataset: { articleId: article.article_id } },
+    h('h2', { class: 'article-card-title' }, link), meta, body);
+  let key = null;
+
+  function update() {
+    const current = state.articles.get(article.article_id) || article;
+    setText(link, current.title);
+    const minutes = current.analysis && current.analysis.reading_time_minutes;
+    const bits = [`Saved ${when(current.created_at)}`];
+    if (Number.isFinite(minutes)) bits.push(`${Math.max(1, minutes)} min read`);
+    if (current.url && hostOf(current.url)) bits.push(hostOf(current.url));
+    setText(meta, bits.join(' · '));
+    const task = analysisTask(current.article_id);
+    if (!current.analysis && task && task.partial) refreshTask(task.task_id);
+    const next = `${current.analysis ? 'a' : ''}|${task ? task.status : ''}|${task && task.error ? task.error.code : ''}`;
+    if (next !== key) {
+      key = next;
+      replace(body, analysisBlock(current, task));
+      el.dataset.state = body.firstElementChild ? body.firstElementChild.dataset.state : '';
+    }
+    tick();
+  }
+
+  function tick() {
+    const task = analysisTask(article.article_id);
+    const elapsed = body.querySelector('.elapsed');
+    if (elapsed && task) setText(elapsed, duration(serverNow() - Date.parse(task.started_at || task.created_at)));
+  }
+
+  update();
+  return { el, update, tick };
+}
+
+function newArticleForm(onSaved) {
+  const titleInput = h('input', { id: 'new-title', name: 'title', required: true, maxlength: '500', autocomplete: 'off' });
+  const urlInput = h('input', { id: 'new-url', name: 'url', type: 'url', maxlength: '2048', pattern: 'https?://\\S+', placeholder: 'https://…', autocomplete: 'off' });
+  const contentInput = h('textarea', { id: 'new-content', name: 'content', required: true, rows: '9', placeholder: 'Paste the article text here' });
+  const error = h('p', { class: 'form-error', role: 'alert' });
+  const save = h('button', { type: 'submit', class: 'button primary' }, 'Save and analyse');
+  const form = h('form', { class: 'card new-article', id: 'new-article', 'aria-labelledby': 'new-article-title', novalidate: false },
+    h('h2', { id: 'new-article-title' }, 'Add an article'),
+    h('div', { class: 'field-row' },
+      h('label', { for: 'new-title' }, 'Title'), titleInput),
+    h('div', { class: 'field-row' },
+      h('label', { for: 'new-url' }, 'Link ', h('span', { class: 'optional' }, '(optional)')), urlInput),
+    h('div', { class: 'field-row' },
+      h('label', { for: 'new-content' }, 'Text'), contentInput),
+    error,
+    h('div', { class: 'form-actions' }, save, h('span', { class: 'hint' }, 'Ctrl+Enter saves from the text box')));
+
+  contentInput.addEventListener('keydown', (event) => {
+    if (event.key === 'Enter' && (event.ctrlKey || event.metaKey)) {
+      event.preventDefault();
+      form.requestSubmit();
+    }
+  });
+  form.addEventListener('submit', (event) => {
+    event.preventDefault();
+    setText(error, '');
+    const fields = { title: titleInput.value.trim(), content: contentInput.value, url: urlInput.value.trim() || null };
+    if (!fields.title || !fields.content.trim()) {
+      setText(error, 'A title and the article text are both needed.');
+      (fields.title ? contentInput : titleInput).focus();
+      return;
+    }
+    const body = { title: fields.title, content: fields.content };
+    if (fields.url) body.url = fields.url;
+    busy(save, async () => {
+      try {
+        const answer = await api('POST', '/articles/save-with-analysis', body, { headers: { 'Idempotency-Key': randomId() } });
+        form.reset();
+        noteArticleSaved(answer, fields);
+        onSaved(answer.article_id);
+      } catch (err) {
+        setText(error, describeError(err));
+      }
+    });
+  });
+  return { form, focus: () => titleInput.focus() };
+}
+
+/** Mount the library into ``main``; returns {unmount, escape}. */
+export function mountLibrary(main) {
+  const heading = h('h1', { tabindex: '-1' }, 'Your reading');
+  const toggle = h('button', { type: 'button', class: 'button primary', 'aria-expanded': 'false', 'aria-controls': 'new-article' }, 'Add an article');
+  const list = h('ol', { class: 'article-list', 'aria-label': 'Saved articles' });
+  const empty = h('div', { class: 'empty card', hidden: true },
+    h('h2', null, 'Nothing saved yet'),
+    h('p', null, 'Paste an article above. You will get a summary, key points and topics in a few seconds, and can then read it with an AI companion: select any passage to ask about it.'));
+  const more = h('button', { type: 'button', class: 'button ghost', hidden: true }, 'Show older articles');
+  const loading = h('p', { class: 'muted loading-line' }, spinner(), 'Loading your articles…');
+  const cards = new Map();
+
+  const { form, focus } = newArticleForm((id) => {
+    setFormOpen(false);
+    const card = cards.get(id);
+    if (card) card.el.scrollIntoView({ behavior: 'smooth', block: 'nearest' });
+  });
+  function setFormOpen(open) {
+    form.hidden = !open;
+    toggle.setAttribute('aria-expanded', String(open));
+    setText(toggle, open ? 'Close' : 'Add an article');
+    if (open) focus();
+  }
+  toggle.addEventListener('click', () => setFormOpen(form.hidden));
+  setFormOpen(false);
+
+  main.replaceChildren(h('div', { class: 'library' },
+    h('div', { class: 'library-head' }, h('div', null, heading, h('p', { class: 'lede' }, 'Save what you want to read closely. Analyses arrive by themselves.')), toggle),
+    form, loading, empty, list, h('div', { class: 'more-row' }, more)));
+
+  function render() {
+    if (!state.articlesLoaded) return;
+    loading.hidden = true;
+    empty.hidden = state.articleOrder.length > 0;
+    if (!state.articleOrder.length && form.hidden && !render.opened) {
+      render.opened = true;
+      setFormOpen(true);
+    }
+    state.articleOrder.forEach((id, index) => {
+      const article = state.articles.get(id);
+      if (!article) return;
+      let card = cards.get(id);
+      if (!card) {
+        card = articleCard(article);
+        cards.set(id, card);
+      } else {
+        card.update();
+      }
+      if (list.children[index] !== card.el) list.insertBefore(card.el, list.children[index] || null);
+    });
+    for (const [id, card] of cards) {
+      if (!state.articleOrder.includes(id)) {
+        card.el.remove();
+        cards.delete(id);
+      }
+    }
+    more.hidden = !state.articlesCursor;
+  }
+
+  more.addEventListener('click', () => busy(more, () => loadArticles({ more: true }).catch((err) => toast(describeError(err)))));
+
+  const offs = [
+    on('articles', render),
+    on('article', (article) => cards.get(article.article_id)?.update()),
+    on('task', (task) => { if (task.task_type === 'article_analysis' && task.article_id) cards.get(task.article_id)?.update(); }),
+    on('tasks', () => { for (const card of cards.values()) card.update(); }),
+    on('tick', () => { for (const card of cards.values()) card.tick(); }),
+  ];
+  render();
+  heading.focus({ preventScroll: true });
+  document.title = 'InsightReader';
+  loadArticles().catch((err) => {
+    setText(loading, describeError(err));
+  });
+
+  return {
+    unmount: () => offs.forEach((off) => off()),
+    escape() {
+      if (!form.hidden && state.articleOrder.length) {
+        setFormOpen(false);
+        toggle.focus();
+        return true;
+      }
+      return false;
+    },
+  };
+}

@@ -1,0 +1,486 @@
+// The article view: its text, its analysis, perspectives (meta analysis and the
+// thinking lenses) and, beside the text, the notes on selected passages.
+
+import { api, serverNow } from '../api.js';
+import { MAX_SELECTION, startThread } from '../conversation.js';
+import { duration, h, hostOf, randomId, replace, safeLink, setText, when } from '../dom.js';
+import * as memory from '../memory.js';
+import { describeError, describeTaskError } from '../messages.js';
+import {
+  analysisTask, forgetArticle, isActive, loadArticle, noteSubmitted, on, state,
+} from '../store.js';
+import { busy, spinner, toast } from '../ui.js';
+import { analysisBlock } from './library.js';
+import { retryTask } from '../actions.js';
+import { mountNotes } from './notes.js';
+
+const META = { key: 'meta', name: 'Meta perspective', description: 'How the article argues: the author’s stance, assumptions, rhetorical devices and what is missing.' };
+
+function paragraphs(text) {
+  return text.replace(/\r\n?/g, '\n').split(/\n\s*\n/).map((p) => p.trim()).filter(Boolean)
+    .map((p) => h('p', null, p));
+}
+
+function list(items) {
+  const valid = (Array.isArray(items) ? items : []).filter((x) => typeof x === 'string' && x.trim());
+  return valid.length ? h('ul', null, valid.map((x) => h('li', null, x))) : null;
+}
+
+function field(label, content) {
+  if (content == null || content === '' || (Array.isArray(content) && !content.length)) return null;
+  return h('div', { class: 'field' }, h('h4', null, label), typeof content === 'string' ? h('p', null, content) : content);
+}
+
+function metaResult(meta) {
+  return [
+    field('Author’s stance', meta.author_stance),
+    field('Tone', meta.tone),
+    field('Assumptions', list(meta.assumptions)),
+    field('Rhetorical devices', list(meta.rhetorical_devices)),
+    field('Missing perspectives', list(meta.missing_perspectives)),
+    field('Questions to ask', list(meta.questions_to_ask)),
+  ];
+}
+
+function lensResult(lens) {
+  const points = (Array.isArray(lens.points) ? lens.points : []).filter((p) => p && typeof p === 'object');
+  return [
+    typeof lens.title === 'string' ? h('p', { class: 'lens-title' }, lens.title) : null,
+    typeof lens.summary === 'string' ? h('p', null, lens.summary) : null,
+    points.length ? h('dl', { class: 'points' }, points.map((p) => [
+      h('dt', null, String(p.heading ?? '')), h('dd', null, String(p.detail ?? '')),
+    ])) : null,
+    field('Questions for you', list(lens.questions)),
+  ];
+}
+
+/** Mount the reader for ``articleId`` into ``main``; returns {unmount, escape}. */
+export function mountReader(main, articleId) {
+  const offs = [];
+  let article = state.articles.get(articleId) || null;
+  let destroyed = false;
+
+  const title = h('h1', { id: 'article-title', tabindex: '-1' }, article ? article.title : 'Loading…');
+  const meta = h('p', { class: 'reader-meta' });
+  const glance = h('div', { class: 'glance-body' });
+  const glanceSection = h('section', { class: 'card glance', 'aria-labelledby': 'glance-title' },
+    h('h2', { id: 'glance-title' }, 'At a glance'), glance);
+  const perspectiveButtons = h('div', { class: 'perspective-buttons', role: 'group', 'aria-label': 'Perspectives' });
+  const perspectiveResults = h('div', { class: 'perspective-results' });
+  const perspectives = h('section', { class: 'perspectives', 'aria-labelledby': 'perspectives-title' },
+    h('h2', { id: 'perspectives-title' }, 'Perspectives'),
+    h('p', { class: 'hint' }, 'Look at the article another way. Each takes a little while; you can keep reading.'),
+    perspectiveButtons, perspectiveResults);
+  const text = h('div', { class: 'article-text', id: 'article-text' });
+  const askButton = h('button', { type: 'button', class: 'button primary small' }, '✦ Ask about this passage');
+  const popover = h('div', { class: 'selection-popover', hidden: true }, askButton);
+  const body = h('section', { class: 'article-body', 'aria-labelledby': 'text-title' },
+    h('h2', { id: 'text-title', class: 'section-title' }, 'The article'),
+    h('p', { class: 'hint select-hint' }, 'Select a passage to ask about it.'),
+    text, popover);
+  const notesClose = h('button', { type: 'button', class: 'icon-button notes-close', 'aria-label': 'Close notes' }, '×');
+  const notes = h('aside', { class: 'notes', id: 'notes', 'aria-labelledby': 'notes-title' },
+    h('div', { class: 'notes-head' }, h('h2', { id: 'notes-title' }, 'Notes'), notesClose));
+  const notesToggle = h('button', { type: 'button', class: 'button notes-toggle', 'aria-controls': 'notes', 'aria-expanded': 'false' }, 'Notes');
+  const reader = h('article', { class: 'reader', 'aria-labelledby': 'article-title' },
+    h('nav', { class: 'crumbs', 'aria-label': 'Breadcrumb' }, h('a', { href: '#/' }, '← All articles')),
+    h('header', { class: 'reader-head' }, title, meta),
+    glanceSection, perspectives, body);
+  const layout = h('div', { class: 'reader-layout' }, reader, notes, notesToggle);
+  main.replaceChildren(layout);
+
+  // -- notes (mobile: a bottom sheet) -------------------------------------------------
+  const notesView = mountNotes(notes, articleId);
+  offs.push(notesView.unmount);
+  const setNotesOpen = (open) => {
+    notes.classList.toggle('open', open);
+    notesToggle.setAttribute('aria-expanded', String(open));
+  };
+  const updateToggle = () => {
+    const count = notesView.count();
+    setText(notesToggle, count ? `Notes (${count})` : 'Notes');
+    notesToggle.hidden = count === 0;
+  };
+  updateToggle();
+  notesToggle.addEventListener('click', () => setNotesOpen(!notes.classList.contains('open')));
+  notesClose.addEventListener('click', () => { setNotesOpen(false); notesToggle.focus(); });
+  offs.push(on('threads', (id) => {
+    if (id !== articleId) return;
+    updateToggle();
+    if (text.childElementCount && text.querySelectorAll('mark.passage').length !== memory.threadsOf(articleId).length) markPassages();
+  }));
+
+  // -- header and analysis --------------------------------------------------------------
+  let confirmTimer = null;
+  const deleteButton = h('button', { type: 'button', class: 'link-button danger' }, 'Delete');
+  deleteButton.addEventListener('click', () => {
+    if (deleteButton.dataset.confirm !== 'yes') {
+      deleteButton.dataset.confirm = 'yes';
+      setText(deleteButton, 'Click again to delete');
+      confirmTimer = setTimeout(() => { delete deleteButton.dataset.confirm; setText(deleteButton, 'Delete'); }, 4000);
+      return;
+    }
+    clearTimeout(confirmTimer);
+    busy(deleteButton, async () => {
+      try {
+        await api('DELETE', `/articles/${encodeURIComponent(articleId)}`);
+        memory.forgetArticleMemory(articleId);
+        forgetArticle(articleId);
+        toast('Article deleted.', { kind: 'info', timeout: 4000 });
+        location.hash = '#/';
+      } catch (err) {
+        toast(describeError(err));
+      }
+    });
+  });
+
+  function renderHead() {
+    if (!article) return;
+    setText(title, article.title);
+    document.title = `${article.title} · InsightReader`;
+    const minutes = article.analysis && article.analysis.reading_time_minutes;
+    replace(meta,
+      h('span', null, `Saved ${when(article.created_at)}`),
+      Number.isFinite(minutes) ? h('span', null, `${Math.max(1, minutes)} min read`) : null,
+      article.url ? h('span', null, safeLink(article.url, hostOf(article.url) || 'source')) : null,
+      h('span', null, deleteButton));
+  }
+
+  let glanceKey = null;
+  function renderGlance() {
+    if (!article) return;
+    const task = analysisTask(articleId);
+    const key = `${article.analysis ? 'a' : ''}|${task ? task.status : ''}|${task && task.error ? task.error.code : ''}`;
+    if (key !== glanceKey) {
+      glanceKey = key;
+      replace(glance, analysisBlock(article, task, { full: true }));
+    }
+    const elapsed = glance.querySelector('.elapsed');
+    if (elapsed && task) setText(elapsed, duration(serverNow() - Date.parse(task.started_at || task.created_at)));
+  }
+
+  function renderText() {
+    if (article && typeof article.content === 'string' && !text.childElementCount) {
+      replace(text, paragraphs(article.content));
+      markPassages();
+    }
+  }
+
+  // Passages the reader asked about are marked in the text; a mark leads to its notes.
+  function markPassages() {
+    for (const mark of text.querySelectorAll('mark.passage')) mark.replaceWith(...mark.childNodes);
+    text.normalize();
+    for (const thread of [...memory.threadsOf(articleId)].reverse()) markPassage(thread);
+  }
+
+  function markPassage(thread) {
+    for (const paragraph of text.children) {
+      // The paragraph's text with white space collapsed (as selections are), and where
+      // each of its characters comes from.
+      const walker = document.createTreeWalker(paragraph, NodeFilter.SHOW_TEXT);
+      let flat = '';
+      const origin = [];
+      let space = true;
+      for (let node = walker.nextNode(); node; node = walker.nextNode()) {
+        for (let i = 0; i < node.data.length; i += 1) {
+          if (/\s/.test(node.data[i])) {
+            if (space) continue;
+            flat += ' ';
+            space = true;
+          } else {
+            flat += node.data[i];
+            space = false;
+          }
+          origin.push([node, i]);
+        }
+      }
+      const at = flat.indexOf(thread.selection);
+      if (at < 0) continue;
+      const [startNode, startOffset] = origin[at];
+      const [endNode, endOffset] = origin[at + thread.selection.length - 1];
+      if (startNode !== endNode || startNode.parentElement.closest('mark')) return; // overlaps another mark
+      const range = document.createRange();
+      range.setStart(startNode, startOffset);
+      range.setEnd(endNode, endOffset + 1);
+      const mark = h('mark', { class: 'passage', tabindex: '0', role: 'button', title: 'Show the notes on this passage', dataset: { threadId: thread.id } });
+      range.surroundContents(mark);
+      return;
+    }
+  }
+
+  function showThread(threadId) {
+    const item = notes.querySelector(`.thread[data-thread-id="${CSS.escape(threadId)}"]`);
+    if (!item) return;
+    setNotesOpen(true);
+    item.scrollIntoView({ behavior: 'smooth', block: 'nearest' });
+    item.classList.remove('flash');
+    void item.offsetWidth; // restart the animation
+    item.classList.add('flash');
+  }
+  text.addEventListener('click', (event) => {
+    const mark = event.target.closest('mark.passage');
+    if (mark && document.getSelection().isCollapsed) showThread(mark.dataset.threadId);
+  });
+  text.addEventListener('keydown', (event) => {
+    const mark = event.target.closest('mark.passage');
+    if (mark && (event.key === 'Enter' || event.key === ' ')) {
+      event.preventDefault();
+      showThread(mark.dataset.threadId);
+    }
+  });
+
+  // -- perspectives -----------------------------------------------------------------------
+  const perspectiveViews = new Map();
+
+  function stored(key) {
+    if (!article) return null;
+    if (key === 'meta') return article.meta_analysis || null;
+    return (article.lenses || {})[key] || null;
+  }
+
+  function perspectiveView(def) {
+    const icon = h('span', { class: 'p-icon', 'aria-hidden': 'true' });
+    const label = h('span', { class: 'p-label' }, def.name);
+    const button = h('button', { type: 'button', class: 'perspective', title: def.description, dataset: { key: def.key } }, icon, label);
+    const toggle = h('button', { type: 'button', class: 'p-toggle', 'aria-expanded': 'true', 'aria-controls': `perspective-${def.key}-body` },
+      h('span', { class: 'p-chevron', 'aria-hidden': 'true' }), def.name);
+    const heading = h('h3', null, toggle);
+    const cardStatus = h('div', { class: 'p-status' });
+    const cardBody = h('div', { class: 'p-body' });
+    const inner = h('div', { id: `perspective-${def.key}-body` }, cardStatus, cardBody);
+    const card = h('section', { class: 'card perspective-card', id: `perspective-${def.key}`, dataset: { key: def.key }, hidden: true },
+      h('div', { class: 'p-card-head' }, heading, h('p', { class: 'p-description' }, def.description)), inner);
+    let shown = null;
+    const expand = (open) => {
+      toggle.setAttribute('aria-expanded', String(open));
+      inner.hidden = !open;
+      card.classList.toggle('collapsed', !open);
+    };
+    toggle.addEventListener('click', () => expand(inner.hidden));
+
+    button.addEventListener('click', () => {
+      const task = currentTask();
+      if (stored(def.key) || (task && isActive(task))) {
+        card.hidden = false;
+        expand(true);
+        card.scrollIntoView({ behavior: 'smooth', block: 'nearest' });
+        toggle.focus({ preventScroll: true });
+        return;
+      }
+      if (task && (task.status === 'failed' || task.status === 'cancelled')) {
+        busy(button, () => retryTask(task.task_id));
+        return;
+      }
+      busy(button, async () => {
+        try {
+          const path = def.key === 'meta' ? '/meta-analysis/analyze' : `/articles/${encodeURIComponent(articleId)}/thinking-lens/${encodeURIComponent(def.key)}`;
+          const answer = await api('POST', path, def.key === 'meta' ? { article_id: articleId } : undefined,
+            { headers: { 'Idempotency-Key': randomId() } });
+          memory.setPerspectiveTask(articleId, def.key, answer.task_id);
+          noteSubmitted(answer, def.key === 'meta' ? 'meta_analysis' : 'thinking_lens', articleId);
+          update();
+          card.hidden = false;
+        } catch (err) {
+          toast(describeError(err));
+        }
+      });
+    });
+
+    function currentTask() {
+      const id = memory.perspectiveTask(articleId, def.key);
+      return id ? state.tasks.get(id) || null : null;
+    }
+
+    function update() {
+      const result = stored(def.key);
+      const task = currentTask();
+      const status = result ? 'done' : task ? task.status : 'idle';
+      button.dataset.state = status;
+      button.setAttribute('aria-describedby', card.id);
+      const key = `${status}|${result ? 1 : 0}|${task && task.error ? task.error.code : ''}`;
+      if (key === shown) return tick();
+      shown = key;
+      replace(icon, status === 'pending' || status === 'running' ? spinner() : status === 'done' ? '✓' : status === 'failed' || status === 'cancelled' ? '!' : '+');
+      card.dataset.state = status;
+      if (result) {
+        card.hidden = false;
+        cardStatus.replaceChildren();
+        replace(cardBody, def.key === 'meta' ? metaResult(result) : lensResult(result));
+      } else if (task) {
+        card.hidden = false;
+        cardBody.replaceChildren();
+        if (isActive(task)) {
+          replace(cardStatus, spinner(), h('span', null, task.status === 'pending' ? 'Queued… ' : 'Thinking… '), h('span', { class: 'elapsed' }));
+        } else if (task.status === 'failed') {
+          replace(cardStatus, h('span', { class: 'error-text' }, `${describeTaskError(task.error)} `),
+            h('button', { type: 'button', class: 'link-button', onclick: (e) => busy(e.currentTarget, () => retryTask(task.task_id)) }, 'Try again'));
+        } else if (task.status === 'cancelled') {
+          replace(cardStatus, h('span', { class: 'muted' }, 'Cancelled. '),
+            h('button', { type: 'button', class: 'link-button', onclick: (e) => busy(e.currentTarget, () => retryTask(task.task_id)) }, 'Try again'));
+        } else {
+          replace(cardStatus, spinner(), 'Loading the result…');
+          loadArticle(articleId).catch(() => {});
+        }
+      } else {
+        card.hidden = true;
+      }
+      tick();
+    }
+
+    function tick() {
+      const task = currentTask();
+      const elapsed = cardStatus.querySelector('.elapsed');
+      if (elapsed && task) setText(elapsed, duration(serverNow() - Date.parse(task.started_at || task.created_at)));
+    }
+
+    function concerns(taskId) {
+      return memory.perspectiveTask(articleId, def.key) === taskId;
+    }
+    return { button, card, update, tick, concerns };
+  }
+
+  function renderPerspectives() {
+    const defs = [META, ...state.lenses.map((lens) => ({ key: lens.type, name: lens.name, description: lens.description }))];
+    for (const def of defs) {
+      if (!perspectiveViews.has(def.key)) {
+        const view = perspectiveView(def);
+        perspectiveViews.set(def.key, view);
+        perspectiveButtons.append(view.button);
+        perspectiveResults.append(view.card);
+      }
+    }
+    for (const view of perspectiveViews.values()) view.update();
+  }
+
+  // -- selection → insight ------------------------------------------------------------------
+  let selected = '';
+
+  function hidePopover() {
+    popover.hidden = true;
+    selected = '';
+  }
+
+  function onSelection() {
+    const selection = document.getSelection();
+    if (!selection || selection.isCollapsed || !selection.rangeCount) {
+      if (!popover.contains(document.activeElement)) hidePopover();
+      return;
+    }
+    const range = selection.getRangeAt(0);
+    if (!text.contains(range.commonAncestorContainer)) {
+      hidePopover();
+      return;
+    }
+    const value = selection.toString().replace(/\s+/g, ' ').trim();
+    if (value.length < 3) {
+      hidePopover();
+      return;
+    }
+    selected = value;
+    const box = range.getBoundingClientRect();
+    const frame = body.getBoundingClientRect();
+    popover.hidden = false;
+    const width = popover.offsetWidth;
+    const left = Math.min(Math.max(0, box.left - frame.left + box.width / 2 - width / 2), Math.max(0, frame.width - width));
+    popover.style.left = `${left}px`;
+    popover.style.top = `${box.bottom - frame.top + 8}px`;
+  }
+
+  let selectionTimer = null;
+  const onSelectionChange = () => {
+    clearTimeout(selectionTimer);
+    selectionTimer = setTimeout(onSelection, 120);
+  };
+  document.addEventListener('selectionchange', onSelectionChange);
+  offs.push(() => document.removeEventListener('selectionchange', onSelectionChange));
+
+  askButton.addEventListener('click', () => {
+    const passage = selected;
+    if (!passage) return;
+    if (passage.length > MAX_SELECTION) {
+      toast(`That selection is too long (${passage.length.toLocaleString()} characters). Select at most ${MAX_SELECTION.toLocaleString()}.`);
+      return;
+    }
+    busy(askButton, async () => {
+      try {
+        await startThread(articleId, passage);
+        document.getSelection()?.removeAllRanges();
+        hidePopover();
+        setNotesOpen(true);
+        const first = notesView.first();
+        if (first) first.scrollIntoView({ behavior: 'smooth', block: 'nearest' });
+      } catch (err) {
+        toast(describeError(err));
+      }
+    });
+  });
+
+  // -- wiring -------------------------------------------------------------------------------
+  function renderAll() {
+    renderHead();
+    renderGlance();
+    renderText();
+    renderPerspectives();
+  }
+
+  offs.push(on('article', (changed) => {
+    if (changed.article_id !== articleId) return;
+    article = changed;
+    renderAll();
+  }));
+  offs.push(on('task', (task) => {
+    if (task.article_id === articleId && task.task_type === 'article_analysis') renderGlance();
+    for (const view of perspectiveViews.values()) if (view.concerns(task.task_id)) view.update();
+  }));
+  offs.push(on('tasks', () => { renderGlance(); renderPerspectives(); }));
+  offs.push(on('lenses', renderPerspectives));
+  offs.push(on('tick', () => {
+    renderGlance();
+    for (const view of perspectiveViews.values()) view.tick();
+  }));
+
+  renderAll();
+  title.focus({ preventScroll: true });
+  loadArticle(articleId).then((loaded) => {
+    if (destroyed) return;
+    article = loaded;
+    renderAll();
+    title.focus({ preventScroll: true });
+  }).catch((err) => {
+    if (destroyed) return;
+    if (err.status === 404) {
+      replace(reader, h('nav', { class: 'crumbs' }, h('a', { href: '#/' }, '← All articles')),
+        h('h1', { tabindex: '-1' }, 'Article not found'),
+        h('p', null, 'It may have been deleted, or it belongs to another account.'));
+      forgetArticle(articleId);
+    } else {
+      toast(describeError(err));
+    }
+  });
+
+  return {
+    /** Reload the article (after the stream missed events it could not replay). */
+    refresh() {
+      loadArticle(articleId).catch(() => {});
+    },
+    unmount() {
+      destroyed = true;
+      clearTimeout(selectionTimer);
+      offs.forEach((off) => off());
+      document.title = 'InsightReader';
+    },
+    /** Escape: the selection popover first, then the notes sheet. */
+    escape() {
+      if (!popover.hidden) {
+        hidePopover();
+        return true;
+      }
+      if (notes.classList.contains('open') && getComputedStyle(notesToggle).display !== 'none') {
+        setNotesOpen(false);
+        notesToggle.focus();
+        return true;
+      }
+      return false;
+    },
+  };
+}
