@@ -74,6 +74,13 @@ def load_secret(settings: AuthSettings, database: Path) -> str:
 
 
 @dataclass(frozen=True)
+class Session:
+    user: User
+    #: When the credentials expire (seconds since the epoch); a stream ends then.
+    expires: int
+
+
+@dataclass(frozen=True)
 class TokenPair:
     access_token: str
     refresh_token: str
@@ -129,8 +136,16 @@ class Auth:
             expires_in=self.settings.access_token_lifetime,
         )
 
-    def issue_ticket(self, user_id: str) -> str:
-        return self._issue(user_id, TICKET, self.settings.ticket_lifetime, jti=uuid.uuid4().hex)
+    def issue_ticket(self, user_id: str, session_expires: int) -> str:
+        """A ticket for one stream; the stream lasts as long as the access token that
+        asked for it (``session_expires``), not just the ticket's short life."""
+        return self._issue(
+            user_id,
+            TICKET,
+            self.settings.ticket_lifetime,
+            jti=uuid.uuid4().hex,
+            session_exp=session_expires,
+        )
 
     def redeem_ticket(self, ticket: str) -> dict[str, Any]:
         """A ticket's claims, once: a second use, or a ticket issued before this
@@ -144,13 +159,22 @@ class Auth:
         self._used_tickets[jti] = float(claims["exp"])
         return claims
 
-    async def authenticate(self, token: str) -> User:
-        """The user an access token belongs to."""
+    async def authenticate(self, token: str) -> Session:
+        """The user an access token belongs to, and when the token expires."""
         claims = self.decode(token, ACCESS)
-        user = await self._store.read.user(claims["sub"])
+        return await self._session(claims["sub"], int(claims["exp"]))
+
+    async def redeem_ticket_session(self, ticket: str) -> Session:
+        """The session a ticket opens (once), lasting as long as the access token that
+        asked for it."""
+        claims = self.redeem_ticket(ticket)
+        return await self._session(claims["sub"], int(claims.get("session_exp", claims["exp"])))
+
+    async def _session(self, user_id: str, expires: int) -> Session:
+        user = await self._store.read.user(user_id)
         if user is None:
             raise Unauthorized("the token's user no longer exists")
-        return user
+        return Session(user, expires)
 
     async def register(self, username: str, password: str, *, is_admin: bool = False) -> User:
         user = User(

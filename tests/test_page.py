@@ -350,9 +350,9 @@ async def test_a_reload_mid_insight_shows_the_text_so_far_and_continues(
 ) -> None:
     fake.reply = lambda body: LONG_INSIGHT if body.get("stream") else default_reply(body)
     fake.default = Reply(chunk_delay=0.05)  # about 4 s for the whole insight
-    # A stream ends when its ticket expires: with 5 s tickets the page also has to
-    # resume by itself (quietly) after `closed`.
-    server = start_server(llm=upstream(fake), auth={"ticket_lifetime": 5})
+    # A stream ends when the access token it was opened with expires: with 10 s
+    # tokens the page also has to resume by itself (quietly) after `closed`.
+    server = start_server(llm=upstream(fake), auth={"access_token_lifetime": 10})
     context, page, watch = await open_page(browser, page_url(server), tolerate=(*REFUSED, "status of 401"))
     await register_in_page(page, "reader3")
     await save_article(page)

@@ -368,15 +368,20 @@ async def test_credentials(client: httpx.AsyncClient, main_server: ServerProcess
         assert stream.response.status_code == 200
         assert (await stream.events.next()).data["user_id"] == uid
 
-    ticket = (await api.post("/api/v1/sse/ticket")).json()["ticket"]
+    # A ticket asked for with an access token that expires in 7 s (the ticket itself
+    # lives 5 s on this server): the stream it opens lasts as long as that token.
+    short = token(exp=int(time.time()) + 7)
+    asked = await client.post("/api/v1/sse/ticket", headers={"Authorization": f"Bearer {short}"})
+    ticket = asked.json()["ticket"]
     async with open_stream(client, params={"ticket": ticket}) as stream:
+        opened = time.monotonic()
         assert stream.response.status_code == 200
         assert (await stream.events.next()).data["user_id"] == uid
         status, body = await refused(client, params={"ticket": ticket})  # used once already
         assert status == 401 and body["error"]["code"] == "unauthorized"
-        # The ticket lives 5 s on this server; the stream ends with it.
-        ending = await stream.events.until(lambda m: m.event == "closed", timeout=8)
+        ending = await stream.events.until(lambda m: m.event == "closed", timeout=12)
         assert ending[-1].data == {"reason": "session_expired"} and ending[-1].id is None
+        assert time.monotonic() - opened > 5  # outlived the ticket
         assert await stream.events.to_end(timeout=3) == []
 
     # Query strings never reach the log: wait until the log has the lines of the

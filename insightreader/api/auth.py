@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from quart import Blueprint
+from quart import Blueprint, g
 from quart_schema import validate_request, validate_response
 
 from ..errors import Forbidden
@@ -55,6 +55,6 @@ async def ticket() -> dict[str, Any]:
     (EventSource cannot send an Authorization header)."""
     auth = services().auth
     return {
-        "ticket": auth.issue_ticket(current_user().id),
+        "ticket": auth.issue_ticket(current_user().id, g.session_expires),
         "expires_in": auth.settings.ticket_lifetime,
     }

@@ -8,7 +8,6 @@ from pydantic import BaseModel, ValidationError
 from quart import Response, current_app, g, request
 from quart_schema import RequestSchemaValidationError
 
-from ..auth import ACCESS
 from ..errors import Unauthorized
 from ..records import User
 from ..services import Services
@@ -40,24 +39,16 @@ async def authenticate_request() -> None:
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() == "bearer" and token.strip():
-        g.user = await auth.authenticate(token.strip())
-        if request.endpoint in STREAM_ENDPOINTS:  # a stream ends when its token expires
-            g.session_expires = auth.decode(token.strip(), ACCESS)["exp"]
-        return
-    if request.endpoint in STREAM_ENDPOINTS:
-        if ticket := request.args.get("ticket"):
-            claims = auth.redeem_ticket(ticket)
-            user = await services().store.read.user(claims["sub"])
-            if user is None:
-                raise Unauthorized("the ticket's user no longer exists")
-            g.user = user
-            g.session_expires = claims["exp"]
-            return
-        if token := request.args.get("token"):
-            g.user = await auth.authenticate(token)
-            g.session_expires = auth.decode(token, ACCESS)["exp"]
-            return
-    raise Unauthorized("an Authorization: Bearer <access_token> header is required")
+        session = await auth.authenticate(token.strip())
+    elif request.endpoint in STREAM_ENDPOINTS and (ticket := request.args.get("ticket")):
+        session = await auth.redeem_ticket_session(ticket)
+    elif request.endpoint in STREAM_ENDPOINTS and (query_token := request.args.get("token")):
+        session = await auth.authenticate(query_token)
+    else:
+        raise Unauthorized("an Authorization: Bearer <access_token> header is required")
+    g.user = session.user
+    # A stream ends when the credentials it was opened with expire.
+    g.session_expires = session.expires
 
 
 async def finish_request_body(response: Response) -> Response:

@@ -6,23 +6,14 @@ alphabetic scripts, one token per CJK character.
 
 from __future__ import annotations
 
-import math
-import re
 from collections.abc import Iterable, Mapping
 
-_CJK = re.compile(
-    "[\u1100-\u11ff\u2e80-\u9fff\ua960-\ua97f\uac00-\ud7af\uf900-\ufaff\uff00-\uffef"
-    "\U00020000-\U0002fa1f]"
-)
+from insightreader.text import estimate_tokens as estimate_text_tokens
+
 #: Per-message overhead of the chat format (role, separators).
 MESSAGE_OVERHEAD = 4
 #: Completion budget assumed when a request sets no ``max_tokens``.
 DEFAULT_COMPLETION_ESTIMATE = 1024
-
-
-def estimate_text_tokens(text: str) -> int:
-    cjk = len(_CJK.findall(text))
-    return cjk + math.ceil((len(text) - cjk) / 4)
 
 
 def estimate_prompt_tokens(messages: Iterable[Mapping[str, str]]) -> int:
