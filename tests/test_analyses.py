@@ -15,7 +15,7 @@ from insightreader.analyses.article import ArticleAnalysis
 from insightreader.analyses.buttons import Buttons
 from insightreader.analyses.lens import LENSES, LensResult
 from insightreader.analyses.meta import MetaAnalysis
-from tests.fake_upstream import FakeUpstream, Hang, Reply, unknown_model
+from tests.fake_upstream import FakeUpstream, Hang, server_error, unknown_model
 from tests.support.client import Api, register
 from tests.support.process import ServerProcess
 
@@ -252,3 +252,18 @@ async def test_circuit_breaker_pauses_dispatch_until_the_upstream_is_back(
         for task_id in ids:
             task = await api.wait_status(task_id, "completed", "failed", timeout=40)
             assert task["status"] == "completed", task
+
+
+async def test_a_permanent_upstream_error_fails_the_task_with_its_code(
+    start_server: Callable[..., ServerProcess], fake: FakeUpstream
+) -> None:
+    fake.default = server_error(500)
+    server = start_server(**upstream_config(fake))
+    async with httpx.AsyncClient(base_url=server.url, timeout=30) as http:
+        api = await register(http)
+        response = await api.post("/api/v1/insights/generate", {"selected_text": "A passage."})
+        task = await api.wait_status(response.json()["task_id"], "completed", "failed", timeout=40)
+    assert task["status"] == "failed"
+    assert task["error"]["code"] == "upstream_unavailable"
+    assert task["error"]["retryable"] is True
+    assert len(fake.chat_requests()) == 4  # the first try and llm.max_retries = 3 retries
