@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -51,22 +51,49 @@ def main() -> None:
 @main.command()
 @config_option
 @click.option("--bind", default=None, help="HOST:PORT to listen on (overrides server.bind).")
-def serve(config_path: Path | None, bind: str | None) -> None:
+@click.option(
+    "--log-format",
+    type=click.Choice(["text", "json"]),
+    default=None,
+    help="Log lines as key=value text or one JSON object each (overrides log.format).",
+)
+def serve(config_path: Path | None, bind: str | None, log_format: str | None) -> None:
     """Run the server until SIGTERM or SIGINT."""
     from .analyses import task_types
     from .server import serve as run_server
 
-    settings = _settings(config_path, {"server": {"bind": bind}} if bind else None)
+    overrides: dict[str, Any] = {}
+    if bind:
+        overrides["server"] = {"bind": bind}
+    if log_format:
+        overrides["log"] = {"format": log_format}
+    settings = _settings(config_path, overrides or None)
     _run(run_server(settings, task_types(settings.llm)))
 
 
 @main.command(name="migrate")
 @config_option
-def migrate_command(config_path: Path | None) -> None:
+@click.option(
+    "--dry-run",
+    is_flag=True,
+    help="List the pending migrations without applying any (safe while a server runs).",
+)
+def migrate_command(config_path: Path | None, dry_run: bool) -> None:
     """Apply pending database migrations and exit."""
     from .store import Store
 
     settings = _settings(config_path)
+    if dry_run:
+        todo = _run(migrate.preview(settings.database.path))
+        if not todo:
+            click.echo(f"database {settings.database.path} is up to date: no pending migrations")
+            return
+        click.echo(
+            f"database {settings.database.path}: {len(todo)} pending migration(s), none applied:"
+        )
+        for migration in todo:
+            click.echo(f"  {migration.version:04d}_{migration.name}.sql")
+        return
 
     async def run() -> None:
         store = Store(settings.database)
@@ -136,6 +163,101 @@ def backup(config_path: Path | None, path: Path) -> None:
         raise click.ClickException(f"no database at {settings.database.path}")
     _run(backup_database(settings.database.path, path))
     click.echo(f"backed up {settings.database.path} to {path}")
+
+
+@main.group()
+def admin() -> None:
+    """Operator commands on the database itself (no token needed; see docs/deploy.md)."""
+
+
+def _since_option(**kw: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    def parse(ctx: click.Context, param: click.Parameter, value: str | None) -> Any:
+        from .admin import parse_since
+
+        try:
+            return None if value is None else parse_since(value)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc)) from None
+
+    return click.option(
+        "--since",
+        callback=parse,
+        help="Start of the window: a duration back from now (30m, 1h, 2d, 1w) or an ISO-8601 time.",
+        **kw,
+    )
+
+
+def _admin_run(coro: Coroutine[Any, Any, T]) -> T:
+    from .admin import ServerRunning
+
+    try:
+        return _run(coro)
+    except (ServerRunning, FileNotFoundError) as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+@admin.command(name="stats")
+@config_option
+@_since_option(default="1d", show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def admin_stats(config_path: Path | None, since: Any, as_json: bool) -> None:
+    """Queue depth, tasks by status and type, failure codes and token use per user.
+
+    Reads the database only: safe while a server runs."""
+    import json
+
+    from .admin import format_stats, stats
+
+    settings = _settings(config_path)
+    report = _admin_run(stats(settings.database, since))
+    click.echo(json.dumps(report, indent=2) if as_json else format_stats(report))
+
+
+@admin.command(name="retry-failed")
+@config_option
+@_since_option(required=True)
+@click.option("--dry-run", is_flag=True, help="List the tasks without changing anything (works while a server runs).")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def admin_retry_failed(config_path: Path | None, since: Any, dry_run: bool, as_json: bool) -> None:
+    """Put tasks that failed since --since back to pending, as POST /tasks/{id}/retry does.
+
+    Refuses while a server uses the database (a server only picks up pending tasks when it
+    starts): stop the server, run this, start the server again."""
+    import json
+
+    from .admin import failed_since, retry_failed
+    from .records import format_time
+
+    settings = _settings(config_path)
+    if dry_run:
+        retried, usernames = _admin_run(failed_since(settings.database, since))
+        skipped: list[Any] = []
+    else:
+        outcome = _admin_run(retry_failed(settings, since))
+        retried, skipped, usernames = outcome.retried, outcome.skipped, outcome.usernames
+
+    def row(task: Any) -> dict[str, Any]:
+        return {
+            "task_id": task.id,
+            "task_type": task.task_type,
+            "user_id": task.user_id,
+            "username": usernames.get(task.user_id, task.user_id),
+            "attempts": task.attempts,
+        }
+
+    if as_json:
+        key = "would_retry" if dry_run else "retried"
+        click.echo(json.dumps({"since": format_time(since), key: [row(t) for t in retried], "skipped": [row(t) for t in skipped]}, indent=2))
+        return
+    verb = "would put" if dry_run else "put"
+    tail = "" if dry_run else "; they run when the server starts"
+    click.echo(f"{verb} {len(retried)} task(s) that failed since {format_time(since)} back to pending{tail}")
+    for task in retried:
+        click.echo(f"  {task.id}  {task.task_type}  {usernames.get(task.user_id, task.user_id)}")
+    if skipped:
+        click.echo(f"skipped {len(skipped)}: an identical task is already pending or running")
+        for task in skipped:
+            click.echo(f"  {task.id}  {task.task_type}  {usernames.get(task.user_id, task.user_id)}")
 
 
 # The client verbs, which talk to a running server (insightreader/client_cli.py, docs/client.md).

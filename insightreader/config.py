@@ -187,6 +187,15 @@ def _check_env_names(environ: Mapping[str, str]) -> None:
             )
 
 
+def admin_credentials() -> tuple[str, str]:
+    """``INSIGHTREADER_ADMIN_USERNAME`` and ``_PASSWORD`` (empty when unset): the first
+    administrator, created at start (``admin.bootstrap_admin`` checks them)."""
+    return (
+        os.environ.get("INSIGHTREADER_ADMIN_USERNAME", ""),
+        os.environ.get("INSIGHTREADER_ADMIN_PASSWORD", ""),
+    )
+
+
 def load(
     path: Path | str | None = None, *, overrides: Mapping[str, Any] | None = None
 ) -> Settings:

@@ -32,6 +32,7 @@ from .errors import (
     TooManyPending,
 )
 from .events import EventBus
+from .logs import task_id as task_id_context
 from .records import NewTask, Task, TaskStatus, format_time, utcnow
 from .store import Store, Tx
 
@@ -145,6 +146,22 @@ class ReadyQueue:
 
     def depth_by_priority(self) -> dict[int, int]:
         return {p: sum(len(ids) for ids in users.values()) for p, users in self._levels.items()}
+
+
+_CHANGE_LEVELS = {"task_queued": logging.DEBUG}
+
+
+def _log_change(event: str, task: Task) -> None:
+    """One line per lifecycle change, naming the task (``task_id``) and what changed."""
+    what = event.removeprefix("task_")
+    extra: dict[str, Any] = {"task_id": task.id, "task_type": task.task_type}
+    if what == "submitted":
+        extra["priority"] = task.priority
+    elif what == "started":
+        extra["attempt"] = task.attempts
+    if what == "failed" and task.error:
+        extra["error_code"] = task.error.get("code")
+    log.log(_CHANGE_LEVELS.get(event, logging.INFO), "task %s", what, extra=extra)
 
 
 def canonical_json(value: Any) -> str:
@@ -265,6 +282,7 @@ class Engine:
         self._wakeup.set()
 
     def _changed(self, event: str, task: Task) -> None:
+        _log_change(event, task)
         if self.on_change is not None:
             self.on_change(event, task)
 
@@ -309,10 +327,9 @@ class Engine:
             if active is not None:
                 return SubmitOutcome(active, created=False, deduplicated=False)
             await self._check_admission(tx, user_id, today)
-            if not await tx.insert_task(fresh):
+            task = await tx.insert_task(fresh)
+            if task is None:
                 raise Conflict("an identical task was created meanwhile")
-            task = await tx.task(fresh.id)
-            assert task is not None
             await self._publish(tx, "task_queued", task)
             tx.after_commit(lambda: self._enqueue(task))
             return SubmitOutcome(task, created=True, deduplicated=False)
@@ -487,6 +504,9 @@ class Engine:
             self._enqueue(again)
 
     async def _run(self, task_id: str) -> None:
+        # Every line logged during the run names the task. The run is an asyncio task
+        # of its own (a copy of the dispatcher's context), so the setting ends with it.
+        task_id_context.set(task_id)
         task: Task | None = None
         try:
             task = await self._start(task_id)

@@ -79,6 +79,10 @@ async def pending(conn: aiosqlite.Connection, available: list[Migration]) -> lis
         " version INTEGER PRIMARY KEY, name TEXT NOT NULL,"
         " checksum TEXT NOT NULL, applied_at TEXT NOT NULL)"
     )
+    return await _unapplied(conn, available)
+
+
+async def _unapplied(conn: aiosqlite.Connection, available: list[Migration]) -> list[Migration]:
     async with conn.execute("SELECT version, name, checksum FROM schema_migrations") as cur:
         applied = {row[0]: (row[1], row[2]) async for row in cur}
     by_version = {m.version: m for m in available}
@@ -114,3 +118,19 @@ async def apply(conn: aiosqlite.Connection, directory: Path | None = None) -> li
             await conn.execute("ROLLBACK")
             raise
     return todo
+
+
+async def preview(database: Path, directory: Path | None = None) -> list[Migration]:
+    """The migrations ``apply`` would run on ``database``, changing nothing (not even
+    creating the file); edited or missing applied migrations are refused as ``apply``
+    refuses them. Safe while a server uses the database (a WAL reader)."""
+    available = discover(directory)
+    if not database.exists() or database.stat().st_size == 0:
+        return available
+    async with aiosqlite.connect(f"file:{database}?mode=ro", uri=True) as conn:
+        async with conn.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_migrations'"
+        ) as cur:
+            if await cur.fetchone() is None:
+                return available
+        return await _unapplied(conn, available)

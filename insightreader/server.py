@@ -10,9 +10,13 @@ from collections.abc import Callable, Mapping
 
 from hypercorn.asyncio import serve as hypercorn_serve
 from hypercorn.config import Config as HypercornConfig
+from hypercorn.logging import Logger as HypercornLogger
+from hypercorn.typing import ResponseSummary, WWWScope
 from quart import Quart
 
-from .app import create_app
+from . import logs
+from .app import REQUEST_ID_HEADER, SCOPE_REQUEST_ID, SCOPE_STATUS, create_app
+from .auth import load_secret
 from .config import Settings
 from .engine import TaskType
 from .services import Services
@@ -26,6 +30,29 @@ HTTP_GRACE = 0.5
 STUCK_GRACE = 0.25
 #: The access log leaves the query string out: it may hold a token or ticket.
 ACCESS_LOG_FORMAT = '%(h)s "%(m)s %(U)s %(H)s" %(s)s %(b)s %(D)sus'
+_REQUEST_ID_ATOM = "{" + REQUEST_ID_HEADER.lower() + "}o"
+
+
+class AccessLogger(HypercornLogger):
+    """Hypercorn's logger, but an access line is written already formatted (its record
+    never holds the request's headers, ``Authorization`` included, nor the environment)
+    and names the request id the app answered with. A response the client left before
+    its end (an event stream) is logged with the status the app gave, ``disconnected``."""
+
+    async def access(self, request: WWWScope, response: ResponseSummary | None, request_time: float) -> None:
+        if self.access_logger is None:
+            return
+        extra: dict[str, object] = {}
+        if response is None and isinstance(request.get(SCOPE_STATUS), int):
+            response = {"status": request[SCOPE_STATUS], "headers": []}  # type: ignore[typeddict-item]
+            extra["disconnected"] = True
+        atoms = self.atoms(request, response, request_time)
+        request_id = atoms[_REQUEST_ID_ATOM]
+        if request_id == "-":
+            request_id = request.get(SCOPE_REQUEST_ID) or "-"  # type: ignore[assignment]
+        if request_id != "-":
+            extra["request_id"] = request_id
+        self.access_logger.info(self.access_log_format % atoms, extra=extra)
 
 
 def hypercorn_config(settings: Settings) -> HypercornConfig:
@@ -35,6 +62,7 @@ def hypercorn_config(settings: Settings) -> HypercornConfig:
     config.accesslog = logging.getLogger("hypercorn.access")
     config.errorlog = logging.getLogger("hypercorn.error")
     config.access_log_format = ACCESS_LOG_FORMAT
+    config.logger_class = AccessLogger
     return config
 
 
@@ -46,7 +74,9 @@ async def serve(
 ) -> None:
     """Serve until SIGTERM or SIGINT, then drain: submits get 503, running tasks get
     ``server.graceful_timeout`` seconds, streams end, the rest stays pending."""
+    logs.add_secret(settings.llm.api_key)
     services = await Services.open(settings, task_types)
+    logs.add_secret(load_secret(settings.auth, settings.database.path))
     app = create_app(services)
     if configure is not None:
         configure(app)

@@ -9,8 +9,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import IO
 
+from .admin import bootstrap_admin
 from .auth import Auth, load_secret
-from .config import Settings
+from .config import Settings, admin_credentials
 from .engine import Engine, TaskType
 from .errors import AlreadyRunning
 from .events import EventBus
@@ -66,6 +67,8 @@ class Services:
             engine = Engine(store, bus, settings.tasks, task_types, llm=llm, model=llm.model)
             auth = Auth(settings.auth, load_secret(settings.auth, settings.database.path), store)
             await auth.start()
+            # The first administrator, from INSIGHTREADER_ADMIN_USERNAME/_PASSWORD (docs/deploy.md).
+            await bootstrap_admin(auth, store, *admin_credentials())
             await engine.start()
         except BaseException:
             await pruner.stop()

@@ -24,7 +24,8 @@ import asyncio
 import json
 import logging
 import sqlite3
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Generic, TypeVar
@@ -135,13 +136,14 @@ class _Queries:
     def __init__(self, conn: aiosqlite.Connection) -> None:
         self._conn = conn
 
+    # One round trip to the connection's thread per statement: execute and fetch
+    # happen there together.
     async def _one(self, sql: str, params: Iterable[Any] = ()) -> sqlite3.Row | None:
-        async with self._conn.execute(sql, tuple(params)) as cur:
-            return await cur.fetchone()
+        rows = list(await self._conn.execute_fetchall(sql, tuple(params)))
+        return rows[0] if rows else None
 
     async def _all(self, sql: str, params: Iterable[Any] = ()) -> list[sqlite3.Row]:
-        async with self._conn.execute(sql, tuple(params)) as cur:
-            return list(await cur.fetchall())
+        return list(await self._conn.execute_fetchall(sql, tuple(params)))
 
     async def user_by_name(self, username: str) -> User | None:
         row = await self._one("SELECT * FROM users WHERE username = ?", (username,))
@@ -327,6 +329,59 @@ class Reader(_Queries):
         )
         return [dict(row) for row in rows]
 
+    # -- operator queries (insightreader admin) -------------------------------------------
+
+    async def queue_depth(self) -> dict[str, Any]:
+        """Unfinished tasks of every user: pending and running counts, and when the
+        oldest pending one was created."""
+        row = await self._one(
+            "SELECT count(*) FILTER (WHERE status = 'pending') AS pending,"
+            " count(*) FILTER (WHERE status = 'running') AS running,"
+            " min(created_at) FILTER (WHERE status = 'pending') AS oldest_pending_at"
+            " FROM tasks WHERE status IN ('pending', 'running')"
+        )
+        assert row is not None
+        return dict(row)
+
+    async def task_counts_all(self, since: str) -> list[dict[str, Any]]:
+        """Tasks of every user created at or after ``since``, per type and status."""
+        rows = await self._all(
+            "SELECT task_type, status, count(*) AS count FROM tasks WHERE created_at >= ?"
+            " GROUP BY task_type, status ORDER BY task_type, status",
+            (since,),
+        )
+        return [dict(row) for row in rows]
+
+    async def failure_counts(self, since: str) -> list[dict[str, Any]]:
+        """Failed tasks finished at or after ``since``, per error code and task type."""
+        rows = await self._all(
+            "SELECT coalesce(json_extract(error, '$.code'), 'unknown') AS code, task_type,"
+            " count(*) AS count FROM tasks WHERE status = 'failed' AND finished_at >= ?"
+            " GROUP BY code, task_type ORDER BY count DESC, code, task_type",
+            (since,),
+        )
+        return [dict(row) for row in rows]
+
+    async def usage_by_user(self, since_day: str) -> list[dict[str, Any]]:
+        """Tokens and tasks from the usage ledger per user, UTC days from ``since_day``."""
+        rows = await self._all(
+            "SELECT u.user_id, users.username, sum(u.prompt_tokens) AS prompt_tokens,"
+            " sum(u.completion_tokens) AS completion_tokens, sum(u.tasks) AS tasks"
+            " FROM usage u LEFT JOIN users ON users.id = u.user_id WHERE u.day >= ?"
+            " GROUP BY u.user_id"
+            " ORDER BY sum(u.prompt_tokens + u.completion_tokens) DESC, users.username",
+            (since_day,),
+        )
+        return [dict(row) for row in rows]
+
+    async def failed_tasks(self, since: str) -> list[Task]:
+        """Failed tasks of every user finished at or after ``since``, oldest first."""
+        rows = await self._all(
+            "SELECT * FROM tasks WHERE status = 'failed' AND finished_at >= ? ORDER BY seq",
+            (since,),
+        )
+        return [_task(row) for row in rows]
+
 
 @dataclass
 class Tx(_Queries):
@@ -348,8 +403,8 @@ class Tx(_Queries):
         self._rolled_back.append(callback)
 
     async def _execute(self, sql: str, params: Iterable[Any] = ()) -> int:
-        async with self._conn.execute(sql, tuple(params)) as cur:
-            return cur.rowcount
+        cursor = await self._conn.execute(sql, tuple(params))
+        return cursor.rowcount
 
     async def insert_user(self, user: User) -> bool:
         """Insert a user; False when the name (case-insensitively) is taken."""
@@ -362,27 +417,25 @@ class Tx(_Queries):
             == 1
         )
 
-    async def insert_task(self, task: NewTask) -> bool:
-        """Insert a pending task; False when an unfinished task with the same hash exists."""
-        return (
-            await self._execute(
-                "INSERT INTO tasks (id, user_id, task_type, status, priority, input, input_hash,"
-                " article_id, metadata, created_at)"
-                " VALUES (?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
-                (
-                    task.id,
-                    task.user_id,
-                    task.task_type,
-                    task.priority,
-                    _dumps(task.input),
-                    task.input_hash,
-                    task.article_id,
-                    _dumps(task.metadata),
-                    task.created_at,
-                ),
-            )
-            == 1
+    async def insert_task(self, task: NewTask) -> Task | None:
+        """Insert a pending task; None when an unfinished task with the same hash exists."""
+        row = await self._one(
+            "INSERT INTO tasks (id, user_id, task_type, status, priority, input, input_hash,"
+            " article_id, metadata, created_at)"
+            " VALUES (?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING RETURNING *",
+            (
+                task.id,
+                task.user_id,
+                task.task_type,
+                task.priority,
+                _dumps(task.input),
+                task.input_hash,
+                task.article_id,
+                _dumps(task.metadata),
+                task.created_at,
+            ),
         )
+        return _task(row) if row else None
 
     async def record_idempotency_key(
         self, user_id: str, key: str, input_hash: str, task_id: str, now: str
@@ -651,23 +704,30 @@ class Store:
                 if not job.future.done():
                     job.future.set_exception(error)
             return
+        # A job alone in its batch needs no savepoint: its failure rolls back the
+        # transaction (two statements fewer on the common, unloaded path).
+        isolated = len(batch) > 1
         outcomes: list[tuple[_Job[Any], Tx, Any, BaseException | None]] = []
         for job in batch:
             tx = Tx(conn)
-            await conn.execute("SAVEPOINT job")
+            if isolated:
+                await conn.execute("SAVEPOINT job")
             try:
                 value = await job.fn(tx)
             except Exception as exc:  # one job's failure is its own; the batch goes on
-                await conn.execute("ROLLBACK TO job")
-                await conn.execute("RELEASE job")
+                await conn.execute("ROLLBACK TO job" if isolated else "ROLLBACK")
+                if isolated:
+                    await conn.execute("RELEASE job")
                 for callback in tx._rolled_back:
                     callback()
                 outcomes.append((job, tx, None, translate(exc) if isinstance(exc, sqlite3.Error) else exc))
             else:
-                await conn.execute("RELEASE job")
+                if isolated:
+                    await conn.execute("RELEASE job")
                 outcomes.append((job, tx, value, None))
         try:
-            await conn.execute("COMMIT")
+            if conn.in_transaction:
+                await conn.execute("COMMIT")
         except sqlite3.Error as exc:
             log.error("commit of %d write jobs failed: %s", len(batch), exc)
             if conn.in_transaction:
@@ -705,3 +765,27 @@ async def backup(database: Path, target: Path) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
     async with aiosqlite.connect(f"file:{database}?mode=ro", uri=True) as conn:
         await conn.execute("VACUUM INTO ?", (str(target),))
+
+
+@asynccontextmanager
+async def open_reader(settings: DatabaseSettings) -> AsyncIterator[Reader]:
+    """A read-only :class:`Reader` on the database, for operator commands that may run
+    beside a server (in WAL mode a reader neither waits for it nor blocks it). The
+    database must exist and be migrated: this never creates or changes anything."""
+    path = settings.path
+    if not path.exists():
+        raise FileNotFoundError(f"no database at {path}")
+    todo = await migrate.preview(path)
+    if todo:
+        names = ", ".join(f"{m.version:04d}_{m.name}" for m in todo)
+        raise migrate.MigrationError(
+            f"{path} has pending migrations ({names}): run insightreader migrate first"
+        )
+    conn = await aiosqlite.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None)
+    try:
+        conn.row_factory = sqlite3.Row
+        await conn.execute(f"PRAGMA busy_timeout = {int(settings.busy_timeout * 1000)}")
+        await conn.execute("PRAGMA query_only = ON")
+        yield Reader(conn)
+    finally:
+        await conn.close()

@@ -246,8 +246,10 @@ async def test_circuit_breaker_pauses_dispatch_until_the_upstream_is_back(
         while (await http.get("/readyz")).json()["llm"]["circuit"]["state"] != "open":
             assert asyncio.get_running_loop().time() < deadline, "circuit never opened"
             await asyncio.sleep(0.05)
-        statuses = [(await api.task(task_id))["status"] for task_id in ids]
-        assert "failed" not in statuses and "completed" not in statuses
+        tasks = [await api.task(task_id) for task_id in ids]
+        assert {t["status"] for t in tasks} <= {"pending", "running"}
+        pending = [t for t in tasks if t["status"] == "pending"]
+        assert pending and all("unavailable" in t["waiting_reason"] for t in pending)
         await fake.up()
         for task_id in ids:
             task = await api.wait_status(task_id, "completed", "failed", timeout=40)

@@ -416,6 +416,8 @@ def _body_routes(target: Target) -> list[tuple[str, dict[str, Any]]]:
         for method, operation in operations.items():
             if method != "post" or "requestBody" not in operation or path.startswith("/api/v1/test/"):
                 continue
+            if not operation["requestBody"].get("required"):
+                continue  # an optional body (e.g. a thinking lens's {"priority"}): empty is fine
             schema = operation["requestBody"]["content"]["application/json"]["schema"]
             if "$ref" in schema:
                 schema = spec["components"]["schemas"][schema["$ref"].rsplit("/", 1)[1]]

@@ -7,13 +7,14 @@ import uuid
 from typing import Any
 
 from quart import Blueprint
-from quart_schema import validate_querystring, validate_request, validate_response
+from quart_schema import document_response, validate_querystring, validate_request, validate_response
 
 from ..analyses import LENSES, article, lens, meta
 from ..errors import NotFound
 from ..records import Article, utcnow
 from ..store import Tx
 from .deps import current_user, optional_body, services
+from .openapi import errors, optional_request, raw_response
 from .paging import clamp_limit, decode_cursor, page
 from .schemas import (
     ArticleList,
@@ -60,6 +61,8 @@ async def _submit_on(found: Article, task_type: str, priority: int | None, **ext
 @bp.post("/articles/save-with-analysis")
 @validate_request(SaveArticle)
 @validate_response(SubmitOut, 202)
+@document_response(SubmitOut, 200)
+@errors((409, "The `Idempotency-Key` was used with a different request.", "conflict"), (429, None, "too_many_pending", "quota_exceeded"), 503)
 async def save_with_analysis(data: SaveArticle) -> tuple[dict[str, Any], int]:
     """Save an article (the same content twice gives the same article) and analyse it."""
     user = current_user()
@@ -83,6 +86,7 @@ async def save_with_analysis(data: SaveArticle) -> tuple[dict[str, Any], int]:
 @bp.get("/articles")
 @validate_querystring(PageQuery)
 @validate_response(ArticleList)
+@errors((422, "A query parameter is invalid (e.g. a cursor this server did not give out).", "validation_error"))
 async def list_articles(query_args: PageQuery) -> dict[str, Any]:
     """The caller's articles, newest first, without their text. `limit` is clamped to 1…100."""
     limit = clamp_limit(query_args.limit)
@@ -95,12 +99,15 @@ async def list_articles(query_args: PageQuery) -> dict[str, Any]:
 
 @bp.get("/articles/<article_id>")
 @validate_response(ArticleOut)
+@errors(404)
 async def get_article(article_id: str) -> dict[str, Any]:
     """The article with its text, analysis, meta analysis and lens results."""
     return (await _article(article_id)).public()
 
 
 @bp.delete("/articles/<article_id>")
+@raw_response(204, None, "Deleted (no body).")
+@errors(404)
 async def delete_article(article_id: str) -> tuple[str, int]:
     """Delete the article and its analyses; its unfinished tasks are cancelled."""
     svc = services()
@@ -123,6 +130,8 @@ async def delete_article(article_id: str) -> tuple[str, int]:
 @bp.post("/meta-analysis/analyze")
 @validate_request(MetaAnalysisRequest)
 @validate_response(SubmitOut, 202)
+@document_response(SubmitOut, 200)
+@errors(404, (409, "The `Idempotency-Key` was used with a different request.", "conflict"), (429, None, "too_many_pending", "quota_exceeded"), 503)
 async def meta_analysis(data: MetaAnalysisRequest) -> tuple[dict[str, Any], int]:
     """Analyse how a stored article argues: stance, assumptions, devices, blind spots."""
     return await _submit_on(await _article(data.article_id), meta.NAME, data.priority)
@@ -130,6 +139,9 @@ async def meta_analysis(data: MetaAnalysisRequest) -> tuple[dict[str, Any], int]
 
 @bp.post("/articles/<article_id>/thinking-lens/<lens_type>")
 @validate_response(SubmitOut, 202)
+@document_response(SubmitOut, 200)
+@optional_request(Submit)
+@errors((404, "No such article, or no such lens.", "not_found"), (409, "The `Idempotency-Key` was used with a different request.", "conflict"), (429, None, "too_many_pending", "quota_exceeded"), 503)
 async def thinking_lens(article_id: str, lens_type: str) -> tuple[dict[str, Any], int]:
     """Apply a thinking lens (see `GET /thinking-lenses`) to a stored article. The body
     is optional: `{"priority": n}`."""
@@ -142,4 +154,5 @@ async def thinking_lens(article_id: str, lens_type: str) -> tuple[dict[str, Any]
 @bp.get("/thinking-lenses")
 @validate_response(LensList)
 async def thinking_lenses() -> dict[str, Any]:
+    """The thinking lenses `POST /articles/{article_id}/thinking-lens/{lens_type}` takes."""
     return {"lenses": [lens_.public() for lens_ in LENSES.values()]}

@@ -13,6 +13,7 @@ from quart_schema import document_headers, document_querystring
 
 from .. import sse
 from .deps import current_user, services
+from .openapi import errors, event_stream_docs, raw_response
 
 bp = Blueprint("events", __name__, url_prefix="/api/v1")
 
@@ -27,6 +28,48 @@ class StreamQuery(BaseModel):
 
 class StreamHeaders(BaseModel):
     last_event_id: str | None = Field(None, description="Resume after this event id.")
+
+
+STREAM_EXAMPLE = (
+    "retry: 3000\n\n"
+    "event: connected\n"
+    'data: {"user_id":"4f1c2d3e-5b6a-4c7d-8e9f-0a1b2c3d4e5f","last_event_id":41}\n\n'
+    "id: 42\n"
+    "event: task_started\n"
+    'data: {"task_id":"9b2f6c1e-2d4a-4f8b-9c3d-5e6f7a8b9c0d","task_type":"insight_generation",'
+    '"metadata":{"preview":"Street trees cool the air"},"attempt":1}\n\n'
+    "id: 43\n"
+    "event: task_progress\n"
+    'data: {"task_id":"9b2f6c1e-2d4a-4f8b-9c3d-5e6f7a8b9c0d","task_type":"insight_generation",'
+    '"attempt":1,"index":0,"delta":"Shade matters"}\n\n'
+    "event: heartbeat\n"
+    "data: {}\n\n"
+)
+_STREAM_DOCS = (
+    raw_response(
+        200,
+        "text/event-stream",
+        "Server-Sent Events, one message per event: `id:` (on stored and progress events), "
+        "`event:` (the type) and one line of JSON `data:`; the data schema of each event type "
+        "is under `x-events`. The stream stays open until the client leaves, the credentials "
+        "expire, the client falls too far behind, or the server shuts down (then a `closed` "
+        "event says why).",
+        schema={"type": "string", "format": "event-stream"},
+        example=STREAM_EXAMPLE,
+        extensions=event_stream_docs(),
+    ),
+    errors(
+        (400, "`Last-Event-ID` / `last_event_id` is not a non-negative integer.", "invalid_last_event_id"),
+        (401, "Missing, expired or invalid credentials (Bearer header, `?ticket=` or `?token=`).", "unauthorized"),
+        (429, "The user has `sse.max_connections_per_user` streams open already.", "too_many_streams"),
+    ),
+)
+
+
+def _stream_docs(func):  # type: ignore[no-untyped-def]
+    for document in _STREAM_DOCS:
+        func = document(func)
+    return func
 
 
 async def _open() -> Response:
@@ -60,6 +103,7 @@ async def _open() -> Response:
 @bp.get("/sse/analysis-notifications")
 @document_querystring(StreamQuery)
 @document_headers(StreamHeaders)
+@_stream_docs
 async def stream() -> Response:
     """`text/event-stream` of the caller's task events.
 
@@ -76,6 +120,7 @@ async def stream() -> Response:
 @bp.get("/events")
 @document_querystring(StreamQuery)
 @document_headers(StreamHeaders)
+@_stream_docs
 async def stream_alias() -> Response:
     """The same stream as `/api/v1/sse/analysis-notifications`."""
     return await _open()

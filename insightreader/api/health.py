@@ -5,19 +5,26 @@ from __future__ import annotations
 from typing import Any
 
 from quart import Blueprint
+from quart_schema import validate_response
 
 from ..errors import ShuttingDown
 from .deps import services
+from .openapi import errors
+from .schemas import Health, Ready
 
 bp = Blueprint("health", __name__)
 
 
 @bp.get("/healthz")
+@validate_response(Health)
 async def healthz() -> dict[str, Any]:
+    """The process answers (liveness)."""
     return {"status": "ok"}
 
 
 @bp.get("/readyz")
+@validate_response(Ready)
+@errors((503, "The server is shutting down, or the database does not answer.", "shutting_down", "storage_busy"))
 async def readyz() -> dict[str, Any]:
     """Ready when the engine takes submits and the database answers."""
     svc = services()

@@ -6,12 +6,13 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from quart import Blueprint
-from quart_schema import validate_request, validate_response
+from quart_schema import document_response, validate_request, validate_response
 
 from ..analyses import buttons, insight
 from ..errors import NotFound
 from ..records import utcnow
 from .deps import current_user, services
+from .openapi import errors
 from .schemas import ButtonsRequest, InsightRequest, SubmitOut, UsageReport
 from .tasks import idempotency_key, submit_answer
 
@@ -23,6 +24,8 @@ USAGE_DAYS = 30
 @bp.post("/insights/generate-buttons")
 @validate_request(ButtonsRequest)
 @validate_response(SubmitOut, 202)
+@document_response(SubmitOut, 200)
+@errors((409, "The `Idempotency-Key` was used with a different request.", "conflict"), (429, None, "too_many_pending", "quota_exceeded"), 503)
 async def generate_buttons(data: ButtonsRequest) -> tuple[dict[str, Any], int]:
     """Follow-up question buttons for a selection (and the insight shown for it)."""
     payload = data.model_dump(exclude={"priority"}, exclude_none=True)
@@ -40,6 +43,8 @@ async def generate_buttons(data: ButtonsRequest) -> tuple[dict[str, Any], int]:
 @bp.post("/insights/generate")
 @validate_request(InsightRequest)
 @validate_response(SubmitOut, 202)
+@document_response(SubmitOut, 200)
+@errors((404, "No such article (`article_id`).", "not_found"), (409, "The `Idempotency-Key` was used with a different request.", "conflict"), (429, None, "too_many_pending", "quota_exceeded"), 503)
 async def generate_insight(data: InsightRequest) -> tuple[dict[str, Any], int]:
     """An insight on a selection; its text streams as `task_progress` events."""
     if data.article_id is not None:
@@ -60,8 +65,9 @@ async def generate_insight(data: InsightRequest) -> tuple[dict[str, Any], int]:
 @bp.get("/usage")
 @validate_response(UsageReport)
 async def usage() -> dict[str, Any]:
-    """Tokens per day and model, task counts per day, type and status (last 30 days),
-    and today's budget."""
+    """The caller's token use and task counts (last 30 days) and today's budget.
+
+    Tokens per day and model, task counts per day, type and status."""
     user = current_user()
     read = services().store.read
     since = datetime.now(UTC) - timedelta(days=USAGE_DAYS)

@@ -28,6 +28,7 @@ from quart import Blueprint, Response, request
 from quart_schema import hide
 
 from ..errors import NotFound
+from .openapi import raw_response
 
 bp = Blueprint("page", __name__)
 
@@ -117,6 +118,8 @@ def _send(asset: Asset, cache_control: str) -> Response:
 
 
 @bp.get("/")
+@raw_response(200, "text/html; charset=utf-8", "The reading page (a single HTML document; its scripts load from /assets).")
+@raw_response(304, None, "Not modified: the page matches the ETag sent in If-None-Match.")
 async def index() -> Response:
     """The reading page."""
     return _send(bundle().index, REVALIDATE)

@@ -29,12 +29,21 @@ class Wire(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
 
+def _examples(*values: dict[str, Any]) -> ConfigDict:
+    """Examples shown in /openapi.json and /docs."""
+    return ConfigDict(json_schema_extra={"examples": list(values)})
+
+
 class Credentials(Wire):
+    model_config = _examples({"username": "ada", "password": "correct horse battery"})
+
     username: Username
     password: Password
 
 
 class RefreshRequest(Wire):
+    model_config = _examples({"refresh_token": "eyJhbGciOiJIUzI1NiIs…"})
+
     refresh_token: NonEmptyText
 
 
@@ -44,16 +53,33 @@ class ErrorBody(BaseModel):
 
 
 class ErrorResponse(BaseModel):
+    """An error: a stable `code` to act on and a `message` for people."""
+
+    model_config = _examples({"error": {"code": "not_found", "message": "no such task"}})
+
     error: ErrorBody
 
 
 class UserOut(BaseModel):
+    model_config = _examples(
+        {"user_id": "4f1c2d3e-5b6a-4c7d-8e9f-0a1b2c3d4e5f", "username": "ada", "created_at": "2026-11-27T18:00:00.000Z"}
+    )
+
     user_id: str
     username: str
     created_at: str | None = None
 
 
 class TokenOut(BaseModel):
+    model_config = _examples(
+        {
+            "access_token": "eyJhbGciOiJIUzI1NiIs…",
+            "refresh_token": "eyJhbGciOiJIUzI1NiIs…",
+            "token_type": "bearer",
+            "expires_in": 900,
+        }
+    )
+
     access_token: str
     refresh_token: str
     token_type: Literal["bearer"] = "bearer"
@@ -61,6 +87,8 @@ class TokenOut(BaseModel):
 
 
 class TicketOut(BaseModel):
+    model_config = _examples({"ticket": "eyJhbGciOiJIUzI1NiIs…", "expires_in": 60})
+
     ticket: str
     expires_in: int
 
@@ -76,7 +104,28 @@ class TokenUsage(BaseModel):
     completion_tokens: int
 
 
+_TASK_EXAMPLE: dict[str, Any] = {
+    "task_id": "9b2f6c1e-2d4a-4f8b-9c3d-5e6f7a8b9c0d",
+    "task_type": "insight_generation",
+    "status": "completed",
+    "priority": 5,
+    "attempts": 1,
+    "input_hash": "sha256:3a7bd3e2360a3d29eea436fcfb7e44c735d117c42d1c1835420b6b9942dd4f1b",
+    "article_id": None,
+    "metadata": {"preview": "Street trees cool the air around them by shading"},
+    "result": {"insight": "Shade matters more than the trees' evaporation…"},
+    "error": None,
+    "model": "gpt-4o-mini",
+    "usage": {"prompt_tokens": 412, "completion_tokens": 96},
+    "created_at": "2026-11-27T18:00:00.000Z",
+    "started_at": "2026-11-27T18:00:00.120Z",
+    "finished_at": "2026-11-27T18:00:07.480Z",
+}
+
+
 class TaskOut(BaseModel):
+    model_config = _examples(_TASK_EXAMPLE)
+
     task_id: str
     task_type: str
     status: Literal["pending", "running", "completed", "failed", "cancelled"]
@@ -92,9 +141,13 @@ class TaskOut(BaseModel):
     created_at: str
     started_at: str | None
     finished_at: str | None
+    #: Why a pending task is not running yet (e.g. the LLM provider is unavailable).
+    waiting_reason: str | None = None
 
 
 class TaskList(BaseModel):
+    model_config = _examples({"items": [_TASK_EXAMPLE], "next_cursor": "czQy"})
+
     items: list[TaskOut]
     next_cursor: str | None
 
@@ -109,6 +162,17 @@ class TaskQuery(BaseModel):
 class SubmitOut(BaseModel):
     """A submit's answer: 202 while the task is unfinished, 200 with the result on a dedup hit."""
 
+    model_config = _examples(
+        {"status": "pending", "task_id": "9b2f6c1e-2d4a-4f8b-9c3d-5e6f7a8b9c0d"},
+        {
+            "status": "completed",
+            "task_id": "9b2f6c1e-2d4a-4f8b-9c3d-5e6f7a8b9c0d",
+            "result": {"buttons": [{"label": "Why shade?", "prompt": "Why does shade matter more?", "intent": "explain"}]},
+            "error": None,
+            "deduplicated": True,
+        },
+    )
+
     status: Literal["pending", "running", "completed", "failed", "cancelled"]
     task_id: str
     article_id: str | None = None
@@ -118,7 +182,25 @@ class SubmitOut(BaseModel):
 
 
 class Health(BaseModel):
+    model_config = _examples({"status": "ok"})
+
     status: str
+
+
+class Ready(BaseModel):
+    """Ready: the engine takes submits and the database answers."""
+
+    model_config = _examples(
+        {
+            "status": "ready",
+            "engine": {"accepting": True, "running": 1, "ready": 0, "ready_by_priority": {}},
+            "llm": {"model": "gpt-4o-mini", "offline": False, "circuit": {"state": "closed"}},
+        }
+    )
+
+    status: str
+    engine: dict[str, Any]
+    llm: dict[str, Any]
 
 
 Title = Annotated[str, StringConstraints(min_length=1, max_length=500), AfterValidator(_encodable)]
@@ -130,16 +212,28 @@ Short = Annotated[str, StringConstraints(max_length=500), AfterValidator(_encoda
 
 
 class Submit(Wire):
+    model_config = _examples({"priority": 5})
+
     priority: Priority | None = None
 
 
 class SaveArticle(Submit):
+    model_config = _examples(
+        {
+            "title": "Street trees",
+            "content": "Street trees cool the air around them by shading the pavement…",
+            "url": "https://example.com/street-trees",
+        }
+    )
+
     title: Title
     content: NonEmptyText
     url: Url | None = None
 
 
 class MetaAnalysisRequest(Submit):
+    model_config = _examples({"article_id": "4f1c2d3e-5b6a-4c7d-8e9f-0a1b2c3d4e5f"})
+
     article_id: NonEmptyText
 
 
@@ -149,6 +243,10 @@ class Turn(Wire):
 
 
 class ButtonsRequest(Submit):
+    model_config = _examples(
+        {"selected_text": "Street trees cool the air around them by shading the pavement.", "intent": "understand"}
+    )
+
     selected_text: Selection
     insight: Annotated[str, StringConstraints(max_length=20_000), AfterValidator(_encodable)] | None = None
     intent: Short | None = None
@@ -156,6 +254,14 @@ class ButtonsRequest(Submit):
 
 
 class InsightRequest(Submit):
+    model_config = _examples(
+        {
+            "selected_text": "Street trees cool the air around them by shading the pavement.",
+            "intent": "explain",
+            "article_id": "4f1c2d3e-5b6a-4c7d-8e9f-0a1b2c3d4e5f",
+        }
+    )
+
     selected_text: Selection
     intent: Short | None = None
     article_id: NonEmptyText | None = None
@@ -220,3 +326,90 @@ class UsageReport(BaseModel):
     days: list[UsageDay]
     tasks: list[TaskCount]
     budget: Budget
+
+
+# -- event stream payloads ---------------------------------------------------------------
+# The stream is text/event-stream, which quart-schema cannot describe; these models give
+# the `data:` JSON of each event in /openapi.json (components, and `x-events` on the
+# stream's media type). See docs/events.md.
+
+
+class EventConnected(BaseModel):
+    """First message of every stream (no `id:`)."""
+
+    user_id: str
+    last_event_id: int
+
+
+class EventTaskQueued(BaseModel):
+    task_id: str
+    task_type: str
+    metadata: dict[str, Any]
+    reason: str | None = Field(None, description="Why a task went back to the queue (`shutdown`, `deferred`).")
+
+
+class EventTaskStarted(BaseModel):
+    task_id: str
+    task_type: str
+    metadata: dict[str, Any]
+    attempt: int
+
+
+class EventTaskProgress(BaseModel):
+    """A piece of an insight being written (not stored; `index` restarts with each attempt)."""
+
+    task_id: str
+    task_type: str
+    attempt: int
+    index: int
+    delta: str
+
+
+class EventTaskCompleted(BaseModel):
+    task_id: str
+    task_type: str
+    result: dict[str, Any]
+    metadata: dict[str, Any]
+
+
+class EventTaskFailed(BaseModel):
+    task_id: str
+    task_type: str
+    error: TaskError
+    metadata: dict[str, Any]
+
+
+class EventTaskCancelled(BaseModel):
+    task_id: str
+    task_type: str
+    metadata: dict[str, Any]
+
+
+class EventReset(BaseModel):
+    """The requested Last-Event-ID is older than the oldest kept event: resync with GET /tasks."""
+
+    reason: str
+
+
+class EventHeartbeat(BaseModel):
+    """Sent after `sse.heartbeat` seconds without a message (no `id:`)."""
+
+
+class EventClosed(BaseModel):
+    """The stream ends (no `id:`); reconnect with the last id received."""
+
+    reason: Literal["overflow", "shutdown", "session_expired", "closed"]
+
+
+EVENT_MODELS: dict[str, type[BaseModel]] = {
+    "connected": EventConnected,
+    "task_queued": EventTaskQueued,
+    "task_started": EventTaskStarted,
+    "task_progress": EventTaskProgress,
+    "task_completed": EventTaskCompleted,
+    "task_failed": EventTaskFailed,
+    "task_cancelled": EventTaskCancelled,
+    "reset": EventReset,
+    "heartbeat": EventHeartbeat,
+    "closed": EventClosed,
+}

@@ -9,8 +9,9 @@ from quart_schema import validate_querystring, validate_response
 
 from ..engine import SubmitOutcome
 from ..errors import NotFound, ValidationFailed
-from ..records import TaskStatus
+from ..records import Task, TaskStatus
 from .deps import current_user, services
+from .openapi import errors
 from .paging import clamp_limit, decode_cursor, page
 from .schemas import SubmitOut, TaskList, TaskOut, TaskQuery
 
@@ -40,9 +41,19 @@ def submit_answer(outcome: SubmitOutcome, **extra: Any) -> tuple[dict[str, Any],
     return body, 200
 
 
+def shown(task: Task) -> dict[str, Any]:
+    """The task as the API shows it, saying why a pending task waits when it is not
+    just its turn."""
+    body = task.public()
+    if task.status is TaskStatus.PENDING:
+        body["waiting_reason"] = services().llm.waiting_reason()
+    return body
+
+
 @bp.get("/tasks")
 @validate_querystring(TaskQuery)
 @validate_response(TaskList)
+@errors((422, "A query parameter is invalid (e.g. a cursor this server did not give out).", "validation_error"))
 async def list_tasks(query_args: TaskQuery) -> dict[str, Any]:
     """The caller's tasks, newest first. `limit` is clamped to 1…100."""
     limit = clamp_limit(query_args.limit)
@@ -54,20 +65,23 @@ async def list_tasks(query_args: TaskQuery) -> dict[str, Any]:
         before_seq=decode_cursor(query_args.cursor),
     )
     items, next_cursor = page(tasks, limit)
-    return {"items": [t.public() for t in items], "next_cursor": next_cursor}
+    return {"items": [shown(t) for t in items], "next_cursor": next_cursor}
 
 
 @bp.get("/tasks/<task_id>")
 @validate_response(TaskOut)
+@errors(404)
 async def get_task(task_id: str) -> dict[str, Any]:
+    """One of the caller's tasks, with its result or error once finished."""
     task = await services().store.read.task(task_id, current_user().id)
     if task is None:
         raise NotFound("no such task")
-    return task.public()
+    return shown(task)
 
 
 @bp.post("/tasks/<task_id>/cancel")
 @validate_response(TaskOut)
+@errors(404, (409, "The task is already finished.", "conflict"))
 async def cancel_task(task_id: str) -> dict[str, Any]:
     """Cancel a pending or running task (409 for a finished one)."""
     return (await services().engine.cancel(current_user().id, task_id)).public()
@@ -75,6 +89,7 @@ async def cancel_task(task_id: str) -> dict[str, Any]:
 
 @bp.post("/tasks/<task_id>/retry")
 @validate_response(SubmitOut, 202)
+@errors(404, (409, "Only a failed or cancelled task can be retried.", "conflict"), (429, None, "too_many_pending", "quota_exceeded"), 503)
 async def retry_task(task_id: str) -> tuple[dict[str, Any], int]:
     """Run a failed or cancelled task again: same `task_id`, `attempts` + 1."""
     task = await services().engine.retry(current_user().id, task_id)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from insightreader.llm.client import ClientTuning, LLMClient
+from insightreader.llm.client import ClientTuning, LLMClient, LLMObserver
 from insightreader.llm.result import Completion, Usage
 from insightreader.llm.tokens import estimate_prompt_tokens, estimate_text_tokens
 
@@ -10,6 +10,7 @@ __all__ = [
     "ClientTuning",
     "Completion",
     "LLMClient",
+    "LLMObserver",
     "Usage",
     "estimate_prompt_tokens",
     "estimate_text_tokens",

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import logging
 import math
 import re
@@ -300,8 +301,10 @@ class CircuitBreaker:
             self._last_failure,
         )
         if self._probe_task is None or self._probe_task.done():
+            # A fresh context: the probe's log lines are about the provider, not about
+            # the task whose call happened to open the circuit.
             self._probe_task = asyncio.get_running_loop().create_task(
-                self._probe_loop(), name="llm-circuit-probe"
+                self._probe_loop(), name="llm-circuit-probe", context=contextvars.Context()
             )
 
     def _close(self) -> None:

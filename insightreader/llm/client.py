@@ -11,13 +11,15 @@ is checked (refusal, truncation, emptiness, and for JSON the pydantic model).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import random
+import time
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, Literal, TypeVar, cast
+from typing import Any, Literal, Protocol, TypeVar, cast
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx2
@@ -61,6 +63,25 @@ R = TypeVar("R")
 
 OFFLINE_API_KEY = "offline"
 _DETAIL_LIMIT = 300
+
+
+class LLMObserver(Protocol):
+    """What the client reports, for metrics (plain calls; implementations must not raise).
+
+    ``status`` is the HTTP status of an answer (``"200"``, ``"429"``…) or what happened
+    instead: ``timeout``, ``connection_error``, ``stream_interrupted``, ``bad_response``,
+    ``cancelled``, ``error``.
+    """
+
+    def request_finished(self, kind: str, status: str, seconds: float) -> None:
+        """One request to the provider ended (``kind``: ``complete`` or ``stream``);
+        ``seconds`` from sending to the end of the answer (a stream's last chunk)."""
+
+    def retry_scheduled(self, reason: str) -> None:
+        """A failed request will be sent again; ``reason`` as ``status`` above."""
+
+    def tokens_used(self, model: str, prompt_tokens: int, completion_tokens: int) -> None:
+        """A call succeeded and used these tokens (as billed, or estimated)."""
 
 
 @dataclass(frozen=True)
@@ -149,6 +170,25 @@ def _breaker_outcome(exc: BaseException) -> Outcome:
     return "neutral"
 
 
+def _status_label(exc: BaseException) -> str:
+    """How a failed request ended, for :class:`LLMObserver`."""
+    if isinstance(exc, _FormatRejected) and isinstance(exc.__cause__, APIStatusError):
+        exc = exc.__cause__
+    if isinstance(exc, APIStatusError):
+        return str(exc.status_code)
+    if isinstance(exc, APITimeoutError):
+        return "timeout"
+    if isinstance(exc, APIConnectionError):
+        return "connection_error"
+    if isinstance(exc, _StreamInterrupted):
+        return "stream_interrupted"
+    if isinstance(exc, _BadResponse):
+        return "bad_response"
+    if isinstance(exc, asyncio.CancelledError):
+        return "cancelled"
+    return "error"
+
+
 def _public_url(url: str) -> str:
     """``base_url`` without credentials, query or trailing slash (for keys and status)."""
     parts = urlsplit(url)
@@ -194,8 +234,11 @@ class LLMClient:
         *,
         transport: httpx2.AsyncBaseTransport | None = None,
         tuning: ClientTuning | None = None,
+        observer: LLMObserver | None = None,
     ) -> None:
         self._settings = settings
+        #: Told about every request, retry and token count (metrics); may be set later.
+        self.observer = observer
         self._tuning = tuning or ClientTuning()
         self.offline = settings.offline
         self.model = settings.model
@@ -232,9 +275,9 @@ class LLMClient:
             log.warning("no LLM API key configured: using the built-in offline model %s", self.model)
 
     @classmethod
-    def from_settings(cls, settings: LLMSettings) -> LLMClient:
+    def from_settings(cls, settings: LLMSettings, *, observer: LLMObserver | None = None) -> LLMClient:
         """The client for ``settings``: the provider, or the offline model without an API key."""
-        return cls(settings)
+        return cls(settings, observer=observer)
 
     async def __aenter__(self) -> LLMClient:
         return self
@@ -312,10 +355,11 @@ class LLMClient:
             stream = await self._with_token_limit(open_stream, max_tokens)
             return await self._consume(stream, on_delta, parts)
 
-        streamed = await self._call(send, estimate)
+        streamed = await self._call(send, estimate, kind="stream")
         text = "".join(parts)
         usage = streamed.usage or Usage(estimate_prompt_tokens(messages), estimate_text_tokens(text))
         self._limiter.settle(estimate, usage.total_tokens)
+        self._notify("tokens_used", self.model, usage.prompt_tokens, usage.completion_tokens)
         return Completion(
             value=_checked_text(streamed.finish_reason, text, streamed.refusal),
             usage=usage,
@@ -326,6 +370,12 @@ class LLMClient:
         """Return at once while the circuit is closed; otherwise once a probe succeeded
         (and no half-open trial call is in flight)."""
         await self._breaker.wait_available()
+
+    def waiting_reason(self) -> str | None:
+        """Why LLM tasks are held back now, in words for a reader; None when they are not."""
+        if self._breaker.state != "closed":
+            return "the AI provider is unavailable; the task runs when it is back"
+        return None
 
     def status(self) -> dict[str, object]:
         """JSON-able state for ``/readyz`` and ``/metrics``."""
@@ -419,6 +469,7 @@ class LLMClient:
         content = choice.message.content if choice.message else None
         usage = _usage(completion.usage, messages, content or "")
         self._limiter.settle(estimate, usage.total_tokens)
+        self._notify("tokens_used", self.model, usage.prompt_tokens, usage.completion_tokens)
         refusal = choice.message.refusal if choice.message else None
         return _checked_text(choice.finish_reason, content, refusal), usage
 
@@ -480,7 +531,16 @@ class LLMClient:
 
     # -- retries, admission, errors -----------------------------------------------------
 
-    async def _call(self, send: Callable[[], Awaitable[R]], estimate: int) -> R:
+    def _notify(self, event: str, *args: Any) -> None:
+        """Tell the observer (a failing observer never fails a call)."""
+        if self.observer is None:
+            return
+        try:
+            getattr(self.observer, event)(*args)
+        except Exception:
+            log.exception("LLM observer failed on %s", event)
+
+    async def _call(self, send: Callable[[], Awaitable[R]], estimate: int, *, kind: str = "complete") -> R:
         """``send`` under admission control, retried on transient failures."""
         retrying = AsyncRetrying(
             stop=stop_after_attempt(self._settings.max_retries + 1),
@@ -490,22 +550,27 @@ class LLMClient:
             reraise=True,
         )
         try:
-            return await retrying(self._admitted, send, estimate)
+            return await retrying(self._admitted, send, estimate, kind)
         except (APIError, _BadResponse, _StreamInterrupted) as exc:
             error = self._translate(exc, int(retrying.statistics.get("attempt_number", 1)))
             log.warning("LLM call failed: %s (%s)", error.code, error.message)
             raise error from None
 
-    async def _admitted(self, send: Callable[[], Awaitable[R]], estimate: int) -> R:
+    async def _admitted(self, send: Callable[[], Awaitable[R]], estimate: int, kind: str) -> R:
         trial = self._breaker.admit()
+        sent: float | None = None
         try:
             await self._limiter.acquire(estimate)
+            sent = time.monotonic()
             result = await send()
         except BaseException as exc:
+            if sent is not None:
+                self._notify("request_finished", kind, _status_label(exc), time.monotonic() - sent)
             if isinstance(exc, APIStatusError):
                 self._limiter.observe(exc.response.headers)
             self._breaker.record(trial, _breaker_outcome(exc), self._describe(exc))
             raise
+        self._notify("request_finished", kind, "200", time.monotonic() - sent)
         self._breaker.record(trial, "success")
         return result
 
@@ -534,6 +599,7 @@ class LLMClient:
 
     def _log_retry(self, state: RetryCallState) -> None:
         exc = state.outcome.exception() if state.outcome is not None else None
+        self._notify("retry_scheduled", _status_label(exc) if exc is not None else "error")
         log.warning(
             "LLM request failed (%s); retry %d of %d in %.2f s",
             self._describe(exc) if exc is not None else "unknown",
