@@ -1,78 +1,24 @@
 """``create_app(services)``: wires blueprints, schema docs, metrics, request ids and the
-error mapping."""
+error mapping; it holds no logic of its own."""
 
 from __future__ import annotations
 
-import re
-import uuid
-from typing import Any
+from quart import Quart
 
-from quart import Quart, Response, g, request
-
-from . import logs
-from .api import articles, auth, deps, errors, events, health, insights, openapi, page, tasks
+from .api import articles, auth, deps, errors, events, health, insights, middleware, openapi, page, tasks
 from .api import metrics as metrics_api
 from .metrics import Metrics
 from .services import Services
-
-REQUEST_ID_HEADER = "X-Request-ID"
-#: Kept in the ASGI scope for the access log, which Hypercorn writes without a response
-#: when the client left before the end (an event stream, typically).
-SCOPE_REQUEST_ID = "insightreader.request_id"
-SCOPE_STATUS = "insightreader.status"
-#: An incoming request id is kept when it looks like one (a UUID, a ULID, a trace id…).
-_SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:=+/@-]{0,127}")
-
-
-def _bounded_json(app: Quart) -> None:
-    """Make a request body nested deeper than Python's recursion limit invalid JSON (a
-    400), not a RecursionError (a 500). Wraps the provider QuartSchema installed."""
-    base = type(app.json)
-
-    class JSONProvider(base):  # type: ignore[valid-type,misc]
-        def loads(self, s: str | bytes, **kwargs: Any) -> Any:
-            try:
-                return super().loads(s, **kwargs)
-            except RecursionError:
-                raise ValueError("JSON nested too deeply") from None
-
-    app.json = JSONProvider(app)
-
-
-def request_id_for(incoming: str | None) -> str:
-    """The client's ``X-Request-ID`` when it is sane (and holds nothing the log would
-    redact), else a fresh one."""
-    if incoming and _SANE_REQUEST_ID.fullmatch(incoming) and logs.redact(incoming) == incoming:
-        return incoming
-    return uuid.uuid4().hex
-
-
-async def _assign_request_id() -> None:
-    """Runs first for every request: every log line of the request names its id."""
-    g.request_id = request_id_for(request.headers.get(REQUEST_ID_HEADER))
-    logs.request_id.set(g.request_id)
-    request.scope[SCOPE_REQUEST_ID] = g.request_id  # type: ignore[literal-required]
-    task_id = (request.view_args or {}).get("task_id")
-    if isinstance(task_id, str):  # GET /tasks/{task_id}, cancel, retry: about that task
-        logs.task_id.set(task_id)
-
-
-async def _echo_request_id(response: Response) -> Response:
-    request_id = g.get("request_id")
-    if request_id:
-        response.headers[REQUEST_ID_HEADER] = request_id
-    request.scope[SCOPE_STATUS] = response.status_code  # type: ignore[literal-required]
-    return response
 
 
 def create_app(services: Services, *, metrics: Metrics | None = None) -> Quart:
     app = Quart(__name__)
     app.config["MAX_CONTENT_LENGTH"] = services.settings.server.max_body_bytes
     app.extensions["insightreader"] = services
-    app.before_request(_assign_request_id)
-    app.after_request(_echo_request_id)
+    app.before_request(middleware.assign_request_id)
+    app.after_request(middleware.echo_request_id)
     openapi.install(app, title="InsightReader", version="1")
-    _bounded_json(app)
+    middleware.bounded_json(app)
     errors.register(app)
     collected = metrics or Metrics()
     collected.bind(services)

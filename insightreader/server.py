@@ -15,7 +15,8 @@ from hypercorn.typing import ResponseSummary, WWWScope
 from quart import Quart
 
 from . import logs
-from .app import REQUEST_ID_HEADER, SCOPE_REQUEST_ID, SCOPE_STATUS, create_app
+from .api.middleware import REQUEST_ID_HEADER, SCOPE_REQUEST_ID, SCOPE_STATUS
+from .app import create_app
 from .auth import load_secret
 from .config import Settings
 from .engine import TaskType

@@ -145,6 +145,9 @@ class _Queries:
     async def _all(self, sql: str, params: Iterable[Any] = ()) -> list[sqlite3.Row]:
         return list(await self._conn.execute_fetchall(sql, tuple(params)))
 
+    async def _dicts(self, sql: str, params: Iterable[Any] = ()) -> list[dict[str, Any]]:
+        return [dict(row) for row in await self._all(sql, params)]
+
     async def user_by_name(self, username: str) -> User | None:
         row = await self._one("SELECT * FROM users WHERE username = ?", (username,))
         return _user(row) if row else None
@@ -312,22 +315,20 @@ class Reader(_Queries):
         return None if row is None else str(row[0])
 
     async def usage(self, user_id: str, since_day: str) -> list[dict[str, Any]]:
-        rows = await self._all(
+        return await self._dicts(
             "SELECT day, model, prompt_tokens, completion_tokens, tasks FROM usage"
             " WHERE user_id = ? AND day >= ? ORDER BY day DESC, model",
             (user_id, since_day),
         )
-        return [dict(row) for row in rows]
 
     async def task_counts(self, user_id: str, since: str) -> list[dict[str, Any]]:
         """Tasks created since ``since`` per UTC day, type and status."""
-        rows = await self._all(
+        return await self._dicts(
             "SELECT substr(created_at, 1, 10) AS day, task_type, status, count(*) AS count"
             " FROM tasks WHERE user_id = ? AND created_at >= ?"
             " GROUP BY day, task_type, status ORDER BY day DESC, task_type, status",
             (user_id, since),
         )
-        return [dict(row) for row in rows]
 
     # -- operator queries (insightreader admin) -------------------------------------------
 
@@ -345,26 +346,24 @@ class Reader(_Queries):
 
     async def task_counts_all(self, since: str) -> list[dict[str, Any]]:
         """Tasks of every user created at or after ``since``, per type and status."""
-        rows = await self._all(
+        return await self._dicts(
             "SELECT task_type, status, count(*) AS count FROM tasks WHERE created_at >= ?"
             " GROUP BY task_type, status ORDER BY task_type, status",
             (since,),
         )
-        return [dict(row) for row in rows]
 
     async def failure_counts(self, since: str) -> list[dict[str, Any]]:
         """Failed tasks finished at or after ``since``, per error code and task type."""
-        rows = await self._all(
+        return await self._dicts(
             "SELECT coalesce(json_extract(error, '$.code'), 'unknown') AS code, task_type,"
             " count(*) AS count FROM tasks WHERE status = 'failed' AND finished_at >= ?"
             " GROUP BY code, task_type ORDER BY count DESC, code, task_type",
             (since,),
         )
-        return [dict(row) for row in rows]
 
     async def usage_by_user(self, since_day: str) -> list[dict[str, Any]]:
         """Tokens and tasks from the usage ledger per user, UTC days from ``since_day``."""
-        rows = await self._all(
+        return await self._dicts(
             "SELECT u.user_id, users.username, sum(u.prompt_tokens) AS prompt_tokens,"
             " sum(u.completion_tokens) AS completion_tokens, sum(u.tasks) AS tasks"
             " FROM usage u LEFT JOIN users ON users.id = u.user_id WHERE u.day >= ?"
@@ -372,7 +371,6 @@ class Reader(_Queries):
             " ORDER BY sum(u.prompt_tokens + u.completion_tokens) DESC, users.username",
             (since_day,),
         )
-        return [dict(row) for row in rows]
 
     async def failed_tasks(self, since: str) -> list[Task]:
         """Failed tasks of every user finished at or after ``since``, oldest first."""
