@@ -79,13 +79,6 @@ class Conflict(ApiError):
     code = "conflict"
 
 
-class PayloadTooLarge(ApiError):
-    """The body is over ``server.max_body_bytes``."""
-
-    status = 413
-    code = "payload_too_large"
-
-
 class TooManyPending(ApiError):
     """The user already has ``tasks.max_pending_per_user`` unfinished tasks."""
 

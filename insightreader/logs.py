@@ -16,13 +16,11 @@ it is a secret (``password``, ``api_key``, ``authorization``…) is replaced who
 
 from __future__ import annotations
 
-import contextlib
 import contextvars
 import json
 import logging
 import re
 import sys
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any
@@ -38,16 +36,6 @@ _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"messa
 #: Context fields, written first among the extra fields.
 _CONTEXT = ("request_id", "task_id")
 REDACTED = "***"
-
-
-@contextlib.contextmanager
-def task_context(value: str) -> Iterator[None]:
-    """Every line logged inside the block (and in tasks it creates) names ``value``."""
-    token = task_id.set(value)
-    try:
-        yield
-    finally:
-        task_id.reset(token)
 
 
 class ContextFilter(logging.Filter):
