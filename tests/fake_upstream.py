@@ -536,8 +536,10 @@ class FakeUpstream:
         return await self._send_json(writer, error.status, payload, error.headers)
 
 
-async def _serve_forever(port: int, model: str) -> None:
+async def _serve_forever(port: int, model: str, hang: bool) -> None:
     async with FakeUpstream(port=port, model=model) as fake:
+        if hang:
+            fake.default = Hang()
         print(f"fake upstream at {fake.base_url} (model {fake.model})", flush=True)
         with contextlib.suppress(asyncio.CancelledError):
             await asyncio.Event().wait()
@@ -547,6 +549,7 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description="Serve the fake OpenAI-compatible upstream.")
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--model", default="fake-model-1")
+    parser.add_argument("--hang", action="store_true", help="never answer a chat request")
     arguments = parser.parse_args()
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(_serve_forever(arguments.port, arguments.model))
+        asyncio.run(_serve_forever(arguments.port, arguments.model, arguments.hang))
