@@ -1,0 +1,37 @@
+"""The statements on the submit path use indexes that stay small as history grows."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+from insightreader.config import DatabaseSettings
+from insightreader.store import Store
+
+
+async def test_submit_path_queries_do_not_walk_a_users_history(tmp_path: Path) -> None:
+    store = Store(DatabaseSettings(path=tmp_path / "plans.db"))
+    await store.open()
+    statements: list[str] = []
+    try:
+        reader = store.read
+        await reader._conn.set_trace_callback(statements.append)
+        await reader.count_unfinished("u")
+        await reader.active_task("u", "sha256:x")
+        await reader.completed_task("u", "sha256:x", "2026-01-01")
+        await reader.idempotency_key("u", "key")
+        await reader._conn.set_trace_callback(None)
+    finally:
+        await store.close()
+    assert len(statements) == 4
+    conn = sqlite3.connect(tmp_path / "plans.db")
+    plans = {}
+    for sql in statements:
+        rows = conn.execute("EXPLAIN QUERY PLAN " + sql).fetchall()
+        plans[sql] = " | ".join(row[3] for row in rows)
+    conn.close()
+    for sql, plan in plans.items():
+        assert "SCAN tasks" not in plan, (sql, plan)
+        assert "tasks_user_seq" not in plan, (sql, plan)  # the user's whole history
+    count = next(plan for sql, plan in plans.items() if "count(*)" in sql)
+    assert "tasks_unfinished_by_user" in count
