@@ -10,7 +10,7 @@ from .. import text
 from ..engine import TaskContext
 from ..records import utcnow
 from ..store import Tx
-from .common import JSON_RULES, article_material, block, complete, load_article, messages
+from .common import JSON_RULES, analyse_article
 
 NAME = "article_analysis"
 PROMPT_VERSION = "1"
@@ -36,10 +36,7 @@ class ArticleAnalysis(BaseModel):
 
 
 async def run(ctx: TaskContext, *, context_tokens: int) -> dict[str, Any]:
-    article = await load_article(ctx)
-    material = await article_material(ctx, article, context_tokens)
-    msgs = messages(SYSTEM, NAME, block("title", article.title), block("article", material))
-    analysis = (await complete(ctx, NAME, msgs, ArticleAnalysis)).model_dump()
+    article, analysis = await analyse_article(ctx, NAME, SYSTEM, ArticleAnalysis, context_tokens)
     # The model's guess is replaced by a count: it is exact for the full text.
     analysis["reading_time_minutes"] = text.reading_time_minutes(article.content)
 

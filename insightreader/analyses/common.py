@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from pydantic import BaseModel
 
@@ -132,3 +132,21 @@ async def article_material(ctx: TaskContext, article: Article, context_tokens: i
             points = "\n".join(f"- {p}" for p in answer.key_points)
             notes.append(f"Part {number} of {len(parts)}: {answer.summary}\n{points}")
     return "\n\n".join(notes)
+
+
+async def analyse_article(
+    ctx: TaskContext,
+    task_name: str,
+    system: str,
+    model: type[M],
+    context_tokens: int,
+    *blocks: str,
+) -> tuple[Article, dict[str, Any]]:
+    """The task's article and the model's answer about it (``blocks`` go before the
+    article's title and text; a long article is chunked first)."""
+    article = await load_article(ctx)
+    material = await article_material(ctx, article, context_tokens)
+    msgs = messages(
+        system, task_name, *blocks, block("title", article.title), block("article", material)
+    )
+    return article, (await complete(ctx, task_name, msgs, model)).model_dump()

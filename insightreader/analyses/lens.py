@@ -10,7 +10,7 @@ from pydantic import BaseModel, Field
 from ..engine import TaskContext
 from ..records import utcnow
 from ..store import Tx
-from .common import JSON_RULES, article_material, block, complete, load_article, messages
+from .common import JSON_RULES, analyse_article, block
 
 NAME = "thinking_lens"
 PROMPT_VERSION = "1"
@@ -96,18 +96,12 @@ article), questions (2-3 questions for the reader).
 
 
 async def run(ctx: TaskContext, *, context_tokens: int) -> dict[str, Any]:
-    article = await load_article(ctx)
     lens = LENSES[ctx.task.input["lens_type"]]
-    material = await article_material(ctx, article, context_tokens)
-    msgs = messages(
-        SYSTEM + f"\nLens instructions: {lens.instructions}",
-        NAME,
-        block("lens", lens.type),
-        block("title", article.title),
-        block("article", material),
+    system = SYSTEM + f"\nLens instructions: {lens.instructions}"
+    article, answer = await analyse_article(
+        ctx, NAME, system, LensResult, context_tokens, block("lens", lens.type)
     )
-    result = (await complete(ctx, NAME, msgs, LensResult)).model_dump()
-    result = {"lens_type": lens.type, "lens_name": lens.name, **result}
+    result = {"lens_type": lens.type, "lens_name": lens.name, **answer}
 
     async def store(tx: Tx, final: dict[str, Any]) -> None:
         await tx.set_article_lens(article.id, lens.type, final, utcnow())

@@ -9,7 +9,7 @@ from pydantic import BaseModel, Field
 from ..engine import TaskContext
 from ..records import utcnow
 from ..store import Tx
-from .common import JSON_RULES, article_material, block, complete, load_article, messages
+from .common import JSON_RULES, analyse_article
 
 NAME = "meta_analysis"
 PROMPT_VERSION = "1"
@@ -36,10 +36,7 @@ class MetaAnalysis(BaseModel):
 
 
 async def run(ctx: TaskContext, *, context_tokens: int) -> dict[str, Any]:
-    article = await load_article(ctx)
-    material = await article_material(ctx, article, context_tokens)
-    msgs = messages(SYSTEM, NAME, block("title", article.title), block("article", material))
-    meta = (await complete(ctx, NAME, msgs, MetaAnalysis)).model_dump()
+    article, meta = await analyse_article(ctx, NAME, SYSTEM, MetaAnalysis, context_tokens)
 
     async def store(tx: Tx, result: dict[str, Any]) -> None:
         await tx.set_article_analysis(article.id, "meta_analysis", result["meta_analysis"], utcnow())
