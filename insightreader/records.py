@@ -3,9 +3,22 @@
 from __future__ import annotations
 
 import enum
+import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
+
+
+def to_json(value: Any) -> str:
+    """Compact JSON that UTF-8 can carry: readable text, or ASCII escapes when the value
+    holds lone surrogates (from an upstream answer, say), which SQLite could not store
+    as text nor a stream send."""
+    text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return json.dumps(value, separators=(",", ":"))
+    return text
 
 
 def utcnow() -> str:

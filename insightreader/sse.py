@@ -20,7 +20,8 @@ A stream, in order:
    ``sse.heartbeat`` seconds without a message;
 5. ``closed`` ``{reason}`` (no ``id:``) when the subscription ends: ``overflow`` (the
    client fell ``sse.queue_size`` events behind), ``shutdown``, or
-   ``session_expired`` (the ticket's or access token's ``exp`` passed). The client
+   ``session_expired`` (the access token it was opened with expired; for a ticket,
+   the token that asked for the ticket). The client
    reconnects with the last id it received and loses nothing.
 
 No gap, no duplicate: the subscription is taken first, together with the id of the
@@ -40,7 +41,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import re
 import time
@@ -51,7 +51,7 @@ from typing import Any
 
 from .errors import InvalidLastEventId, TooManyStreams
 from .events import EventBus, Subscription
-from .records import Event, format_time
+from .records import Event, format_time, to_json
 from .store import Store, Tx
 
 log = logging.getLogger(__name__)
@@ -74,11 +74,9 @@ RETRY = f"retry: {RETRY_MS}\n\n".encode()
 
 def encode(event: Event) -> bytes:
     """One SSE message: ``id:`` (only for events that have one), ``event:``, and the
-    data as one line of JSON. A lone surrogate in a string (which UTF-8 cannot carry)
-    goes out as its JSON escape, so no text can break the stream."""
-    data = json.dumps(event.data, ensure_ascii=False, separators=(",", ":"))
+    data as one line of JSON (``to_json``: no text can break the stream)."""
     head = "" if event.id is None else f"id: {event.id}\n"
-    return f"{head}event: {event.event}\ndata: {data}\n\n".encode("utf-8", "backslashreplace")
+    return f"{head}event: {event.event}\ndata: {to_json(event.data)}\n\n".encode()
 
 
 def parse_last_event_id(header: str | None, query: str | None) -> int | None:

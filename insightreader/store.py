@@ -35,24 +35,13 @@ import aiosqlite
 from . import migrate
 from .config import DatabaseSettings
 from .errors import StorageBusy, StorageFull
-from .records import Article, NewTask, Task, TaskStatus, User
+from .records import Article, NewTask, Task, TaskStatus, User, to_json
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 MAX_BATCH = 256
 UNFINISHED = ("pending", "running")
-
-
-def _dumps(value: Any) -> str:
-    """Readable UTF-8 JSON; ASCII escapes when the value holds lone surrogates (from an
-    upstream answer, say), which SQLite could not store as text."""
-    text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return json.dumps(value, separators=(",", ":"))
-    return text
 
 
 def _loads(text: str | None) -> Any:
@@ -426,10 +415,10 @@ class Tx(_Queries):
                 task.user_id,
                 task.task_type,
                 task.priority,
-                _dumps(task.input),
+                to_json(task.input),
                 task.input_hash,
                 task.article_id,
-                _dumps(task.metadata),
+                to_json(task.metadata),
                 task.created_at,
             ),
         )
@@ -479,8 +468,8 @@ class Tx(_Queries):
             (
                 status.value,
                 now,
-                None if result is None else _dumps(result),
-                None if error is None else _dumps(error),
+                None if result is None else to_json(result),
+                None if error is None else to_json(error),
                 model,
                 prompt_tokens,
                 completion_tokens,
@@ -543,7 +532,7 @@ class Tx(_Queries):
         column = {"analysis": "analysis", "meta_analysis": "meta_analysis"}[field]
         await self._execute(
             f"UPDATE articles SET {column} = ?, updated_at = ? WHERE id = ?",
-            (_dumps(value), now, article_id),
+            (to_json(value), now, article_id),
         )
 
     async def set_article_lens(
@@ -555,7 +544,7 @@ class Tx(_Queries):
             " SELECT id, ?, ?, ? FROM articles WHERE id = ?"
             " ON CONFLICT (article_id, lens_type) DO UPDATE SET"
             " result = excluded.result, updated_at = excluded.updated_at",
-            (lens_type, _dumps(result), now, article_id),
+            (lens_type, to_json(result), now, article_id),
         )
 
     async def delete_article(self, article_id: str, user_id: str) -> bool:
@@ -583,7 +572,7 @@ class Tx(_Queries):
     ) -> None:
         await self._execute(
             "INSERT INTO events (id, user_id, event, data, created_at) VALUES (?, ?, ?, ?, ?)",
-            (event_id, user_id, event, _dumps(data), now),
+            (event_id, user_id, event, to_json(data), now),
         )
 
     async def prune_events(self, before: str) -> int:
