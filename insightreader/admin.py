@@ -230,14 +230,14 @@ async def retry_failed(settings: Settings, since: datetime) -> RetryOutcome:
             failed = await store.read.failed_tasks(format_time(since))
             usernames = await _usernames(store.read, failed)
 
-            async def job(tx: Tx) -> RetryOutcome:
+            def job(tx: Tx) -> RetryOutcome:
                 retried, skipped = [], []
                 for task in failed:
-                    again = await tx.retry_task(task.id, task.user_id)
+                    again = tx.retry_task(task.id, task.user_id)
                     if again is None:
                         skipped.append(task)
                         continue
-                    await bus.publish(
+                    bus.publish(
                         again.user_id,
                         "task_queued",
                         {"task_id": again.id, "task_type": again.task_type, "metadata": again.metadata},

@@ -185,8 +185,8 @@ class Auth:
             created_at=utcnow(),
         )
 
-        async def job(tx: Tx) -> bool:
-            return await tx.insert_user(user)
+        def job(tx: Tx) -> bool:
+            return tx.insert_user(user)
 
         if not await self._store.write(job):
             raise Conflict("that username is taken")

@@ -79,7 +79,7 @@ class TaskContext:
     model: str | None = None
     prompt_tokens: int = 0
     completion_tokens: int = 0
-    _on_complete: list[Callable[[Tx, dict[str, Any]], Awaitable[None]]] = field(
+    _on_complete: list[Callable[[Tx, dict[str, Any]], None]] = field(
         default_factory=list
     )
 
@@ -89,7 +89,7 @@ class TaskContext:
 
     async def progress(self, delta: str) -> None:
         """Publish a ``task_progress`` delta (indexes restart at 0 with each attempt)."""
-        await self._bus.publish(
+        self._bus.publish(
             self.task.user_id,
             "task_progress",
             {
@@ -107,7 +107,7 @@ class TaskContext:
         self.prompt_tokens += prompt_tokens
         self.completion_tokens += completion_tokens
 
-    def on_complete(self, fn: Callable[[Tx, dict[str, Any]], Awaitable[None]]) -> None:
+    def on_complete(self, fn: Callable[[Tx, dict[str, Any]], None]) -> None:
         """Run ``fn(tx, result)`` in the transaction that marks the task completed
         (e.g. to store an analysis on its article atomically with the result)."""
         self._on_complete.append(fn)
@@ -216,8 +216,8 @@ class Engine:
     async def start(self) -> None:
         """Requeue what a previous process left unfinished, then start dispatching."""
 
-        async def recover(tx: Tx) -> int:
-            return await tx.requeue_interrupted()
+        def recover(tx: Tx) -> int:
+            return tx.requeue_interrupted()
 
         interrupted = await self._store.write(recover)
         pending = await self._store.read.unfinished_tasks()
@@ -318,33 +318,33 @@ class Engine:
         since = format_time(now - timedelta(seconds=self.settings.result_ttl))
         today = fresh.created_at[:10]
 
-        async def answer(tx: Tx) -> SubmitOutcome:
+        def answer(tx: Tx) -> SubmitOutcome:
             if self.settings.result_ttl:
-                done = await tx.completed_task(user_id, digest, since)
+                done = tx.completed_task(user_id, digest, since)
                 if done is not None:
                     return SubmitOutcome(done, created=False, deduplicated=True)
-            active = await tx.active_task(user_id, digest)
+            active = tx.active_task(user_id, digest)
             if active is not None:
                 return SubmitOutcome(active, created=False, deduplicated=False)
-            await self._check_admission(tx, user_id, today)
-            task = await tx.insert_task(fresh)
+            self._check_admission(tx, user_id, today)
+            task = tx.insert_task(fresh)
             if task is None:
                 raise Conflict("an identical task was created meanwhile")
-            await self._publish(tx, "task_queued", task)
+            self._publish(tx, "task_queued", task)
             tx.after_commit(lambda: self._enqueue(task))
             return SubmitOutcome(task, created=True, deduplicated=False)
 
-        async def job(tx: Tx) -> SubmitOutcome:
+        def job(tx: Tx) -> SubmitOutcome:
             if idempotency_key is None:
-                return await answer(tx)
-            earlier = await tx.idempotency_key(user_id, idempotency_key)
+                return answer(tx)
+            earlier = tx.idempotency_key(user_id, idempotency_key)
             if earlier is not None:
                 first_hash, task = earlier
                 if first_hash != digest:
                     raise Conflict("this Idempotency-Key was used with a different request")
                 return SubmitOutcome(task, created=False, deduplicated=False)
-            outcome = await answer(tx)
-            await tx.record_idempotency_key(
+            outcome = answer(tx)
+            tx.record_idempotency_key(
                 user_id, idempotency_key, digest, outcome.task.id, fresh.created_at
             )
             return outcome
@@ -356,13 +356,13 @@ class Engine:
             self._changed("deduplicated", outcome.task)
         return outcome
 
-    async def _check_admission(self, tx: Tx, user_id: str, today: str) -> None:
-        if await tx.count_unfinished(user_id) >= self.settings.max_pending_per_user:
+    def _check_admission(self, tx: Tx, user_id: str, today: str) -> None:
+        if tx.count_unfinished(user_id) >= self.settings.max_pending_per_user:
             raise TooManyPending(
                 f"you already have {self.settings.max_pending_per_user} unfinished tasks"
             )
         budget = self.settings.daily_token_budget
-        if budget and await tx.tokens_used(user_id, today) >= budget:
+        if budget and tx.tokens_used(user_id, today) >= budget:
             raise QuotaExceeded(f"today's token budget of {budget} is spent")
 
     async def cancel(self, user_id: str, task_id: str) -> Task:
@@ -391,17 +391,17 @@ class Engine:
             raise ShuttingDown("the server is shutting down; retry again shortly")
         today = utcnow()[:10]
 
-        async def job(tx: Tx) -> Task:
-            existing = await tx.task(task_id, user_id)
+        def job(tx: Tx) -> Task:
+            existing = tx.task(task_id, user_id)
             if existing is None:
                 raise NotFound("no such task")
             if existing.status not in (TaskStatus.FAILED, TaskStatus.CANCELLED):
                 raise Conflict(f"a {existing.status.value} task cannot be retried")
-            await self._check_admission(tx, user_id, today)
-            task = await tx.retry_task(task_id, user_id)
+            self._check_admission(tx, user_id, today)
+            task = tx.retry_task(task_id, user_id)
             if task is None:
                 raise Conflict("the task can no longer be retried (an identical task is unfinished)")
-            await self._publish(tx, "task_queued", task)
+            self._publish(tx, "task_queued", task)
             tx.after_commit(lambda: self._enqueue(task))
             return task
 
@@ -409,14 +409,14 @@ class Engine:
 
     # -- running ------------------------------------------------------------
 
-    async def _publish(self, tx: Tx, event: str, task: Task, **extra: Any) -> None:
+    def _publish(self, tx: Tx, event: str, task: Task, **extra: Any) -> None:
         data: dict[str, Any] = {
             "task_id": task.id,
             "task_type": task.task_type,
             "metadata": task.metadata,
             **extra,
         }
-        await self._bus.publish(task.user_id, event, data, tx=tx)
+        self._bus.publish(task.user_id, event, data, tx=tx)
         tx.after_commit(lambda: self._changed(event, task))
 
     async def _finish(
@@ -432,8 +432,8 @@ class Engine:
     ) -> Task | None:
         now = utcnow()
 
-        async def job(tx: Tx) -> Task | None:
-            done = await tx.finish_task(
+        def job(tx: Tx) -> Task | None:
+            done = tx.finish_task(
                 task.id,
                 status,
                 now,
@@ -447,20 +447,20 @@ class Engine:
             if done is None:
                 return None
             if ctx is not None and ctx.model is not None:
-                await tx.add_usage(
+                tx.add_usage(
                     task.user_id, now[:10], ctx.model, ctx.prompt_tokens, ctx.completion_tokens
                 )
             if status is TaskStatus.COMPLETED and ctx is not None:
                 assert result is not None
                 for fn in ctx._on_complete:
-                    await fn(tx, result)
+                    fn(tx, result)
             extra: dict[str, Any] = {}
             if status is TaskStatus.COMPLETED:
                 extra["result"] = result
             elif status is TaskStatus.FAILED:
                 assert error is not None
                 extra["error"] = error.as_dict()
-            await self._publish(tx, event, done, **extra)
+            self._publish(tx, event, done, **extra)
             return done
 
         return await self._store.write(job)
@@ -470,8 +470,8 @@ class Engine:
         now = utcnow()
         limit = self.settings.max_attempts
 
-        async def job(tx: Tx) -> Task | None:
-            task = await tx.task(task_id)
+        def job(tx: Tx) -> Task | None:
+            task = tx.task(task_id)
             if task is None or task.status is not TaskStatus.PENDING:
                 return None  # cancelled (or deleted) while it waited
             if task.attempts - task.attempts_excused >= limit:
@@ -479,24 +479,24 @@ class Engine:
                     "too_many_attempts",
                     f"the task was interrupted {limit} times without finishing; retry it to run again",
                 )
-                failed = await tx.finish_task(
+                failed = tx.finish_task(
                     task_id, TaskStatus.FAILED, now, error=error.as_dict(), from_statuses=("pending",)
                 )
                 assert failed is not None
-                await self._publish(tx, "task_failed", failed, error=error.as_dict())
+                self._publish(tx, "task_failed", failed, error=error.as_dict())
                 return None
-            started = await tx.start_task(task_id, now)
+            started = tx.start_task(task_id, now)
             assert started is not None
-            await self._publish(tx, "task_started", started, attempt=started.attempts)
+            self._publish(tx, "task_started", started, attempt=started.attempts)
             return started
 
         return await self._store.write(job)
 
     async def _requeue(self, task: Task, *, reason: str) -> None:
-        async def job(tx: Tx) -> Task | None:
-            again = await tx.requeue_task(task.id, excuse=True)
+        def job(tx: Tx) -> Task | None:
+            again = tx.requeue_task(task.id, excuse=True)
             if again is not None:
-                await self._publish(tx, "task_queued", again, reason=reason)
+                self._publish(tx, "task_queued", again, reason=reason)
             return again
 
         again = await self._store.write(job)

@@ -12,12 +12,18 @@ client that connects mid-stream gets the text so far.
 Ids are never reused, even for events that were never stored: the counter runs
 inside a block reserved in the ``meta`` table, and a restart starts after the
 block.
+
+A lifecycle event is published from a write job, which runs on the store's writer
+thread; live events are published on the loop. The id counter and the outbox are
+therefore shared by two threads, under one lock held only for a few dictionary
+operations. Delivery to subscribers happens on the loop only.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -56,6 +62,9 @@ class EventBus:
         self._reserved = 0
         self._delivered_id = 0
         self._reserving: asyncio.Task[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        #: Guards ``_next_id`` and ``_outbox`` (see the module docstring).
+        self._lock = threading.Lock()
         # id → (event, ready). Delivered from the front while the front is ready.
         self._outbox: OrderedDict[int, tuple[Event, bool]] = OrderedDict()
         self._subscribers: dict[str, set[Subscription]] = {}
@@ -66,6 +75,7 @@ class EventBus:
 
     async def start(self) -> None:
         """Continue the id sequence after everything this database ever handed out."""
+        self._loop = asyncio.get_running_loop()
         last_stored = await self._store.read.last_event_id()
         reserved = int(await self._store.read.meta(_HWM_KEY) or 0)
         self._next_id = max(last_stored, reserved) + 1
@@ -94,22 +104,32 @@ class EventBus:
     async def _reserve(self) -> None:
         upto = self._next_id + ID_BLOCK
 
-        async def job(tx: Tx) -> None:
-            await tx.set_meta(_HWM_KEY, str(upto))
+        def job(tx: Tx) -> None:
+            tx.set_meta(_HWM_KEY, str(upto))
 
         await self._store.write(job)
         self._reserved = upto
 
-    def _allocate(self) -> int:
-        event_id = self._next_id
-        self._next_id += 1
-        if event_id > self._reserved:
+    def _allocate(self, event: str, user_id: str, data: dict[str, Any], *, ready: bool) -> Event:
+        """A new id and its place in the outbox, taken together (under the lock), so
+        the outbox stays in id order whichever thread publishes."""
+        with self._lock:
+            published = Event(self._next_id, user_id, event, data)
+            self._next_id += 1
+            self._outbox[self._next_id - 1] = (published, ready)
+            extend = self._reserved - self._next_id < ID_BLOCK // 2
+        if published.id > self._reserved:  # type: ignore[operator]
             # Only reachable if a whole block went by before the reservation
             # below committed; ids stay unique within this process regardless.
-            log.warning("event id %d is beyond the reserved block %d", event_id, self._reserved)
-        if self._reserved - self._next_id < ID_BLOCK // 2 and self._reserving is None:
+            log.warning("event id %d is beyond the reserved block %d", published.id, self._reserved)
+        if extend:
+            assert self._loop is not None, "start() first"
+            self._loop.call_soon_threadsafe(self._start_extending)
+        return published
+
+    def _start_extending(self) -> None:
+        if self._reserving is None and self._reserved - self._next_id < ID_BLOCK // 2:
             self._reserving = asyncio.create_task(self._extend())
-        return event_id
 
     async def _extend(self) -> None:
         try:
@@ -119,43 +139,49 @@ class EventBus:
         finally:
             self._reserving = None
 
-    async def publish(
+    def publish(
         self, user_id: str, event: str, data: dict[str, Any], *, tx: Tx | None = None
     ) -> Event:
         """The one way an event is sent.
 
-        With ``tx`` the event is stored in that transaction and released after it
-        commits (dropped if it rolls back); without, it is live only.
+        With ``tx`` (from a write job, on the writer's thread) the event is stored in
+        that transaction and released after it commits (dropped if it rolls back);
+        without (on the loop), it is live only.
         """
-        published = Event(self._allocate(), user_id, event, data)
-        assert published.id is not None
         if tx is None:
-            self._outbox[published.id] = (published, True)
+            published = self._allocate(event, user_id, data, ready=True)
             self._flush()
             return published
-        self._outbox[published.id] = (published, False)
+        published = self._allocate(event, user_id, data, ready=False)
         tx.after_commit(lambda: self._release(published))
         tx.on_rollback(lambda: self._drop(published))
-        await tx.insert_event(published.id, user_id, event, data, utcnow())
+        assert published.id is not None
+        tx.insert_event(published.id, user_id, event, data, utcnow())
         return published
 
     def _release(self, event: Event) -> None:
         assert event.id is not None
-        if event.id in self._outbox:
-            self._outbox[event.id] = (event, True)
-            self._flush()
+        with self._lock:
+            if event.id in self._outbox:
+                self._outbox[event.id] = (event, True)
+        self._flush()
 
     def _drop(self, event: Event) -> None:
         assert event.id is not None
-        self._outbox.pop(event.id, None)
+        with self._lock:
+            self._outbox.pop(event.id, None)
         self._flush()
 
     def _flush(self) -> None:
-        while self._outbox:
-            event_id, (event, ready) = next(iter(self._outbox.items()))
-            if not ready:
-                return
-            del self._outbox[event_id]
+        """Deliver from the front of the outbox while the front is ready (on the loop)."""
+        while True:
+            with self._lock:
+                if not self._outbox:
+                    return
+                event_id, (event, ready) = next(iter(self._outbox.items()))
+                if not ready:
+                    return
+                del self._outbox[event_id]
             self._deliver(event)
 
     def _deliver(self, event: Event) -> None:

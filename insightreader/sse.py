@@ -325,8 +325,8 @@ class EventPruner:
         """Delete the events older than the retention; how many were deleted."""
         cutoff = format_time(datetime.now(UTC) - timedelta(seconds=self._retention))
 
-        async def job(tx: Tx) -> int:
-            return await tx.prune_events(cutoff)
+        def job(tx: Tx) -> int:
+            return tx.prune_events(cutoff)
 
         removed = await self._store.write(job)
         if removed:

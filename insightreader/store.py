@@ -1,30 +1,36 @@
 """The task store: the only module with SQL.
 
 :class:`Store` is the whole storage interface; the engine, auth and web layers
-use nothing else. It holds two aiosqlite connections to one WAL-mode SQLite file:
+use nothing else. It holds two connections to one WAL-mode SQLite file:
 
-- a **writer**, owned by one coroutine that runs write jobs in arrival order
-  and *group-commits* them: every job queued while a commit is under way joins
-  the next transaction, each inside its own savepoint (a failing job rolls back
-  alone), and every caller is answered only after the shared ``COMMIT``
-  returned. With ``synchronous=FULL`` that one commit is one fsync for the
-  whole batch.
-- a **reader** (``query_only``) for everything else; in WAL mode it never waits
-  for the writer and only ever sees committed data.
+- a **writer**: a plain ``sqlite3`` connection owned by one thread. A coroutine
+  takes write jobs in arrival order and *group-commits* them: every job queued
+  while a commit is under way joins the next batch, and the whole batch (BEGIN,
+  each job inside its own savepoint so a failing job rolls back alone, COMMIT)
+  runs on the writer's thread in **one hop** from the loop. Every caller is
+  answered only after the shared ``COMMIT`` returned; with ``synchronous=FULL``
+  that one commit is one fsync for the whole batch. (Through aiosqlite each
+  statement was its own hop, and under load each hop waited for a turn of the
+  busy loop: that, not SQLite, was the submit path's limit — docs/benchmarks.md.)
+- a **reader** (aiosqlite, ``query_only``) for everything else; in WAL mode it
+  never waits for the writer and only ever sees committed data.
 
-A write job is an ``async def job(tx: Tx) -> T``; :class:`Tx` offers the write
-operations, and ``tx.after_commit`` / ``tx.on_rollback`` callbacks let the event
-bus release an event only once the change it describes is durable. A PostgreSQL
-backend would implement the same ``Store`` and ``Tx`` methods.
+A write job is a plain function ``def job(tx: Tx) -> T``: it runs on the writer's
+thread, so it may only call :class:`Tx` methods and compute (no awaiting, no loop
+objects). ``tx.after_commit`` / ``tx.on_rollback`` callbacks run on the loop once
+the batch ended, which lets the event bus release an event only once the change it
+describes is durable. A PostgreSQL backend would implement the same ``Store`` and
+``Tx`` methods.
 """
-
 from __future__ import annotations
 
 import asyncio
 import json
 import logging
 import sqlite3
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+import time
+from collections.abc import AsyncIterator, Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -119,8 +125,20 @@ class StoredEvent:
     created_at: str
 
 
-class _Queries:
-    """Reads shared by the reader connection and write transactions."""
+def _task_query(task_id: str, user_id: str | None) -> tuple[str, tuple[Any, ...]]:
+    if user_id is None:
+        return "SELECT * FROM tasks WHERE id = ?", (task_id,)
+    return "SELECT * FROM tasks WHERE id = ? AND user_id = ?", (task_id, user_id)
+
+
+_TOKENS_USED = (
+    "SELECT coalesce(sum(prompt_tokens + completion_tokens), 0) FROM usage"
+    " WHERE user_id = ? AND day = ?"
+)
+
+
+class Reader:
+    """Read-only queries on committed data (aiosqlite: one round trip each)."""
 
     def __init__(self, conn: aiosqlite.Connection) -> None:
         self._conn = conn
@@ -147,38 +165,7 @@ class _Queries:
 
     async def task(self, task_id: str, user_id: str | None = None) -> Task | None:
         """The task, or None; with ``user_id``, only when it is that user's."""
-        if user_id is None:
-            row = await self._one("SELECT * FROM tasks WHERE id = ?", (task_id,))
-        else:
-            row = await self._one(
-                "SELECT * FROM tasks WHERE id = ? AND user_id = ?", (task_id, user_id)
-            )
-        return _task(row) if row else None
-
-    async def idempotency_key(self, user_id: str, key: str) -> tuple[str, Task] | None:
-        """The input hash a key was first used with, and the task that answered it."""
-        row = await self._one(
-            "SELECT k.input_hash AS key_hash, t.* FROM idempotency_keys k"
-            " JOIN tasks t ON t.id = k.task_id WHERE k.user_id = ? AND k.key = ?",
-            (user_id, key),
-        )
-        return None if row is None else (row["key_hash"], _task(row))
-
-    async def completed_task(self, user_id: str, input_hash: str, since: str) -> Task | None:
-        """The newest completed task with this hash finished at or after ``since``."""
-        row = await self._one(
-            "SELECT * FROM tasks WHERE user_id = ? AND input_hash = ? AND status = 'completed'"
-            " AND finished_at >= ? ORDER BY finished_at DESC LIMIT 1",
-            (user_id, input_hash, since),
-        )
-        return _task(row) if row else None
-
-    async def active_task(self, user_id: str, input_hash: str) -> Task | None:
-        row = await self._one(
-            "SELECT * FROM tasks WHERE user_id = ? AND input_hash = ?"
-            " AND status IN ('pending', 'running')",
-            (user_id, input_hash),
-        )
+        row = await self._one(*_task_query(task_id, user_id))
         return _task(row) if row else None
 
     async def article(self, article_id: str, user_id: str) -> Article | None:
@@ -205,26 +192,10 @@ class _Queries:
         )
         return None if row is None else await self.article(row["id"], user_id)
 
-    async def count_unfinished(self, user_id: str) -> int:
-        row = await self._one(
-            "SELECT count(*) FROM tasks WHERE user_id = ? AND status IN ('pending', 'running')",
-            (user_id,),
-        )
-        assert row is not None
-        return int(row[0])
-
     async def tokens_used(self, user_id: str, day: str) -> int:
-        row = await self._one(
-            "SELECT coalesce(sum(prompt_tokens + completion_tokens), 0) FROM usage"
-            " WHERE user_id = ? AND day = ?",
-            (user_id, day),
-        )
+        row = await self._one(_TOKENS_USED, (user_id, day))
         assert row is not None
         return int(row[0])
-
-
-class Reader(_Queries):
-    """Read-only queries on committed data."""
 
     async def list_tasks(
         self,
@@ -371,32 +342,81 @@ class Reader(_Queries):
 
 
 @dataclass
-class Tx(_Queries):
-    """One write job's view of the open transaction."""
+class Tx:
+    """One write job's view of the open transaction. Synchronous: a job runs on the
+    writer's thread with the rest of its batch, so it may only use these methods (and
+    plain computation); it cannot await anything."""
 
-    _conn: aiosqlite.Connection
+    _conn: sqlite3.Connection
     _committed: list[Callable[[], None]] = field(default_factory=list)
     _rolled_back: list[Callable[[], None]] = field(default_factory=list)
-
-    def __post_init__(self) -> None:
-        super().__init__(self._conn)
 
     def after_commit(self, callback: Callable[[], None]) -> None:
         """Run ``callback`` (synchronously, on the loop) once this job is durable."""
         self._committed.append(callback)
 
     def on_rollback(self, callback: Callable[[], None]) -> None:
-        """Run ``callback`` if this job's changes are rolled back."""
+        """Run ``callback`` (on the loop) if this job's changes are rolled back."""
         self._rolled_back.append(callback)
 
-    async def _execute(self, sql: str, params: Iterable[Any] = ()) -> int:
-        cursor = await self._conn.execute(sql, tuple(params))
-        return cursor.rowcount
+    def _execute(self, sql: str, params: Iterable[Any] = ()) -> int:
+        return self._conn.execute(sql, tuple(params)).rowcount
 
-    async def insert_user(self, user: User) -> bool:
+    def _one(self, sql: str, params: Iterable[Any] = ()) -> sqlite3.Row | None:
+        row: sqlite3.Row | None = self._conn.execute(sql, tuple(params)).fetchone()
+        return row
+
+    # -- reads inside the transaction -------------------------------------------
+
+    def task(self, task_id: str, user_id: str | None = None) -> Task | None:
+        row = self._one(*_task_query(task_id, user_id))
+        return _task(row) if row else None
+
+    def idempotency_key(self, user_id: str, key: str) -> tuple[str, Task] | None:
+        """The input hash a key was first used with, and the task that answered it."""
+        row = self._one(
+            "SELECT k.input_hash AS key_hash, t.* FROM idempotency_keys k"
+            " JOIN tasks t ON t.id = k.task_id WHERE k.user_id = ? AND k.key = ?",
+            (user_id, key),
+        )
+        return None if row is None else (row["key_hash"], _task(row))
+
+    def completed_task(self, user_id: str, input_hash: str, since: str) -> Task | None:
+        """The newest completed task with this hash finished at or after ``since``."""
+        row = self._one(
+            "SELECT * FROM tasks WHERE user_id = ? AND input_hash = ? AND status = 'completed'"
+            " AND finished_at >= ? ORDER BY finished_at DESC LIMIT 1",
+            (user_id, input_hash, since),
+        )
+        return _task(row) if row else None
+
+    def active_task(self, user_id: str, input_hash: str) -> Task | None:
+        row = self._one(
+            "SELECT * FROM tasks WHERE user_id = ? AND input_hash = ?"
+            " AND status IN ('pending', 'running')",
+            (user_id, input_hash),
+        )
+        return _task(row) if row else None
+
+    def count_unfinished(self, user_id: str) -> int:
+        row = self._one(
+            "SELECT count(*) FROM tasks WHERE user_id = ? AND status IN ('pending', 'running')",
+            (user_id,),
+        )
+        assert row is not None
+        return int(row[0])
+
+    def tokens_used(self, user_id: str, day: str) -> int:
+        row = self._one(_TOKENS_USED, (user_id, day))
+        assert row is not None
+        return int(row[0])
+
+    # -- writes --------------------------------------------------------------------
+
+    def insert_user(self, user: User) -> bool:
         """Insert a user; False when the name (case-insensitively) is taken."""
         return (
-            await self._execute(
+            self._execute(
                 "INSERT INTO users (id, username, password_hash, is_admin, created_at)"
                 " VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
                 (user.id, user.username, user.password_hash, int(user.is_admin), user.created_at),
@@ -404,9 +424,9 @@ class Tx(_Queries):
             == 1
         )
 
-    async def insert_task(self, task: NewTask) -> Task | None:
+    def insert_task(self, task: NewTask) -> Task | None:
         """Insert a pending task; None when an unfinished task with the same hash exists."""
-        row = await self._one(
+        row = self._one(
             "INSERT INTO tasks (id, user_id, task_type, status, priority, input, input_hash,"
             " article_id, metadata, created_at)"
             " VALUES (?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING RETURNING *",
@@ -424,28 +444,28 @@ class Tx(_Queries):
         )
         return _task(row) if row else None
 
-    async def record_idempotency_key(
+    def record_idempotency_key(
         self, user_id: str, key: str, input_hash: str, task_id: str, now: str
     ) -> None:
-        await self._execute(
+        self._execute(
             "INSERT INTO idempotency_keys (user_id, key, input_hash, task_id, created_at)"
             " VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
             (user_id, key, input_hash, task_id, now),
         )
 
-    async def _update_task(self, sql: str, params: Iterable[Any]) -> Task | None:
-        row = await self._one(sql + " RETURNING *", params)
+    def _update_task(self, sql: str, params: Iterable[Any]) -> Task | None:
+        row = self._one(sql + " RETURNING *", params)
         return _task(row) if row else None
 
-    async def start_task(self, task_id: str, now: str) -> Task | None:
+    def start_task(self, task_id: str, now: str) -> Task | None:
         """pending → running with ``attempts`` raised; None unless it was pending."""
-        return await self._update_task(
+        return self._update_task(
             "UPDATE tasks SET status = 'running', attempts = attempts + 1, started_at = ?,"
             " finished_at = NULL WHERE id = ? AND status = 'pending'",
             (now, task_id),
         )
 
-    async def finish_task(
+    def finish_task(
         self,
         task_id: str,
         status: TaskStatus,
@@ -460,7 +480,7 @@ class Tx(_Queries):
     ) -> Task | None:
         """Move an unfinished task to a final status; None unless it was in ``from_statuses``."""
         marks = ", ".join("?" for _ in from_statuses)
-        return await self._update_task(
+        return self._update_task(
             "UPDATE tasks SET status = ?, finished_at = ?, result = ?, error = ?,"
             " model = coalesce(?, model), prompt_tokens = prompt_tokens + ?,"
             " completion_tokens = completion_tokens + ?"
@@ -478,36 +498,36 @@ class Tx(_Queries):
             ),
         )
 
-    async def requeue_task(self, task_id: str, *, excuse: bool) -> Task | None:
+    def requeue_task(self, task_id: str, *, excuse: bool) -> Task | None:
         """running → pending (interrupted by shutdown, deferral, or found running at start).
         ``excuse`` keeps the interrupted run from counting against ``max_attempts``."""
-        return await self._update_task(
+        return self._update_task(
             "UPDATE tasks SET status = 'pending', started_at = NULL,"
             " attempts_excused = attempts_excused + ? WHERE id = ? AND status = 'running'",
             (int(excuse), task_id),
         )
 
-    async def retry_task(self, task_id: str, user_id: str) -> Task | None:
+    def retry_task(self, task_id: str, user_id: str) -> Task | None:
         """failed/cancelled → pending, its past runs excused; None if not allowed (also
         when an identical task is unfinished: OR IGNORE skips the unique-index clash)."""
-        return await self._update_task(
+        return self._update_task(
             "UPDATE OR IGNORE tasks SET status = 'pending', attempts_excused = attempts, result = NULL,"
             " error = NULL, started_at = NULL, finished_at = NULL"
             " WHERE id = ? AND user_id = ? AND status IN ('failed', 'cancelled')",
             (task_id, user_id),
         )
 
-    async def requeue_interrupted(self) -> int:
+    def requeue_interrupted(self) -> int:
         """At start: tasks left running by a dead process go back to pending (their
         attempt stays counted, so a task that kills the process cannot loop)."""
-        return await self._execute(
+        return self._execute(
             "UPDATE tasks SET status = 'pending', started_at = NULL WHERE status = 'running'"
         )
 
-    async def insert_article(self, article: Article) -> bool:
+    def insert_article(self, article: Article) -> bool:
         """Insert an article; False when the user already saved this content."""
         return (
-            await self._execute(
+            self._execute(
                 "INSERT INTO articles (id, user_id, title, content, url, content_hash,"
                 " created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
                 " ON CONFLICT (user_id, content_hash) DO NOTHING",
@@ -525,21 +545,21 @@ class Tx(_Queries):
             == 1
         )
 
-    async def set_article_analysis(
+    def set_article_analysis(
         self, article_id: str, field: str, value: dict[str, Any], now: str
     ) -> None:
         """Store an article's ``analysis`` or ``meta_analysis``."""
         column = {"analysis": "analysis", "meta_analysis": "meta_analysis"}[field]
-        await self._execute(
+        self._execute(
             f"UPDATE articles SET {column} = ?, updated_at = ? WHERE id = ?",
             (to_json(value), now, article_id),
         )
 
-    async def set_article_lens(
+    def set_article_lens(
         self, article_id: str, lens_type: str, result: dict[str, Any], now: str
     ) -> None:
         """Store a lens result on its article (nothing when the article was deleted)."""
-        await self._execute(
+        self._execute(
             "INSERT INTO article_lenses (article_id, lens_type, result, updated_at)"
             " SELECT id, ?, ?, ? FROM articles WHERE id = ?"
             " ON CONFLICT (article_id, lens_type) DO UPDATE SET"
@@ -547,18 +567,18 @@ class Tx(_Queries):
             (lens_type, to_json(result), now, article_id),
         )
 
-    async def delete_article(self, article_id: str, user_id: str) -> bool:
+    def delete_article(self, article_id: str, user_id: str) -> bool:
         return (
-            await self._execute(
+            self._execute(
                 "DELETE FROM articles WHERE id = ? AND user_id = ?", (article_id, user_id)
             )
             == 1
         )
 
-    async def add_usage(
+    def add_usage(
         self, user_id: str, day: str, model: str, prompt_tokens: int, completion_tokens: int
     ) -> None:
-        await self._execute(
+        self._execute(
             "INSERT INTO usage (user_id, day, model, prompt_tokens, completion_tokens, tasks)"
             " VALUES (?, ?, ?, ?, ?, 1) ON CONFLICT (user_id, day, model) DO UPDATE SET"
             " prompt_tokens = prompt_tokens + excluded.prompt_tokens,"
@@ -567,19 +587,19 @@ class Tx(_Queries):
             (user_id, day, model, prompt_tokens, completion_tokens),
         )
 
-    async def insert_event(
+    def insert_event(
         self, event_id: int, user_id: str, event: str, data: dict[str, Any], now: str
     ) -> None:
-        await self._execute(
+        self._execute(
             "INSERT INTO events (id, user_id, event, data, created_at) VALUES (?, ?, ?, ?, ?)",
             (event_id, user_id, event, to_json(data), now),
         )
 
-    async def prune_events(self, before: str) -> int:
-        return await self._execute("DELETE FROM events WHERE created_at < ?", (before,))
+    def prune_events(self, before: str) -> int:
+        return self._execute("DELETE FROM events WHERE created_at < ?", (before,))
 
-    async def set_meta(self, key: str, value: str) -> None:
-        await self._execute(
+    def set_meta(self, key: str, value: str) -> None:
+        self._execute(
             "INSERT INTO meta (key, value) VALUES (?, ?)"
             " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
             (key, value),
@@ -588,19 +608,101 @@ class Tx(_Queries):
 
 @dataclass
 class _Job(Generic[T]):
-    fn: Callable[[Tx], Awaitable[T]]
+    fn: Callable[[Tx], T]
     future: asyncio.Future[T]
+
+
+@dataclass
+class _Outcome:
+    """What the writer's thread did with one job: its value or its error."""
+
+    job: _Job[Any]
+    tx: Tx
+    value: Any = None
+    error: BaseException | None = None
+
+
+@dataclass
+class _Batch:
+    outcomes: list[_Outcome]
+    #: Set when the whole batch failed: BEGIN or COMMIT raised.
+    error: BaseException | None = None
+    seconds: float = 0.0
+
+
+def _pragmas(settings: DatabaseSettings) -> list[str]:
+    return [
+        f"PRAGMA busy_timeout = {int(settings.busy_timeout * 1000)}",
+        f"PRAGMA synchronous = {settings.synchronous}",
+        "PRAGMA foreign_keys = ON",
+    ]
 
 
 async def _connect(path: Path, settings: DatabaseSettings, *, query_only: bool) -> aiosqlite.Connection:
     conn = await aiosqlite.connect(path, isolation_level=None)
     conn.row_factory = sqlite3.Row
-    await conn.execute(f"PRAGMA busy_timeout = {int(settings.busy_timeout * 1000)}")
-    await conn.execute(f"PRAGMA synchronous = {settings.synchronous}")
-    await conn.execute("PRAGMA foreign_keys = ON")
+    for pragma in _pragmas(settings):
+        await conn.execute(pragma)
     if query_only:
         await conn.execute("PRAGMA query_only = ON")
     return conn
+
+
+def _connect_writer(path: Path, settings: DatabaseSettings) -> sqlite3.Connection:
+    """The writer's connection, opened on (and only ever used from) the writer thread."""
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=True)
+    conn.row_factory = sqlite3.Row
+    for pragma in _pragmas(settings):
+        conn.execute(pragma)
+    return conn
+
+
+def _run_batch(conn: sqlite3.Connection, batch: list[_Job[Any]]) -> _Batch:
+    """On the writer thread: one transaction for the whole batch, each job in its own
+    savepoint (a failing job rolls back alone). One hop from the loop per batch."""
+    started = time.perf_counter()
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+    except sqlite3.Error as exc:
+        return _Batch([_Outcome(job, Tx(conn)) for job in batch], translate(exc))
+    # A job alone in its batch needs no savepoint: its failure rolls back the
+    # transaction (two statements fewer on the common, unloaded path).
+    isolated = len(batch) > 1
+    outcomes: list[_Outcome] = []
+    for job in batch:
+        tx = Tx(conn)
+        if isolated:
+            conn.execute("SAVEPOINT job")
+        try:
+            value = job.fn(tx)
+        except Exception as exc:  # one job's failure is its own; the batch goes on
+            conn.execute("ROLLBACK TO job" if isolated else "ROLLBACK")
+            if isolated:
+                conn.execute("RELEASE job")
+            error = translate(exc) if isinstance(exc, sqlite3.Error) else exc
+            outcomes.append(_Outcome(job, tx, error=error))
+        else:
+            if isolated:
+                conn.execute("RELEASE job")
+            outcomes.append(_Outcome(job, tx, value))
+    try:
+        if conn.in_transaction:
+            conn.execute("COMMIT")
+    except sqlite3.Error as exc:
+        log.error("commit of %d write jobs failed: %s", len(batch), exc)
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        return _Batch(outcomes, translate(exc))
+    return _Batch(outcomes, seconds=time.perf_counter() - started)
+
+
+def _run_callbacks(callbacks: list[Callable[[], None]]) -> None:
+    """A failing callback is logged and never stops the writer or the others."""
+    for callback in callbacks:
+        try:
+            callback()
+        except Exception:
+            log.exception("a write job's callback failed")
 
 
 class Store:
@@ -609,7 +711,8 @@ class Store:
     def __init__(self, settings: DatabaseSettings) -> None:
         self.settings = settings
         self.path = settings.path
-        self._writer: aiosqlite.Connection | None = None
+        self._thread: ThreadPoolExecutor | None = None
+        self._writer: sqlite3.Connection | None = None
         self._reader: aiosqlite.Connection | None = None
         self._queue: asyncio.Queue[_Job[Any]] = asyncio.Queue()
         self._writer_task: asyncio.Task[None] | None = None
@@ -623,22 +726,31 @@ class Store:
         return Reader(self._reader)
 
     async def open(self) -> None:
-        """Open both connections, switch to WAL, apply pending migrations."""
+        """Switch to WAL, apply pending migrations, open the writer and the reader."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._writer = await _connect(self.path, self.settings, query_only=False)
         try:
-            async with self._writer.execute("PRAGMA journal_mode = WAL") as cur:
-                row = await cur.fetchone()
-            if row is None or str(row[0]).lower() != "wal":
-                raise RuntimeError(f"could not switch {self.path} to WAL mode")
-            applied = await migrate.apply(self._writer)
+            setup = await _connect(self.path, self.settings, query_only=False)
+            try:
+                async with setup.execute("PRAGMA journal_mode = WAL") as cur:
+                    row = await cur.fetchone()
+                if row is None or str(row[0]).lower() != "wal":
+                    raise RuntimeError(f"could not switch {self.path} to WAL mode")
+                applied = await migrate.apply(setup)
+            finally:
+                await setup.close()
             for migration in applied:
                 log.info("applied migration %04d_%s", migration.version, migration.name)
+            self._thread = ThreadPoolExecutor(1, thread_name_prefix="store-writer")
+            self._writer = await self._on_writer_thread(_connect_writer, self.path, self.settings)
             self._reader = await _connect(self.path, self.settings, query_only=True)
         except BaseException:
             await self.close()
             raise
         self._writer_task = asyncio.create_task(self._write_loop(), name="store-writer")
+
+    async def _on_writer_thread(self, fn: Callable[..., T], *args: Any) -> T:
+        assert self._thread is not None
+        return await asyncio.get_running_loop().run_in_executor(self._thread, fn, *args)
 
     async def close(self) -> None:
         """Finish queued writes, then close both connections."""
@@ -650,16 +762,20 @@ class Store:
             except asyncio.CancelledError:
                 pass
             self._writer_task = None
-        for conn in (self._reader, self._writer):
-            if conn is not None:
-                await conn.close()
-        self._reader = self._writer = None
+        if self._reader is not None:
+            await self._reader.close()
+        if self._writer is not None:
+            await self._on_writer_thread(self._writer.close)
+        if self._thread is not None:
+            self._thread.shutdown()
+        self._reader = self._writer = self._thread = None
 
-    async def write(self, fn: Callable[[Tx], Awaitable[T]]) -> T:
-        """Run ``fn`` in a write transaction; return once it is committed.
+    async def write(self, fn: Callable[[Tx], T]) -> T:
+        """Run ``fn`` in a write transaction on the writer's thread; return once it is
+        committed.
 
-        The job runs on the writer coroutine even if the caller is cancelled
-        meanwhile, so an accepted write is never half done.
+        The job runs even if the caller is cancelled meanwhile, so an accepted write is
+        never half done.
         """
         if self._writer_task is None:
             raise RuntimeError("store is not open")
@@ -673,72 +789,25 @@ class Store:
             while len(batch) < MAX_BATCH and not self._queue.empty():
                 batch.append(self._queue.get_nowait())
             try:
-                await self._run_batch(batch)
+                assert self._writer is not None
+                self._settle(await self._on_writer_thread(_run_batch, self._writer, batch))
             finally:
                 for _ in batch:
                     self._queue.task_done()
 
-    async def _run_batch(self, batch: list[_Job[Any]]) -> None:
-        conn = self._writer
-        assert conn is not None
-        loop = asyncio.get_running_loop()
-        started = loop.time()
-        try:
-            await conn.execute("BEGIN IMMEDIATE")
-        except sqlite3.Error as exc:
-            error = translate(exc)
-            for job in batch:
-                if not job.future.done():
-                    job.future.set_exception(error)
-            return
-        # A job alone in its batch needs no savepoint: its failure rolls back the
-        # transaction (two statements fewer on the common, unloaded path).
-        isolated = len(batch) > 1
-        outcomes: list[tuple[_Job[Any], Tx, Any, BaseException | None]] = []
-        for job in batch:
-            tx = Tx(conn)
-            if isolated:
-                await conn.execute("SAVEPOINT job")
-            try:
-                value = await job.fn(tx)
-            except Exception as exc:  # one job's failure is its own; the batch goes on
-                await conn.execute("ROLLBACK TO job" if isolated else "ROLLBACK")
-                if isolated:
-                    await conn.execute("RELEASE job")
-                for callback in tx._rolled_back:
-                    callback()
-                outcomes.append((job, tx, None, translate(exc) if isinstance(exc, sqlite3.Error) else exc))
-            else:
-                if isolated:
-                    await conn.execute("RELEASE job")
-                outcomes.append((job, tx, value, None))
-        try:
-            if conn.in_transaction:
-                await conn.execute("COMMIT")
-        except sqlite3.Error as exc:
-            log.error("commit of %d write jobs failed: %s", len(batch), exc)
-            if conn.in_transaction:
-                await conn.execute("ROLLBACK")
-            error = translate(exc)
-            for job, tx, _, failure in outcomes:
-                if failure is None:
-                    for callback in tx._rolled_back:
-                        callback()
-                if not job.future.done():
-                    job.future.set_exception(failure or error)
-            return
-        if self.on_commit is not None:
-            self.on_commit(len(batch), loop.time() - started)
-        for job, tx, value, failure in outcomes:
-            if failure is None:
-                for callback in tx._committed:
-                    callback()
-            if job.future.done():
+    def _settle(self, batch: _Batch) -> None:
+        """On the loop, after the batch's transaction ended: callbacks, then answers."""
+        if batch.error is None and self.on_commit is not None:
+            _run_callbacks([lambda: self.on_commit(len(batch.outcomes), batch.seconds)])  # type: ignore[misc]
+        for outcome in batch.outcomes:
+            committed = batch.error is None and outcome.error is None
+            _run_callbacks(outcome.tx._committed if committed else outcome.tx._rolled_back)
+            if outcome.job.future.done():
                 continue
-            if failure is None:
-                job.future.set_result(value)
+            if committed:
+                outcome.job.future.set_result(outcome.value)
             else:
-                job.future.set_exception(failure)
+                outcome.job.future.set_exception(outcome.error or batch.error)  # type: ignore[arg-type]
 
 
 async def backup(database: Path, target: Path) -> None:

@@ -6,21 +6,26 @@ import sqlite3
 from pathlib import Path
 
 from insightreader.config import DatabaseSettings
-from insightreader.store import Store
+from insightreader.store import Store, Tx
 
 
 async def test_submit_path_queries_do_not_walk_a_users_history(tmp_path: Path) -> None:
     store = Store(DatabaseSettings(path=tmp_path / "plans.db"))
     await store.open()
     statements: list[str] = []
+
+    def submit_path_reads(tx: Tx) -> None:
+        tx._conn.set_trace_callback(statements.append)
+        try:
+            tx.count_unfinished("u")
+            tx.active_task("u", "sha256:x")
+            tx.completed_task("u", "sha256:x", "2026-01-01")
+            tx.idempotency_key("u", "key")
+        finally:
+            tx._conn.set_trace_callback(None)
+
     try:
-        reader = store.read
-        await reader._conn.set_trace_callback(statements.append)
-        await reader.count_unfinished("u")
-        await reader.active_task("u", "sha256:x")
-        await reader.completed_task("u", "sha256:x", "2026-01-01")
-        await reader.idempotency_key("u", "key")
-        await reader._conn.set_trace_callback(None)
+        await store.write(submit_path_reads)
     finally:
         await store.close()
     assert len(statements) == 4

@@ -40,8 +40,8 @@ async def run(ctx: TaskContext, *, context_tokens: int) -> dict[str, Any]:
     # The model's guess is replaced by a count: it is exact for the full text.
     analysis["reading_time_minutes"] = text.reading_time_minutes(article.content)
 
-    async def store(tx: Tx, result: dict[str, Any]) -> None:
-        await tx.set_article_analysis(article.id, "analysis", result["analysis"], utcnow())
+    def store(tx: Tx, result: dict[str, Any]) -> None:
+        tx.set_article_analysis(article.id, "analysis", result["analysis"], utcnow())
 
     ctx.on_complete(store)
     return {"article_id": article.id, "analysis": analysis}

@@ -103,8 +103,8 @@ async def run(ctx: TaskContext, *, context_tokens: int) -> dict[str, Any]:
     )
     result = {"lens_type": lens.type, "lens_name": lens.name, **answer}
 
-    async def store(tx: Tx, final: dict[str, Any]) -> None:
-        await tx.set_article_lens(article.id, lens.type, final, utcnow())
+    def store(tx: Tx, final: dict[str, Any]) -> None:
+        tx.set_article_lens(article.id, lens.type, final, utcnow())
 
     ctx.on_complete(store)
     return {"article_id": article.id, **result}

@@ -38,8 +38,8 @@ class MetaAnalysis(BaseModel):
 async def run(ctx: TaskContext, *, context_tokens: int) -> dict[str, Any]:
     article, meta = await analyse_article(ctx, NAME, SYSTEM, MetaAnalysis, context_tokens)
 
-    async def store(tx: Tx, result: dict[str, Any]) -> None:
-        await tx.set_article_analysis(article.id, "meta_analysis", result["meta_analysis"], utcnow())
+    def store(tx: Tx, result: dict[str, Any]) -> None:
+        tx.set_article_analysis(article.id, "meta_analysis", result["meta_analysis"], utcnow())
 
     ctx.on_complete(store)
     return {"article_id": article.id, "meta_analysis": meta}

@@ -74,8 +74,8 @@ async def save_with_analysis(data: SaveArticle) -> tuple[dict[str, Any], int]:
         meta_analysis=None, lenses={}, created_at=now, updated_at=now,
     )
 
-    async def job(tx: Tx) -> None:
-        await tx.insert_article(fresh)
+    def job(tx: Tx) -> None:
+        tx.insert_article(fresh)
 
     await services().store.write(job)
     saved = await services().store.read.article_by_hash(user.id, digest)
@@ -119,8 +119,8 @@ async def delete_article(article_id: str) -> tuple[str, int]:
         except NotFound:
             pass
 
-    async def job(tx: Tx) -> bool:
-        return await tx.delete_article(found.id, user.id)
+    def job(tx: Tx) -> bool:
+        return tx.delete_article(found.id, user.id)
 
     if not await svc.store.write(job):
         raise NotFound("no such article")

@@ -78,7 +78,7 @@ async def run_disk_full(ctx: TaskContext) -> dict[str, Any]:
     """Completes, but the transaction recording that fails as on a full disk."""
 
     async def body() -> dict[str, Any]:
-        async def full(tx: Any, result: dict[str, Any]) -> None:
+        def full(tx: Any, result: dict[str, Any]) -> None:
             raise sqlite3.OperationalError("database or disk is full")
 
         ctx.on_complete(full)
