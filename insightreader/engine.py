@@ -33,7 +33,7 @@ from .errors import (
 )
 from .events import EventBus
 from .logs import task_id as task_id_context
-from .records import NewTask, Task, TaskStatus, format_time, utcnow
+from .records import NewTask, QueuedTask, Task, TaskStatus, format_time, utcnow
 from .store import Store, Tx
 
 if TYPE_CHECKING:
@@ -123,7 +123,7 @@ class ReadyQueue:
     def __len__(self) -> int:
         return self._size
 
-    def push(self, task: Task) -> None:
+    def push(self, task: Task | QueuedTask) -> None:
         users = self._levels.setdefault(task.priority, OrderedDict())
         users.setdefault(task.user_id, deque()).append(task.id)
         self._size += 1

@@ -99,6 +99,15 @@ class Task:
 
 
 @dataclass(frozen=True)
+class QueuedTask:
+    """What the scheduler needs of a pending task (recovery loads only this)."""
+
+    id: str
+    user_id: str
+    priority: int
+
+
+@dataclass(frozen=True)
 class NewTask:
     """A task about to be inserted."""
 

