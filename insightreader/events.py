@@ -25,6 +25,7 @@ from typing import Any
 
 from .records import Event, utcnow
 from .store import Store, Tx
+from .supervisor import Supervisor
 
 log = logging.getLogger(__name__)
 
@@ -49,8 +50,9 @@ class Subscription:
 
 
 class EventBus:
-    def __init__(self, store: Store, *, queue_size: int) -> None:
+    def __init__(self, store: Store, *, queue_size: int, supervisor: Supervisor | None = None) -> None:
         self._store = store
+        self._supervisor = supervisor or Supervisor()
         self._queue_size = queue_size
         self._next_id = 0
         self._reserved = 0
@@ -75,7 +77,7 @@ class EventBus:
 
     async def stop(self) -> None:
         if self._reserving is not None:
-            await self._reserving
+            await asyncio.wait([self._reserving])
         for subs in list(self._subscribers.values()):
             for sub in list(subs):
                 sub.close("shutdown")
@@ -108,7 +110,9 @@ class EventBus:
             # below committed; ids stay unique within this process regardless.
             log.warning("event id %d is beyond the reserved block %d", event_id, self._reserved)
         if self._reserved - self._next_id < ID_BLOCK // 2 and self._reserving is None:
-            self._reserving = asyncio.create_task(self._extend())
+            self._reserving = self._supervisor.start(
+                self._extend(), name="event-id-reservation", until_stopped=False
+            )
         return event_id
 
     async def _extend(self) -> None:

@@ -34,8 +34,9 @@ import aiosqlite
 
 from . import migrate
 from .config import DatabaseSettings
-from .errors import StorageBusy, StorageFull
+from .errors import ShuttingDown, StorageBusy, StorageFull
 from .records import Article, NewTask, Task, TaskStatus, User, to_json
+from .supervisor import Supervisor
 
 log = logging.getLogger(__name__)
 
@@ -592,6 +593,42 @@ class _Job(Generic[T]):
     future: asyncio.Future[T]
 
 
+@dataclass
+class _Run:
+    """One job's run inside a batch: its transaction view and outcome."""
+
+    job: _Job[Any]
+    tx: Tx
+    value: Any = None
+    failure: BaseException | None = None
+    #: Its ``on_rollback`` callbacks ran (they run once, whatever undid it).
+    undone: bool = False
+
+
+def _answer(job: _Job[Any], value: Any = None, failure: BaseException | None = None) -> None:
+    """Settle a caller's future unless it is settled already (cancelled, say)."""
+    if job.future.done():
+        return
+    if failure is None:
+        job.future.set_result(value)
+    else:
+        job.future.set_exception(failure)
+
+
+def _call_each(callbacks: Iterable[Callable[[], None]], when: str) -> None:
+    """Run transaction callbacks; one that raises is logged and the rest still run, so
+    a bug in a callback never stops the writer (every later write would wait)."""
+    for callback in callbacks:
+        try:
+            callback()
+        except Exception:
+            log.exception("an %s callback failed; the write stands and the writer goes on", when)
+
+
+def _writer_gone() -> ShuttingDown:
+    return ShuttingDown("the database writer stopped; the server is restarting, try again shortly")
+
+
 async def _connect(path: Path, settings: DatabaseSettings, *, query_only: bool) -> aiosqlite.Connection:
     conn = await aiosqlite.connect(path, isolation_level=None)
     conn.row_factory = sqlite3.Row
@@ -606,8 +643,9 @@ async def _connect(path: Path, settings: DatabaseSettings, *, query_only: bool) 
 class Store:
     """The storage interface. Open with :meth:`open`, close with :meth:`close`."""
 
-    def __init__(self, settings: DatabaseSettings) -> None:
+    def __init__(self, settings: DatabaseSettings, *, supervisor: Supervisor | None = None) -> None:
         self.settings = settings
+        self._supervisor = supervisor or Supervisor()
         self.path = settings.path
         self._writer: aiosqlite.Connection | None = None
         self._reader: aiosqlite.Connection | None = None
@@ -638,17 +676,15 @@ class Store:
         except BaseException:
             await self.close()
             raise
-        self._writer_task = asyncio.create_task(self._write_loop(), name="store-writer")
+        self._writer_task = self._supervisor.start(self._write_loop(), name="store-writer")
 
     async def close(self) -> None:
         """Finish queued writes, then close both connections."""
         if self._writer_task is not None:
             await self._queue.join()
             self._writer_task.cancel()
-            try:
-                await self._writer_task
-            except asyncio.CancelledError:
-                pass
+            # Waited for, not awaited: a writer that died was reported by the supervisor.
+            await asyncio.wait([self._writer_task])
             self._writer_task = None
         for conn in (self._reader, self._writer):
             if conn is not None:
@@ -663,82 +699,100 @@ class Store:
         """
         if self._writer_task is None:
             raise RuntimeError("store is not open")
+        if self._writer_task.done():
+            raise _writer_gone()
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
         self._queue.put_nowait(_Job(fn, future))
         return await asyncio.shield(future)
 
     async def _write_loop(self) -> None:
-        while True:
-            batch = [await self._queue.get()]
-            while len(batch) < MAX_BATCH and not self._queue.empty():
-                batch.append(self._queue.get_nowait())
-            try:
-                await self._run_batch(batch)
-            finally:
-                for _ in batch:
-                    self._queue.task_done()
+        try:
+            while True:
+                batch = [await self._queue.get()]
+                while len(batch) < MAX_BATCH and not self._queue.empty():
+                    batch.append(self._queue.get_nowait())
+                try:
+                    await self._run_batch(batch)
+                except BaseException:
+                    for job in batch:
+                        _answer(job, failure=_writer_gone())
+                    raise
+                finally:
+                    for _ in batch:
+                        self._queue.task_done()
+        finally:
+            # The writer ends only when closed (the queue is empty then) or when it died:
+            # no write may wait for it any longer.
+            while not self._queue.empty():
+                _answer(self._queue.get_nowait(), failure=_writer_gone())
+                self._queue.task_done()
 
     async def _run_batch(self, batch: list[_Job[Any]]) -> None:
+        """One transaction for the batch. A failing job rolls back alone (to its
+        savepoint); a failure of the transaction itself (BEGIN, a savepoint, COMMIT)
+        fails the whole batch and the writer goes on with the next one. Only a
+        connection left inside a transaction it cannot roll back ends the writer."""
         conn = self._writer
         assert conn is not None
         loop = asyncio.get_running_loop()
         started = loop.time()
-        try:
-            await conn.execute("BEGIN IMMEDIATE")
-        except sqlite3.Error as exc:
-            error = translate(exc)
-            for job in batch:
-                if not job.future.done():
-                    job.future.set_exception(error)
-            return
         # A job alone in its batch needs no savepoint: its failure rolls back the
         # transaction (two statements fewer on the common, unloaded path).
         isolated = len(batch) > 1
-        outcomes: list[tuple[_Job[Any], Tx, Any, BaseException | None]] = []
-        for job in batch:
-            tx = Tx(conn)
-            if isolated:
-                await conn.execute("SAVEPOINT job")
-            try:
-                value = await job.fn(tx)
-            except Exception as exc:  # one job's failure is its own; the batch goes on
-                await conn.execute("ROLLBACK TO job" if isolated else "ROLLBACK")
-                if isolated:
-                    await conn.execute("RELEASE job")
-                for callback in tx._rolled_back:
-                    callback()
-                outcomes.append((job, tx, None, translate(exc) if isinstance(exc, sqlite3.Error) else exc))
-            else:
-                if isolated:
-                    await conn.execute("RELEASE job")
-                outcomes.append((job, tx, value, None))
+        runs: list[_Run] = []
         try:
+            await conn.execute("BEGIN IMMEDIATE")
+            for job in batch:
+                run = _Run(job, Tx(conn))
+                runs.append(run)
+                if isolated:
+                    await conn.execute("SAVEPOINT job")
+                try:
+                    run.value = await job.fn(run.tx)
+                except Exception as exc:  # one job's failure is its own; the batch goes on
+                    run.failure = translate(exc) if isinstance(exc, sqlite3.Error) else exc
+                    if isolated:
+                        await conn.execute("ROLLBACK TO job")
+                        await conn.execute("RELEASE job")
+                    elif conn.in_transaction:
+                        await conn.execute("ROLLBACK")
+                    self._undo(run)
+                else:
+                    if isolated:
+                        await conn.execute("RELEASE job")
             if conn.in_transaction:
                 await conn.execute("COMMIT")
         except sqlite3.Error as exc:
-            log.error("commit of %d write jobs failed: %s", len(batch), exc)
+            if runs:
+                log.error("a transaction of %d write jobs failed: %s", len(batch), exc)
             if conn.in_transaction:
                 await conn.execute("ROLLBACK")
-            error = translate(exc)
-            for job, tx, _, failure in outcomes:
-                if failure is None:
-                    for callback in tx._rolled_back:
-                        callback()
-                if not job.future.done():
-                    job.future.set_exception(failure or error)
+            # SQLite may have rolled back by itself (a full disk, I/O error): the batch
+            # fails with the storage error a job met, if one did.
+            error = next(
+                (r.failure for r in runs if isinstance(r.failure, (StorageBusy, StorageFull))), None
+            ) or translate(exc)
+            failures = {id(r.job): r.failure for r in runs}
+            for run in runs:
+                self._undo(run)
+            for job in batch:
+                _answer(job, failure=failures.get(id(job)) or error)
             return
         if self.on_commit is not None:
-            self.on_commit(len(batch), loop.time() - started)
-        for job, tx, value, failure in outcomes:
-            if failure is None:
-                for callback in tx._committed:
-                    callback()
-            if job.future.done():
-                continue
-            if failure is None:
-                job.future.set_result(value)
-            else:
-                job.future.set_exception(failure)
+            try:
+                self.on_commit(len(batch), loop.time() - started)
+            except Exception:
+                log.exception("the commit observer failed; the writer goes on")
+        for run in runs:
+            if run.failure is None:
+                _call_each(run.tx._committed, "after-commit")
+            _answer(run.job, run.value, run.failure)
+
+    @staticmethod
+    def _undo(run: _Run) -> None:
+        if not run.undone:
+            run.undone = True
+            _call_each(run.tx._rolled_back, "on-rollback")
 
 
 async def backup(database: Path, target: Path) -> None:
