@@ -54,11 +54,12 @@ def logged_with_traceback(log: str, what: str, message: str) -> None:
     assert any("Traceback (most recent call last)" in line and message in line for line in lines), lines
 
 
-async def test_a_failing_after_commit_callback_is_logged_and_the_writer_goes_on(
+async def test_failing_callbacks_and_a_lost_transaction_are_logged_and_the_writer_goes_on(
     start_server: StartServer, connect: Connect
 ) -> None:
     server = start_server()
     api = await register(connect(server))
+    await break_part(api, "transaction")
     await break_part(api, "commit-observer")
     async with open_stream(api.http, api.token) as stream:
         assert stream.response.status_code == 200

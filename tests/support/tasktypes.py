@@ -19,7 +19,7 @@ from quart import Blueprint, Quart, request
 from insightreader.api.deps import current_user, services
 from insightreader.api.tasks import idempotency_key, submit_answer
 from insightreader.engine import TaskContext, TaskType
-from insightreader.errors import ShuttingDown, TaskError
+from insightreader.errors import ShuttingDown, StorageFull, TaskError
 
 _gates: dict[str, asyncio.Event] = {}
 _stats: dict[str, Any] = {"current": 0, "max": 0, "started": []}
@@ -153,6 +153,8 @@ async def break_part(part: str) -> tuple[dict[str, Any], int]:
     """Make one background part fail, as a bug would:
 
     - ``commit-observer``: the store's commit hook raises once (guarded: logged);
+    - ``transaction``: a write job whose transaction SQLite ended by itself (as on a
+      full disk or an I/O error) before the job failed (guarded: that job fails);
     - ``writer``: a write job raises :class:`Unforeseen` inside the writer (it dies);
     - ``dispatcher``: the dispatcher's next wait for the LLM raises (the engine dies).
     """
@@ -169,6 +171,18 @@ async def break_part(part: str) -> tuple[dict[str, Any], int]:
                 chained(jobs, seconds)
 
         svc.store.on_commit = on_commit
+    elif part == "transaction":
+
+        async def lost(tx: Any) -> None:
+            await tx._conn.execute("ROLLBACK")
+            raise sqlite3.OperationalError("database or disk is full")
+
+        try:
+            await svc.store.write(lost)
+        except StorageFull:
+            pass
+        else:
+            raise AssertionError("the job should have failed")
     elif part == "writer":
 
         async def job(tx: Any) -> None:
