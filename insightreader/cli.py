@@ -13,7 +13,7 @@ import click
 from . import config as config_module
 from . import logs, migrate
 from .config import ConfigError, Settings
-from .errors import AlreadyRunning
+from .errors import AlreadyRunning, BackgroundFailure
 
 T = TypeVar("T")
 
@@ -40,6 +40,9 @@ def _run(coro: Coroutine[Any, Any, T]) -> T:
         return asyncio.run(coro)
     except (AlreadyRunning, ConfigError, migrate.MigrationError, FileExistsError) as exc:
         raise click.ClickException(str(exc)) from None
+    except BackgroundFailure as exc:
+        # Logged with its traceback when it happened; exit non-zero to be restarted.
+        raise click.ClickException(f"a background part died ({exc}); exiting to be restarted") from None
 
 
 @click.group()

@@ -35,6 +35,7 @@ from .events import EventBus
 from .logs import task_id as task_id_context
 from .records import NewTask, QueuedTask, Task, TaskStatus, format_time, utcnow
 from .store import Store, Tx
+from .supervisor import Supervisor
 
 if TYPE_CHECKING:
     from .llm import LLMClient
@@ -191,8 +192,10 @@ class Engine:
         *,
         llm: LLMClient | None = None,
         model: str = "",
+        supervisor: Supervisor | None = None,
     ) -> None:
         self._store = store
+        self._supervisor = supervisor or Supervisor()
         self._bus = bus
         self.settings = settings
         self.task_types = dict(task_types)
@@ -226,7 +229,7 @@ class Engine:
         if pending:
             log.info("recovered %d unfinished tasks (%d were interrupted)", len(pending), interrupted)
         self._accepting = True
-        self._main = asyncio.create_task(self._run_all(), name="engine")
+        self._main = self._supervisor.start(self._run_all(), name="engine")
 
     async def drain(self, grace: float) -> None:
         """Stop taking submits and starting tasks; give running ones ``grace`` seconds,
@@ -235,7 +238,8 @@ class Engine:
         self._grace = grace
         self._draining.set()
         if self._main is not None:
-            await self._main
+            # Waited for, not awaited: an engine that died was reported by the supervisor.
+            await asyncio.wait([self._main])
             self._main = None
 
     @property

@@ -24,6 +24,11 @@ class AlreadyRunning(InsightReaderError):
     """Another server process holds this database."""
 
 
+class BackgroundFailure(InsightReaderError):
+    """A supervised background part died; the server drained and exits non-zero so
+    that its service manager starts it again."""
+
+
 class ApiError(InsightReaderError):
     """An error answered to an HTTP client."""
 

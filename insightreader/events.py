@@ -31,6 +31,7 @@ from typing import Any
 
 from .records import Event, utcnow
 from .store import Store, Tx
+from .supervisor import Supervisor
 
 log = logging.getLogger(__name__)
 
@@ -55,8 +56,9 @@ class Subscription:
 
 
 class EventBus:
-    def __init__(self, store: Store, *, queue_size: int) -> None:
+    def __init__(self, store: Store, *, queue_size: int, supervisor: Supervisor | None = None) -> None:
         self._store = store
+        self._supervisor = supervisor or Supervisor()
         self._queue_size = queue_size
         self._next_id = 0
         self._reserved = 0
@@ -85,7 +87,7 @@ class EventBus:
 
     async def stop(self) -> None:
         if self._reserving is not None:
-            await self._reserving
+            await asyncio.wait([self._reserving])
         for subs in list(self._subscribers.values()):
             for sub in list(subs):
                 sub.close("shutdown")
@@ -129,7 +131,9 @@ class EventBus:
 
     def _start_extending(self) -> None:
         if self._reserving is None and self._reserved - self._next_id < ID_BLOCK // 2:
-            self._reserving = asyncio.create_task(self._extend())
+            self._reserving = self._supervisor.start(
+                self._extend(), name="event-id-reservation", until_stopped=False
+            )
 
     async def _extend(self) -> None:
         try:

@@ -14,7 +14,6 @@ Every name and label is listed in docs/monitoring.md.
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import logging
 import time
 from collections.abc import Callable, Iterable
@@ -27,6 +26,8 @@ from prometheus_client.exposition import choose_encoder
 from prometheus_client.gc_collector import GCCollector
 from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
+
+from .supervisor import Supervisor
 
 if TYPE_CHECKING:
     from .records import Event, Task
@@ -81,7 +82,8 @@ def _seconds_between(start: str | None, end: str | None) -> float | None:
 class LoopLagMonitor:
     """Measures how late the event loop runs a timer: sleeps ``interval`` seconds and
     reports how much longer than that it took (a blocked loop delays every request
-    and stream). Supervised: a failure is logged and the measurement starts again."""
+    and stream). A failed measurement is logged and starts again; the task runs under
+    the server's :class:`Supervisor` (set by :meth:`Metrics.bind`)."""
 
     def __init__(
         self, observe: Callable[[float], None], *, interval: float = LAG_INTERVAL, restart: float = LAG_RESTART
@@ -90,13 +92,11 @@ class LoopLagMonitor:
         self._interval = interval
         self._restart = restart
         self._task: asyncio.Task[None] | None = None
+        self.supervisor = Supervisor()
 
     def start(self) -> None:
         if self._task is None or self._task.done():
-            # A fresh context: no request or task id leaks into its log lines.
-            self._task = asyncio.get_running_loop().create_task(
-                self._supervise(), name="loop-lag", context=contextvars.Context()
-            )
+            self._task = self.supervisor.start(self._supervise(), name="loop-lag")
 
     async def stop(self) -> None:
         task, self._task = self._task, None
@@ -162,6 +162,11 @@ class _StateCollector:
             f"{PREFIX}_sse_connections",
             "Open event streams.",
             value=self._services.bus.subscriber_count(),
+        )
+        yield GaugeMetricFamily(
+            f"{PREFIX}_asyncio_tasks",
+            "asyncio tasks alive on the server's loop (requests, streams, task runs, background parts).",
+            value=len(asyncio.all_tasks()),
         )
 
 
@@ -271,6 +276,7 @@ class Metrics:
         bus.on_overflow = _chain(bus.on_overflow, self.stream_overflowed)
         store.on_commit = _chain(store.on_commit, self.committed)
         services.llm.observer = self
+        self.lag.supervisor = services.supervisor
         self.registry.register(_StateCollector(services))
         for task_type in engine.task_types:
             self.tasks_submitted.labels(task_type)

@@ -20,6 +20,7 @@ from .app import create_app
 from .auth import load_secret
 from .config import Settings
 from .engine import TaskType
+from .errors import BackgroundFailure
 from .services import Services
 
 log = logging.getLogger(__name__)
@@ -74,7 +75,11 @@ async def serve(
     configure: Callable[[Quart], None] | None = None,
 ) -> None:
     """Serve until SIGTERM or SIGINT, then drain: submits get 503, running tasks get
-    ``server.graceful_timeout`` seconds, streams end, the rest stays pending."""
+    ``server.graceful_timeout`` seconds, streams end, the rest stays pending.
+
+    A background part that dies starts the same drain, and then
+    :class:`BackgroundFailure` is raised (the process exits non-zero, to be restarted).
+    """
     logs.add_secret(settings.llm.api_key)
     services = await Services.open(settings, task_types)
     logs.add_secret(load_secret(settings.auth, settings.database.path))
@@ -85,11 +90,14 @@ async def serve(
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
+    supervisor = services.supervisor
+    supervisor.on_failure(stop.set)
 
     drained = asyncio.Event()
 
     async def shutdown_trigger() -> None:
         await stop.wait()
+        supervisor.shutdown()
         log.info("shutting down: draining tasks for up to %gs", settings.server.graceful_timeout)
         await services.engine.drain(settings.server.graceful_timeout)
         await services.bus.stop()
@@ -116,7 +124,11 @@ async def serve(
         log.info("stopped")
     if stuck:
         log.warning("connections to clients that stopped reading were still open; exiting anyway")
+        if supervisor.failed:
+            log.error("exiting with status 1: %s", "; ".join(supervisor.failures))
         logging.shutdown()
         # Everything is committed and closed; only those sockets remain, and the loop
         # could not finish cancelling the task that waits on them.
-        os._exit(0)
+        os._exit(1 if supervisor.failed else 0)
+    if supervisor.failed:
+        raise BackgroundFailure("; ".join(supervisor.failures))

@@ -18,6 +18,7 @@ from .events import EventBus
 from .llm import LLMClient
 from .sse import EventPruner
 from .store import Store
+from .supervisor import Supervisor
 
 log = logging.getLogger(__name__)
 
@@ -51,36 +52,43 @@ class Services:
     auth: Auth
     llm: LLMClient
     pruner: EventPruner
+    #: Every background task of the process is started through it.
+    supervisor: Supervisor
     _lock: IO[str]
 
     @classmethod
     async def open(cls, settings: Settings, task_types: Mapping[str, TaskType]) -> Services:
         lock = _lock(settings)
-        store = Store(settings.database)
-        llm = LLMClient.from_settings(settings.llm)
-        pruner = EventPruner(store, settings.sse.retention)
+        supervisor = Supervisor()
+        store = Store(settings.database, supervisor=supervisor)
+        llm = LLMClient.from_settings(settings.llm, supervisor=supervisor)
+        pruner = EventPruner(store, settings.sse.retention, supervisor=supervisor)
         try:
             await store.open()
             await pruner.start()
-            bus = EventBus(store, queue_size=settings.sse.queue_size)
+            bus = EventBus(store, queue_size=settings.sse.queue_size, supervisor=supervisor)
             await bus.start()
-            engine = Engine(store, bus, settings.tasks, task_types, llm=llm, model=llm.model)
+            engine = Engine(
+                store, bus, settings.tasks, task_types, llm=llm, model=llm.model, supervisor=supervisor
+            )
             auth = Auth(settings.auth, load_secret(settings.auth, settings.database.path), store)
             await auth.start()
             # The first administrator, from INSIGHTREADER_ADMIN_USERNAME/_PASSWORD (docs/deploy.md).
             await bootstrap_admin(auth, store, *admin_credentials())
             await engine.start()
         except BaseException:
+            supervisor.shutdown()
             await pruner.stop()
             await store.close()
             await llm.aclose()
             lock.close()
             raise
-        return cls(settings, store, bus, engine, auth, llm, pruner, lock)
+        return cls(settings, store, bus, engine, auth, llm, pruner, supervisor, lock)
 
     async def close(self) -> None:
         """Drain the engine (running tasks get ``server.graceful_timeout``), end the
         streams, flush the store."""
+        self.supervisor.shutdown()
         await self.engine.drain(self.settings.server.graceful_timeout)
         await self.bus.stop()
         await self.pruner.stop()

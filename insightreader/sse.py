@@ -53,6 +53,7 @@ from .errors import InvalidLastEventId, TooManyStreams
 from .events import EventBus, Subscription
 from .records import Event, format_time, to_json
 from .store import Store, Tx
+from .supervisor import Supervisor
 
 log = logging.getLogger(__name__)
 
@@ -315,8 +316,16 @@ class EventPruner:
     every ``interval`` seconds in a task that logs a failure and tries again next
     time. Event ids are never reused (the table is ``AUTOINCREMENT``)."""
 
-    def __init__(self, store: Store, retention: float, interval: float = PRUNE_INTERVAL) -> None:
+    def __init__(
+        self,
+        store: Store,
+        retention: float,
+        interval: float = PRUNE_INTERVAL,
+        *,
+        supervisor: Supervisor | None = None,
+    ) -> None:
         self._store = store
+        self._supervisor = supervisor or Supervisor()
         self._retention = retention
         self._interval = interval
         self._task: asyncio.Task[None] | None = None
@@ -341,7 +350,7 @@ class EventPruner:
 
     async def start(self) -> None:
         await self._prune_logged()
-        self._task = asyncio.create_task(self._run(), name="event-pruner")
+        self._task = self._supervisor.start(self._run(), name="event-pruner")
 
     async def _run(self) -> None:
         while True:
@@ -351,6 +360,5 @@ class EventPruner:
     async def stop(self) -> None:
         if self._task is not None:
             self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await asyncio.wait([self._task])
             self._task = None

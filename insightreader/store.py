@@ -40,8 +40,9 @@ import aiosqlite
 
 from . import migrate
 from .config import DatabaseSettings
-from .errors import StorageBusy, StorageFull
+from .errors import ShuttingDown, StorageBusy, StorageFull
 from .records import Article, NewTask, QueuedTask, Task, TaskStatus, User, to_json
+from .supervisor import Supervisor
 
 log = logging.getLogger(__name__)
 
@@ -616,19 +617,23 @@ class _Job(Generic[T]):
 
 
 @dataclass
-class _Outcome:
-    """What the writer's thread did with one job: its value or its error."""
+class _Run:
+    """One job's run inside a batch: its transaction view and outcome."""
 
     job: _Job[Any]
     tx: Tx
     value: Any = None
-    error: BaseException | None = None
+    failure: BaseException | None = None
 
 
 @dataclass
 class _Batch:
-    outcomes: list[_Outcome]
-    #: Set when the whole batch failed: BEGIN or COMMIT raised.
+    """What the writer's thread did with a batch."""
+
+    jobs: list[_Job[Any]]
+    runs: list[_Run]
+    #: Set when the transaction itself failed (BEGIN, a savepoint, COMMIT): every job
+    #: of the batch is undone.
     error: BaseException | None = None
     seconds: float = 0.0
 
@@ -653,66 +658,87 @@ async def _connect(path: Path, settings: DatabaseSettings, *, query_only: bool) 
 
 def _connect_writer(path: Path, settings: DatabaseSettings) -> sqlite3.Connection:
     """The writer's connection, opened on (and only ever used from) the writer thread."""
-    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=True)
+    conn = sqlite3.connect(path, isolation_level=None)
     conn.row_factory = sqlite3.Row
     for pragma in _pragmas(settings):
         conn.execute(pragma)
     return conn
 
 
-def _run_batch(conn: sqlite3.Connection, batch: list[_Job[Any]]) -> _Batch:
-    """On the writer thread: one transaction for the whole batch, each job in its own
-    savepoint (a failing job rolls back alone). One hop from the loop per batch."""
+def _run_batch(conn: sqlite3.Connection, jobs: list[_Job[Any]]) -> _Batch:
+    """On the writer thread: one transaction for the batch. A failing job rolls back
+    alone (to its savepoint); a failure of the transaction itself fails the whole
+    batch, and the writer goes on with the next one."""
     started = time.perf_counter()
-    try:
-        conn.execute("BEGIN IMMEDIATE")
-    except sqlite3.Error as exc:
-        return _Batch([_Outcome(job, Tx(conn)) for job in batch], translate(exc))
     # A job alone in its batch needs no savepoint: its failure rolls back the
     # transaction (two statements fewer on the common, unloaded path).
-    isolated = len(batch) > 1
-    outcomes: list[_Outcome] = []
-    for job in batch:
-        tx = Tx(conn)
-        if isolated:
-            conn.execute("SAVEPOINT job")
-        try:
-            value = job.fn(tx)
-        except Exception as exc:  # one job's failure is its own; the batch goes on
-            conn.execute("ROLLBACK TO job" if isolated else "ROLLBACK")
-            if isolated:
-                conn.execute("RELEASE job")
-            error = translate(exc) if isinstance(exc, sqlite3.Error) else exc
-            outcomes.append(_Outcome(job, tx, error=error))
-        else:
-            if isolated:
-                conn.execute("RELEASE job")
-            outcomes.append(_Outcome(job, tx, value))
+    isolated = len(jobs) > 1
+    runs: list[_Run] = []
     try:
+        conn.execute("BEGIN IMMEDIATE")
+        for job in jobs:
+            run = _Run(job, Tx(conn))
+            runs.append(run)
+            if isolated:
+                conn.execute("SAVEPOINT job")
+            try:
+                run.value = job.fn(run.tx)
+            except Exception as exc:  # one job's failure is its own; the batch goes on
+                run.failure = translate(exc) if isinstance(exc, sqlite3.Error) else exc
+                if isolated:
+                    conn.execute("ROLLBACK TO job")
+                    conn.execute("RELEASE job")
+                elif conn.in_transaction:
+                    conn.execute("ROLLBACK")
+            else:
+                if isolated:
+                    conn.execute("RELEASE job")
         if conn.in_transaction:
             conn.execute("COMMIT")
     except sqlite3.Error as exc:
-        log.error("commit of %d write jobs failed: %s", len(batch), exc)
+        if runs:
+            log.error("a transaction of %d write jobs failed: %s", len(jobs), exc)
         if conn.in_transaction:
             conn.execute("ROLLBACK")
-        return _Batch(outcomes, translate(exc))
-    return _Batch(outcomes, seconds=time.perf_counter() - started)
+        # SQLite may have rolled back by itself (a full disk, I/O error): the batch
+        # fails with the storage error a job met, if one did.
+        error = next(
+            (r.failure for r in runs if isinstance(r.failure, (StorageBusy, StorageFull))), None
+        ) or translate(exc)
+        return _Batch(jobs, runs, error)
+    return _Batch(jobs, runs, seconds=time.perf_counter() - started)
 
 
-def _run_callbacks(callbacks: list[Callable[[], None]]) -> None:
-    """A failing callback is logged and never stops the writer or the others."""
+def _answer(job: _Job[Any], value: Any = None, failure: BaseException | None = None) -> None:
+    """Settle a caller's future unless it is settled already (cancelled, say)."""
+    if job.future.done():
+        return
+    if failure is None:
+        job.future.set_result(value)
+    else:
+        job.future.set_exception(failure)
+
+
+def _call_each(callbacks: Iterable[Callable[[], None]], when: str) -> None:
+    """Run transaction callbacks; one that raises is logged and the rest still run, so
+    a bug in a callback never stops the writer (every later write would wait)."""
     for callback in callbacks:
         try:
             callback()
         except Exception:
-            log.exception("a write job's callback failed")
+            log.exception("an %s callback failed; the write stands and the writer goes on", when)
+
+
+def _writer_gone() -> ShuttingDown:
+    return ShuttingDown("the database writer stopped; the server is restarting, try again shortly")
 
 
 class Store:
     """The storage interface. Open with :meth:`open`, close with :meth:`close`."""
 
-    def __init__(self, settings: DatabaseSettings) -> None:
+    def __init__(self, settings: DatabaseSettings, *, supervisor: Supervisor | None = None) -> None:
         self.settings = settings
+        self._supervisor = supervisor or Supervisor()
         self.path = settings.path
         self._thread: ThreadPoolExecutor | None = None
         self._writer: sqlite3.Connection | None = None
@@ -749,7 +775,7 @@ class Store:
         except BaseException:
             await self.close()
             raise
-        self._writer_task = asyncio.create_task(self._write_loop(), name="store-writer")
+        self._writer_task = self._supervisor.start(self._write_loop(), name="store-writer")
 
     async def _on_writer_thread(self, fn: Callable[..., T], *args: Any) -> T:
         assert self._thread is not None
@@ -760,10 +786,8 @@ class Store:
         if self._writer_task is not None:
             await self._queue.join()
             self._writer_task.cancel()
-            try:
-                await self._writer_task
-            except asyncio.CancelledError:
-                pass
+            # Waited for, not awaited: a writer that died was reported by the supervisor.
+            await asyncio.wait([self._writer_task])
             self._writer_task = None
         if self._reader is not None:
             await self._reader.close()
@@ -782,35 +806,54 @@ class Store:
         """
         if self._writer_task is None:
             raise RuntimeError("store is not open")
+        if self._writer_task.done():
+            raise _writer_gone()
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
         self._queue.put_nowait(_Job(fn, future))
         return await asyncio.shield(future)
 
     async def _write_loop(self) -> None:
-        while True:
-            batch = [await self._queue.get()]
-            while len(batch) < MAX_BATCH and not self._queue.empty():
-                batch.append(self._queue.get_nowait())
-            try:
-                assert self._writer is not None
-                self._settle(await self._on_writer_thread(_run_batch, self._writer, batch))
-            finally:
-                for _ in batch:
-                    self._queue.task_done()
+        conn = self._writer
+        assert conn is not None
+        try:
+            while True:
+                jobs = [await self._queue.get()]
+                while len(jobs) < MAX_BATCH and not self._queue.empty():
+                    jobs.append(self._queue.get_nowait())
+                try:
+                    self._settle(await self._on_writer_thread(_run_batch, conn, jobs))
+                except BaseException:
+                    for job in jobs:
+                        _answer(job, failure=_writer_gone())
+                    raise
+                finally:
+                    for _ in jobs:
+                        self._queue.task_done()
+        finally:
+            # The writer ends only when closed (the queue is empty then) or when it died:
+            # no write may wait for it any longer.
+            while not self._queue.empty():
+                _answer(self._queue.get_nowait(), failure=_writer_gone())
+                self._queue.task_done()
 
     def _settle(self, batch: _Batch) -> None:
-        """On the loop, after the batch's transaction ended: callbacks, then answers."""
+        """On the loop, once the batch's transaction ended: callbacks, then answers."""
         if batch.error is None and self.on_commit is not None:
-            _run_callbacks([lambda: self.on_commit(len(batch.outcomes), batch.seconds)])  # type: ignore[misc]
-        for outcome in batch.outcomes:
-            committed = batch.error is None and outcome.error is None
-            _run_callbacks(outcome.tx._committed if committed else outcome.tx._rolled_back)
-            if outcome.job.future.done():
-                continue
-            if committed:
-                outcome.job.future.set_result(outcome.value)
+            try:
+                self.on_commit(len(batch.jobs), batch.seconds)
+            except Exception:
+                log.exception("the commit observer failed; the writer goes on")
+        runs = {id(run.job): run for run in batch.runs}
+        for job in batch.jobs:
+            run = runs.get(id(job))
+            if run is None:  # BEGIN failed before it ran
+                _answer(job, failure=batch.error)
+            elif batch.error is None and run.failure is None:
+                _call_each(run.tx._committed, "after-commit")
+                _answer(job, run.value)
             else:
-                outcome.job.future.set_exception(outcome.error or batch.error)  # type: ignore[arg-type]
+                _call_each(run.tx._rolled_back, "on-rollback")
+                _answer(job, failure=run.failure or batch.error)
 
 
 async def backup(database: Path, target: Path) -> None:

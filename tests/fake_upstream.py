@@ -266,6 +266,9 @@ class FakeUpstream:
         self.reject_max_tokens = False
         self.require_api_key: str | None = None
         self.requests: list[RecordedRequest] = []
+        #: Chat requests being answered now, and the most at once so far.
+        self.chat_in_flight = 0
+        self.max_chat_in_flight = 0
         self._script: deque[Action] = deque()
         self._arrived = asyncio.Condition()
         self._server: asyncio.Server | None = None
@@ -402,6 +405,15 @@ class FakeUpstream:
         if request.method != "POST" or request.path != CHAT_PATH:
             return await self._send_error(writer, ErrorReply(404, f"Unknown route {request.method} {request.path}",
                                                              "invalid_request_error"))
+        self.chat_in_flight += 1
+        self.max_chat_in_flight = max(self.max_chat_in_flight, self.chat_in_flight)
+        try:
+            return await self._answer_chat(request, reader, writer)
+        finally:
+            self.chat_in_flight -= 1
+
+    async def _answer_chat(self, request: RecordedRequest, reader: asyncio.StreamReader,
+                           writer: asyncio.StreamWriter) -> bool:
         body = request.body if isinstance(request.body, dict) else {}
         rejection = self._rejection(request, body)
         action = rejection or (self._script.popleft() if self._script else self.default)

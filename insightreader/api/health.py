@@ -24,10 +24,21 @@ async def healthz() -> dict[str, Any]:
 
 @bp.get("/readyz")
 @validate_response(Ready)
-@errors((503, "The server is shutting down, or the database does not answer.", "shutting_down", "storage_busy"))
+@errors(
+    (
+        503,
+        "The server is shutting down (also when a background part died and it is about to"
+        " restart), or the database does not answer.",
+        "shutting_down",
+        "storage_busy",
+    )
+)
 async def readyz() -> dict[str, Any]:
-    """Ready when the engine takes submits and the database answers."""
+    """Ready when every background part is alive, the engine takes submits and the
+    database answers."""
     svc = services()
+    if svc.supervisor.failed:
+        raise ShuttingDown(f"the server is restarting: {svc.supervisor.failures[0]}")
     if not svc.engine.accepting:
         raise ShuttingDown("the server is shutting down")
     await svc.store.read.last_event_id()

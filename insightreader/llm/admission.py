@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import contextvars
 import logging
 import math
 import re
@@ -27,6 +26,7 @@ from email.utils import parsedate_to_datetime
 from typing import Literal
 
 from insightreader.errors import TaskDeferred
+from insightreader.supervisor import Supervisor
 
 log = logging.getLogger("insightreader.llm")
 
@@ -237,7 +237,9 @@ class CircuitBreaker:
         probe_initial: float,
         probe_max: float,
         clock: Clock = time.monotonic,
+        supervisor: Supervisor | None = None,
     ) -> None:
+        self._supervisor = supervisor or Supervisor()
         self._threshold = threshold
         self._probe = probe
         self._probe_initial = probe_initial
@@ -301,10 +303,11 @@ class CircuitBreaker:
             self._last_failure,
         )
         if self._probe_task is None or self._probe_task.done():
-            # A fresh context: the probe's log lines are about the provider, not about
-            # the task whose call happened to open the circuit.
-            self._probe_task = asyncio.get_running_loop().create_task(
-                self._probe_loop(), name="llm-circuit-probe", context=contextvars.Context()
+            # It ends once the circuit is no longer open. Supervised parts start in a fresh
+            # context: its log lines are about the provider, not about the task whose call
+            # happened to open the circuit.
+            self._probe_task = self._supervisor.start(
+                self._probe_loop(), name="llm-circuit-probe", until_stopped=False
             )
 
     def _close(self) -> None:

@@ -55,6 +55,7 @@ from insightreader.llm.structured import (
     response_format,
 )
 from insightreader.llm.tokens import estimate_prompt_tokens, estimate_request_tokens, estimate_text_tokens
+from insightreader.supervisor import Supervisor
 
 log = logging.getLogger("insightreader.llm")
 
@@ -235,6 +236,7 @@ class LLMClient:
         transport: httpx2.AsyncBaseTransport | None = None,
         tuning: ClientTuning | None = None,
         observer: LLMObserver | None = None,
+        supervisor: Supervisor | None = None,
     ) -> None:
         self._settings = settings
         #: Told about every request, retry and token count (metrics); may be set later.
@@ -268,6 +270,7 @@ class LLMClient:
             probe=self._probe,
             probe_initial=self._tuning.probe_initial,
             probe_max=self._tuning.probe_max,
+            supervisor=supervisor,
         )
         self._modes = ModeMemory(settings.structured_output)
         self._token_param: Literal["max_tokens", "max_completion_tokens"] = "max_tokens"
@@ -275,9 +278,15 @@ class LLMClient:
             log.warning("no LLM API key configured: using the built-in offline model %s", self.model)
 
     @classmethod
-    def from_settings(cls, settings: LLMSettings, *, observer: LLMObserver | None = None) -> LLMClient:
+    def from_settings(
+        cls,
+        settings: LLMSettings,
+        *,
+        observer: LLMObserver | None = None,
+        supervisor: Supervisor | None = None,
+    ) -> LLMClient:
         """The client for ``settings``: the provider, or the offline model without an API key."""
-        return cls(settings, observer=observer)
+        return cls(settings, observer=observer, supervisor=supervisor)
 
     async def __aenter__(self) -> LLMClient:
         return self

@@ -6,6 +6,7 @@ import asyncio
 import sys
 
 from insightreader import config, logs
+from insightreader.errors import BackgroundFailure
 from insightreader.server import serve
 from insightreader.analyses import task_types
 
@@ -16,7 +17,11 @@ def main() -> None:
     path = sys.argv[sys.argv.index("--config") + 1]
     settings = config.load(path)
     logs.configure(settings.log)
-    asyncio.run(serve(settings, {**task_types(settings.llm), **TEST_TASK_TYPES}, configure=configure))
+    try:
+        asyncio.run(serve(settings, {**task_types(settings.llm), **TEST_TASK_TYPES}, configure=configure))
+    except BackgroundFailure as exc:
+        # As ``insightreader serve`` does: the traceback was logged when the part died.
+        sys.exit(f"a background part died ({exc}); exiting to be restarted")
 
 
 if __name__ == "__main__":

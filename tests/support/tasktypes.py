@@ -19,7 +19,7 @@ from quart import Blueprint, Quart, request
 from insightreader.api.deps import current_user, services
 from insightreader.api.tasks import idempotency_key, submit_answer
 from insightreader.engine import TaskContext, TaskType
-from insightreader.errors import TaskError
+from insightreader.errors import ShuttingDown, StorageFull, TaskError
 
 _gates: dict[str, asyncio.Event] = {}
 _stats: dict[str, Any] = {"current": 0, "max": 0, "started": []}
@@ -87,6 +87,22 @@ async def run_disk_full(ctx: TaskContext) -> dict[str, Any]:
     return await _tracked(ctx, body())
 
 
+async def run_bad_callback(ctx: TaskContext) -> dict[str, Any]:
+    """Completes; an after-commit callback of the transaction recording that raises."""
+
+    async def body() -> dict[str, Any]:
+        def explode() -> None:
+            raise RuntimeError("this after-commit callback fails on purpose")
+
+        def register(tx: Any, result: dict[str, Any]) -> None:
+            tx.after_commit(explode)
+
+        ctx.on_complete(register)
+        return {"callback": "fails"}
+
+    return await _tracked(ctx, body())
+
+
 async def run_crash(ctx: TaskContext) -> dict[str, Any]:
     os.kill(os.getpid(), signal.SIGKILL)
     raise AssertionError("unreachable")
@@ -100,6 +116,7 @@ TEST_TASK_TYPES = {
         TaskType("fail", run_fail),
         TaskType("flaky", run_flaky),
         TaskType("disk_full", run_disk_full),
+        TaskType("bad_callback", run_bad_callback),
         TaskType("crash", run_crash),
     )
 }
@@ -125,6 +142,65 @@ async def submit(task_type: str) -> tuple[dict[str, Any], int]:
 async def open_gate(name: str) -> dict[str, Any]:
     _gate(name).set()
     return {"opened": name}
+
+
+class Unforeseen(BaseException):
+    """What no guard expects: ``except Exception`` does not catch it."""
+
+
+@bp.post("/break/<part>")
+async def break_part(part: str) -> tuple[dict[str, Any], int]:
+    """Make one background part fail, as a bug would:
+
+    - ``commit-observer``: the store's commit hook raises once (guarded: logged);
+    - ``transaction``: a write job whose transaction SQLite ended by itself (as on a
+      full disk or an I/O error) before the job failed (guarded: that job fails);
+    - ``writer``: a write job raises :class:`Unforeseen` inside the writer (it dies);
+    - ``dispatcher``: the dispatcher's next wait for the LLM raises (the engine dies).
+    """
+    svc = services()
+    if part == "commit-observer":
+        chained = svc.store.on_commit
+        state = {"failed": False}
+
+        def on_commit(jobs: int, seconds: float) -> None:
+            if not state["failed"]:
+                state["failed"] = True
+                raise RuntimeError("this commit observer fails on purpose")
+            if chained is not None:
+                chained(jobs, seconds)
+
+        svc.store.on_commit = on_commit
+    elif part == "transaction":
+
+        def lost(tx: Any) -> None:
+            tx._conn.execute("ROLLBACK")
+            raise sqlite3.OperationalError("database or disk is full")
+
+        try:
+            await svc.store.write(lost)
+        except StorageFull:
+            pass
+        else:
+            raise AssertionError("the job should have failed")
+    elif part == "writer":
+
+        def job(tx: Any) -> None:
+            raise Unforeseen("the writer meets what nobody foresaw")
+
+        try:
+            await svc.store.write(job)
+        except ShuttingDown:
+            pass
+    elif part == "dispatcher":
+
+        async def wait_available() -> None:
+            raise RuntimeError("the dispatcher fails on purpose")
+
+        svc.llm.wait_available = wait_available  # type: ignore[method-assign]
+    else:
+        return {"error": {"code": "not_found", "message": f"no part {part!r}"}}, 404
+    return {"broken": part}, 200
 
 
 @bp.get("/stats")
