@@ -40,9 +40,13 @@ _NUMBER_RE = re.compile(r"\d")
 _SPACE_RE = re.compile(r"\s+")
 _NOT_SPACE_RE = re.compile(r"\S")
 _NOT_HAN_RE = re.compile(f"[^{_HAN}]")
+# Counting what is left when Han (or CJK) characters are taken out goes run by
+# run: several times faster on Chinese text than one substitution per character.
+_NOT_HAN_RUN_RE = re.compile(f"[^{_HAN}]+")
+_NOT_CJK_RUN_RE = re.compile(f"[^{_CJK}]+")
 
 #: Characters given to one regular-expression call at most, when scanning a whole text.
-_SLICE = 1 << 15
+_SLICE = 1 << 13
 #: The longest sentence: a longer stretch without a sentence end is cut at spaces.
 MAX_SENTENCE_CHARS = 2000
 
@@ -144,9 +148,17 @@ _ABBREVIATIONS = frozenset(
 # Language and size
 
 
+def _without_cjk(piece: str) -> str:
+    return piece if piece.isascii() else "".join(_NOT_CJK_RUN_RE.findall(piece))
+
+
+def _count_han(piece: str) -> int:
+    return len(piece) - sum(map(len, _NOT_HAN_RUN_RE.findall(piece)))
+
+
 def count_cjk(text: str) -> int:
     """Characters counted as one token each (Han, kana, hangul, CJK punctuation)."""
-    return sum(_CJK_RE.subn("", piece)[1] for piece in _slices(text) if not piece.isascii())
+    return sum(len(piece) - len(_without_cjk(piece)) for piece in _slices(text))
 
 
 def has_cjk(text: str) -> bool:
@@ -156,7 +168,7 @@ def has_cjk(text: str) -> bool:
 
 def detect_language(text: str) -> Language:
     """``"zh"`` when Chinese characters outnumber Latin words, else ``"en"``."""
-    han = sum(_HAN_RE.subn("", piece)[1] for piece in _slices(text) if not piece.isascii())
+    han = sum(_count_han(piece) for piece in _slices(text) if not piece.isascii())
     if han == 0:
         return "en"
     return "zh" if han >= sum(len(_WORD_RE.findall(piece)) for piece in _slices(text)) else "en"
@@ -168,7 +180,7 @@ def estimate_tokens(text: str) -> int:
     cjk = chars = words = 0
     in_word = False  # whether the text kept so far ends inside a word
     for piece in _slices(text):
-        kept = piece if piece.isascii() else _CJK_RE.sub("", piece)
+        kept = _without_cjk(piece)
         cjk += len(piece) - len(kept)
         if not kept:
             continue
@@ -185,9 +197,12 @@ def reading_time_minutes(text: str) -> int:
     """About 230 English words or 400 Chinese characters a minute; at least 1."""
     han = latin = 0
     for piece in _slices(text):
-        spaced, found = _HAN_RE.subn(" ", piece)
-        han += found
-        latin += len(_WORD_RE.findall(spaced))
+        if piece.isascii():
+            latin += len(_WORD_RE.findall(piece))
+            continue
+        rest = _NOT_HAN_RUN_RE.findall(piece)
+        han += len(piece) - sum(map(len, rest))
+        latin += len(_WORD_RE.findall(" ".join(rest)))
     return max(1, math.ceil(han / 400 + latin / 230))
 
 
