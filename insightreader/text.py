@@ -6,6 +6,14 @@ every process (nothing depends on set or hash order; every ranking breaks
 ties by position). The offline model is built on :class:`Document`; the
 prompt code can use :func:`estimate_tokens` and :func:`split_sentences` to
 size and chunk long articles.
+
+Every function is linear in its input (an article can be 2 MiB of hostile
+text): no regular expression that can backtrack over a run more than once,
+no rescanning of a growing slice. A regular-expression or string call holds
+the GIL for as long as it runs, so callers that move this work to a worker
+thread still stall the event loop for the length of the longest single call:
+whole-text scans therefore work on slices of at most :data:`_SLICE`
+characters, and no sentence is longer than :data:`MAX_SENTENCE_CHARS`.
 """
 
 from __future__ import annotations
@@ -13,6 +21,7 @@ from __future__ import annotations
 import math
 import re
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from functools import cached_property, lru_cache
 from typing import Literal
@@ -29,6 +38,46 @@ _LATIN = "A-Za-z\u00c0-\u024f"
 _WORD_RE = re.compile(f"[{_LATIN}]+(?:[-'\u2019][{_LATIN}]+)*")
 _NUMBER_RE = re.compile(r"\d")
 _SPACE_RE = re.compile(r"\s+")
+_NOT_SPACE_RE = re.compile(r"\S")
+_NOT_HAN_RE = re.compile(f"[^{_HAN}]")
+# Counting what is left when Han (or CJK) characters are taken out goes run by
+# run: several times faster on Chinese text than one substitution per character.
+_NOT_HAN_RUN_RE = re.compile(f"[^{_HAN}]+")
+_NOT_CJK_RUN_RE = re.compile(f"[^{_CJK}]+")
+
+#: Characters given to one regular-expression call at most, when scanning a whole text.
+_SLICE = 1 << 13
+#: The longest sentence: a longer stretch without a sentence end is cut at spaces.
+MAX_SENTENCE_CHARS = 2000
+
+
+def _slices(text: str) -> Iterator[str]:
+    """``text`` in consecutive pieces of at most :data:`_SLICE` characters, each
+    cut just after a space or a line break when there is one in its second half,
+    so that words do not straddle two pieces (only a longer word is cut)."""
+    n = len(text)
+    start = 0
+    while start < n:
+        end = start + _SLICE
+        if end < n:
+            cut = max(text.rfind(" ", start + _SLICE // 2, end), text.rfind("\n", start + _SLICE // 2, end))
+            if cut >= 0:
+                end = cut + 1
+        yield text[start:end]
+        start = end
+
+
+def _search(pattern: re.Pattern[str], text: str, pos: int) -> int:
+    """Where the single-character ``pattern`` first occurs in ``text`` from
+    ``pos`` on (-1: nowhere), searched :data:`_SLICE` characters at a time."""
+    n = len(text)
+    while pos < n:
+        end = min(n, pos + _SLICE)
+        found = pattern.search(text, pos, end)
+        if found is not None:
+            return found.start()
+        pos = end
+    return -1
 
 
 # --------------------------------------------------------------------------
@@ -99,35 +148,61 @@ _ABBREVIATIONS = frozenset(
 # Language and size
 
 
+def _without_cjk(piece: str) -> str:
+    return piece if piece.isascii() else "".join(_NOT_CJK_RUN_RE.findall(piece))
+
+
+def _count_han(piece: str) -> int:
+    return len(piece) - sum(map(len, _NOT_HAN_RUN_RE.findall(piece)))
+
+
 def count_cjk(text: str) -> int:
     """Characters counted as one token each (Han, kana, hangul, CJK punctuation)."""
-    return len(_CJK_RE.findall(text))
+    return sum(len(piece) - len(_without_cjk(piece)) for piece in _slices(text))
 
 
 def has_cjk(text: str) -> bool:
     """Whether ``text`` holds any Chinese (Han) character."""
-    return _HAN_RE.search(text) is not None
+    return any(_HAN_RE.search(piece) is not None for piece in _slices(text) if not piece.isascii())
 
 
 def detect_language(text: str) -> Language:
     """``"zh"`` when Chinese characters outnumber Latin words, else ``"en"``."""
-    han = len(_HAN_RE.findall(text))
+    han = sum(_count_han(piece) for piece in _slices(text) if not piece.isascii())
     if han == 0:
         return "en"
-    return "zh" if han >= len(_WORD_RE.findall(text)) else "en"
+    return "zh" if han >= sum(len(_WORD_RE.findall(piece)) for piece in _slices(text)) else "en"
 
 
 def estimate_tokens(text: str) -> int:
-    """Rough token count: one per CJK character, one per 4 other characters."""
-    cjk = count_cjk(text)
-    rest = _SPACE_RE.sub(" ", _CJK_RE.sub("", text)).strip()
-    return cjk + math.ceil(len(rest) / 4)
+    """Rough token count: one per CJK character, one per 4 other characters
+    (runs of whitespace count as one character, leading and trailing ones as none)."""
+    cjk = chars = words = 0
+    in_word = False  # whether the text kept so far ends inside a word
+    for piece in _slices(text):
+        kept = _without_cjk(piece)
+        cjk += len(piece) - len(kept)
+        if not kept:
+            continue
+        parts = kept.split()
+        chars += sum(map(len, parts))
+        words += len(parts)
+        if parts and in_word and not kept[0].isspace():
+            words -= 1  # the word goes on from the previous piece
+        in_word = not kept[-1].isspace()
+    return cjk + math.ceil((chars + max(0, words - 1)) / 4)
 
 
 def reading_time_minutes(text: str) -> int:
     """About 230 English words or 400 Chinese characters a minute; at least 1."""
-    han = len(_HAN_RE.findall(text))
-    latin = len(_WORD_RE.findall(_HAN_RE.sub(" ", text)))
+    han = latin = 0
+    for piece in _slices(text):
+        if piece.isascii():
+            latin += len(_WORD_RE.findall(piece))
+            continue
+        rest = _NOT_HAN_RUN_RE.findall(piece)
+        han += len(piece) - sum(map(len, rest))
+        latin += len(_WORD_RE.findall(" ".join(rest)))
     return max(1, math.ceil(han / 400 + latin / 230))
 
 
@@ -138,89 +213,148 @@ _CLOSERS = "\"'\u201d\u2019)]}\u300d\u300f\uff09\u300b\u3011"
 _OPENERS = "\"'\u201c\u2018([{\u300c\u300e\uff08\u300a\u3010"
 _CJK_STOPS = "\u3002\uff01\uff1f\u2026"  # 。！？…
 _LATIN_STOPS = ".!?"
+_STOPS = _CJK_STOPS + _LATIN_STOPS
+_STOP_RE = re.compile(f"[{re.escape(_STOPS)}]")
 _BULLET_RE = re.compile(
     r"^\s*(?:[-*\u2022\u00b7]|\d{1,2}[.)\u3001]|[\uff08(]?[一二三四五六七八九十]+[\u3001.)\uff09])\s*"
 )
+#: Characters of a line the list-item check reads (a marker is a few characters long).
+_BULLET_HEAD = 64
+_ABBREVIATION_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz.")
 
 
-def _is_abbreviation(chunk: str) -> bool:
-    """Whether ``chunk`` (the text before a '.') ends with an abbreviation or an initial."""
-    match = re.search(r"([A-Za-z][A-Za-z.]*)$", chunk)
-    if match is None:
+def _is_bullet(line: str) -> bool:
+    return _BULLET_RE.match(line[:_BULLET_HEAD]) is not None
+
+
+def _is_abbreviation(block: str, start: int, end: int) -> bool:
+    """Whether ``block[start:end]`` (the text before a '.') ends with an
+    abbreviation or an initial. Reads back over the last word only: callers
+    ask about positions after a space, so each character is read once."""
+    k = end
+    while k > start and block[k - 1] in _ABBREVIATION_CHARS:
+        k -= 1
+    word = block[k:end].lstrip(".")
+    if not word:
         return False
-    word = match.group(1)
     if len(word) == 1 and word.isupper():  # an initial: "J. K. Rowling"
         return True
     return word.lower().rstrip(".") in _ABBREVIATIONS
 
 
+def _capped(sentence: str) -> Iterator[str]:
+    """``sentence``, or when it is longer than :data:`MAX_SENTENCE_CHARS`
+    (a list without punctuation, a very long word), pieces of at most that
+    length, cut at a space when there is one in the second half."""
+    if len(sentence) <= MAX_SENTENCE_CHARS:
+        yield sentence
+        return
+    n = len(sentence)
+    pos = _search(_NOT_SPACE_RE, sentence, 0)
+    while pos >= 0:
+        end = pos + MAX_SENTENCE_CHARS
+        if end >= n:
+            yield sentence[pos:].rstrip()
+            return
+        cut = sentence.rfind(" ", pos + MAX_SENTENCE_CHARS // 2, end + 1)
+        end = cut if cut >= 0 else end
+        yield sentence[pos:end].rstrip()
+        pos = _search(_NOT_SPACE_RE, sentence, end)
+
+
 def _split_block(block: str) -> list[str]:
     out: list[str] = []
+
+    def emit(piece: str) -> None:
+        piece = piece.strip()
+        if piece:
+            out.extend(_capped(piece))
+
     start = 0
-    i = 0
     n = len(block)
-    while i < n:
+    i = _search(_STOP_RE, block, 0)
+    while i >= 0:
         ch = block[i]
-        if ch in _CJK_STOPS or ch in _LATIN_STOPS:
-            j = i + 1
-            while j < n and (block[j] in _CJK_STOPS or block[j] in _LATIN_STOPS):
-                j += 1
-            while j < n and block[j] in _CLOSERS:
-                j += 1
-            if j >= n:
-                break
-            cjk_stop = ch in _CJK_STOPS or any(c in _CJK_STOPS for c in block[i:j])
-            nxt = block[j]
-            if cjk_stop:
-                split_here = True
-            elif nxt.isspace():
-                k = j
-                while k < n and block[k].isspace():
-                    k += 1
-                following = block[k] if k < n else ""
-                split_here = not (
-                    (ch == "." and j == i + 1 and _is_abbreviation(block[start:i]))
-                    or following.islower()
-                    or following in ",;:"
-                )
-            else:
-                # "！" written as "!" in Chinese text: the next character is Han.
-                split_here = bool(_HAN_RE.match(nxt)) or nxt in _OPENERS
-            if split_here:
-                piece = block[start:j].strip()
-                if piece:
-                    out.append(piece)
-                start = j
-            i = j
-            continue
-        i += 1
-    tail = block[start:].strip()
-    if tail:
-        out.append(tail)
+        j = i + 1
+        while j < n and block[j] in _STOPS:
+            j += 1
+        while j < n and block[j] in _CLOSERS:
+            j += 1
+        if j >= n:
+            break
+        cjk_stop = ch in _CJK_STOPS or any(c in _CJK_STOPS for c in block[i:j])
+        nxt = block[j]
+        if cjk_stop:
+            split_here = True
+        elif nxt.isspace():
+            k = _search(_NOT_SPACE_RE, block, j)
+            following = block[k] if k >= 0 else ""
+            split_here = not (
+                (ch == "." and j == i + 1 and _is_abbreviation(block, start, i))
+                or following.islower()
+                or following in ",;:"
+            )
+        else:
+            # "！" written as "!" in Chinese text: the next character is Han.
+            split_here = bool(_HAN_RE.match(nxt)) or nxt in _OPENERS
+        if split_here:
+            emit(block[start:j])
+            start = j
+        i = _search(_STOP_RE, block, j)
+    emit(block[start:])
     return out
+
+
+def _lines(text: str) -> Iterator[str]:
+    """``text.split("\\n")``, produced :data:`_SLICE` characters at a time."""
+    n = len(text)
+    start = 0
+    while True:
+        end = start + _SLICE
+        if end >= n:
+            yield from text[start:].split("\n")
+            return
+        cut = text.rfind("\n", start, end)
+        if cut < 0:
+            cut = text.find("\n", end)
+            if cut < 0:
+                yield text[start:]
+                return
+        lines = text[start:cut].split("\n")
+        yield from lines
+        start = cut + 1
 
 
 def split_paragraphs(text: str) -> list[str]:
     """Paragraphs of ``text``: blank-line separated; hard-wrapped lines are joined,
     while headings, list items and lines ending a sentence keep their break."""
-    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    if "\r" in text:
+        text = text.replace("\r\n", "\n").replace("\r", "\n")
     paragraphs: list[str] = []
-    for raw in re.split(r"\n\s*\n", text):
-        lines = [line.strip() for line in raw.split("\n") if line.strip()]
-        if not lines:
+    parts: list[str] = []  # the paragraph being joined: its lines and the separators
+    head = ""  # its first characters, for the list-item check
+    length = 0
+    for raw in _lines(text):
+        line = raw.strip()
+        if not line:  # a blank line ends a paragraph
+            if parts:
+                paragraphs.append("".join(parts))
+                parts = []
             continue
-        current = lines[0]
-        for line in lines[1:]:
-            prev_end = current[-1]
-            ends_sentence = prev_end in _CJK_STOPS or prev_end in _LATIN_STOPS or prev_end in _CLOSERS + ":\uff1a"
-            if ends_sentence or _BULLET_RE.match(line) or _BULLET_RE.match(current) or len(current) < 30:
-                paragraphs.append(current)
-                current = line
-            elif _HAN_RE.match(prev_end) and _HAN_RE.match(line[0]):
-                current += line
-            else:
-                current += " " + line
-        paragraphs.append(current)
+        if parts:
+            prev_end = parts[-1][-1]
+            ends_sentence = prev_end in _STOPS or prev_end in _CLOSERS + ":\uff1a"
+            if not (ends_sentence or _is_bullet(line) or _is_bullet(head) or length < 30):
+                separator = "" if _HAN_RE.match(prev_end) and _HAN_RE.match(line[0]) else " "
+                if len(head) < _BULLET_HEAD:
+                    head = (head + separator + line)[:_BULLET_HEAD]
+                parts += [separator, line]
+                length += len(separator) + len(line)
+                continue
+            paragraphs.append("".join(parts))
+        parts, head, length = [line], line[:_BULLET_HEAD], len(line)
+    if parts:
+        paragraphs.append("".join(parts))
     return paragraphs
 
 
@@ -485,16 +619,19 @@ class Document:
 
     # -- similarity ----------------------------------------------------------
 
-    def similarity(self, a: tuple[str, ...] | list[str], b: tuple[str, ...] | list[str]) -> float:
-        """idf-weighted overlap of two term lists (0…1)."""
-        sa, sb = set(a), set(b)
+    def _term_weight(self, keys: set[str]) -> float:
+        """The summed idf of ``keys`` (terms unknown here weigh as a term seen once)."""
+        default = math.log(1.0 + max(1, len(self.sentences)))
+        return sum(self.idf.get(t, default) for t in keys)
+
+    def _similarity(self, sa: set[str], weight_a: float, b: tuple[str, ...]) -> float:
+        """idf-weighted overlap (0…1) of the terms ``sa`` (summed weight ``weight_a``,
+        worked out once by the caller) and the terms ``b``."""
+        sb = set(b)
         if not sa or not sb:
             return 0.0
-        idf = self.idf
-        default = math.log(1.0 + max(1, len(self.sentences)))
-        shared = sum(idf.get(t, default) for t in sa & sb)
-        norm = math.sqrt(sum(idf.get(t, default) for t in sa) * sum(idf.get(t, default) for t in sb))
-        return shared / norm if norm else 0.0
+        norm = math.sqrt(weight_a * self._term_weight(sb))
+        return self._term_weight(sa & sb) / norm if norm else 0.0
 
     def similar(self, text: str, count: int, exclude_text: str = "") -> list[Sentence]:
         """Body sentences most similar to ``text`` (best first), leaving out
@@ -502,7 +639,8 @@ class Document:
 
         Keyword overlap decides, among full sentences; a sentence's own rank
         in the document breaks near ties."""
-        wanted = terms(text)
+        wanted = set(terms(text))
+        wanted_weight = self._term_weight(wanted)
         excluded = _SPACE_RE.sub(" ", exclude_text)
         top = max(self._scores, default=0.0) or 1.0
         minimum = 12 if self.zh else 7
@@ -511,7 +649,7 @@ class Document:
         for s in full:
             if excluded and _SPACE_RE.sub(" ", s.text) in excluded:
                 continue
-            sim = self.similarity(wanted, s.terms)
+            sim = self._similarity(wanted, wanted_weight, s.terms)
             if sim > 0:
                 scored.append((sim * (0.5 + 0.5 * self._scores[s.index] / top), s))
         scored.sort(key=lambda pair: (-pair[0], pair[1].index))
@@ -542,6 +680,7 @@ class Document:
         # A document of a few sentences (the passage itself) has no reliable
         # keywords of its own; its word runs are judged directly.
         own_keywords = self.keywords(40) if len(self.sentences) > 3 else []
+        lowered = passage.lower()
         for rank, keyword in enumerate(own_keywords):
             if has_cjk(keyword):
                 if keyword in passage:
@@ -550,7 +689,7 @@ class Document:
                 continue
             keys = tuple(t.key for t in _latin_tokens(keyword))
             if keys and _contains_run(passage_keys, keys):
-                candidates.append((self._key_weight(keys), passage.lower().find(keyword.lower()), keys, keyword))
+                candidates.append((self._key_weight(keys), lowered.find(keyword.lower()), keys, keyword))
         candidates += self._passage_phrases(passage)
         candidates.sort(key=lambda item: (-item[0], item[1]))
         found: list[str] = []
@@ -674,6 +813,15 @@ class Document:
                 run = [token] if token is not None and content else []
         return counts, surfaces
 
+    @cached_property
+    def _phrases_by_key(self) -> dict[str, list[tuple[str, ...]]]:
+        """The phrases of :attr:`_phrases` holding each stem, in the order first counted."""
+        index: dict[str, list[tuple[str, ...]]] = {}
+        for phrase in self._phrases[0]:
+            for key in dict.fromkeys(phrase):
+                index.setdefault(key, []).append(phrase)
+        return index
+
     def _keywords_en(self, count: int) -> list[str]:
         order = {t: i for i, t in enumerate(self.weight)}
         words = [t for t in self.weight if not _HAN_RE.search(t)]
@@ -681,6 +829,7 @@ class Document:
             return []
         forms = self._forms
         phrase_count, phrase_surface = self._phrases
+        phrases_by_key = self._phrases_by_key
         ranked = sorted(words, key=lambda t: (-self.weight[t], order[t]))
         chosen: list[str] = []
         chosen_keys: list[tuple[str, ...]] = []
@@ -694,9 +843,8 @@ class Document:
             singles = {picked[0] for picked in chosen_keys if len(picked) == 1}
             options = [
                 (n, key)
-                for key, n in phrase_count.items()
-                if word in key
-                and n >= max(min_count, 0.25 * self.tf[word])
+                for key in phrases_by_key.get(word, ())
+                if (n := phrase_count[key]) >= max(min_count, 0.25 * self.tf[word])
                 and len(set(key)) == len(key)
                 and not any(k in used and k not in singles for k in key)
             ]
@@ -747,11 +895,32 @@ class Document:
                         fragments.add(part)
         return {g: n for g, n in candidates.items() if g not in fragments}
 
+    def _first_positions(self, grams: dict[str, int]) -> dict[str, int]:
+        """Where each of ``grams`` (runs of Han characters) first occurs in the
+        text, as ``text.find`` would say, for all of them in one pass."""
+        found: dict[str, int] = {}
+        sizes = sorted({len(g) for g in grams})
+        text = self.text
+        start = _search(_HAN_RE, text, 0)
+        while start >= 0 and len(found) < len(grams):
+            end = _search(_NOT_HAN_RE, text, start)
+            end = len(text) if end < 0 else end
+            for i in range(start, end):
+                for size in sizes:
+                    if i + size > end:
+                        break
+                    gram = text[i : i + size]
+                    if gram in grams and gram not in found:
+                        found[gram] = i
+            start = _search(_HAN_RE, text, end)
+        return found
+
     def _keywords_zh(self, count: int) -> list[str]:
         kept = self._zh_candidates
         title_grams = set(_zh_grams_all(self.title))
         score = {g: n * math.sqrt(len(g)) * (1.5 if g in title_grams else 1.0) for g, n in kept.items()}
-        ranked = sorted(score, key=lambda g: (-score[g], self.text.find(g), g))
+        first = self._first_positions(kept)
+        ranked = sorted(score, key=lambda g: (-score[g], first.get(g, -1), g))
         chosen: list[str] = []
         for gram in ranked:
             if len(chosen) >= count:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from pydantic import BaseModel, Field
@@ -38,7 +39,7 @@ class ArticleAnalysis(BaseModel):
 async def run(ctx: TaskContext, *, context_tokens: int) -> dict[str, Any]:
     article, analysis = await analyse_article(ctx, NAME, SYSTEM, ArticleAnalysis, context_tokens)
     # The model's guess is replaced by a count: it is exact for the full text.
-    analysis["reading_time_minutes"] = text.reading_time_minutes(article.content)
+    analysis["reading_time_minutes"] = await asyncio.to_thread(text.reading_time_minutes, article.content)
 
     def store(tx: Tx, result: dict[str, Any]) -> None:
         tx.set_article_analysis(article.id, "analysis", result["analysis"], utcnow())

@@ -106,9 +106,11 @@ async def article_material(ctx: TaskContext, article: Article, context_tokens: i
     """The article text when it fits the model's context; otherwise notes on each
     chunk (map), joined in order for the final request (reduce)."""
     budget = max(500, context_tokens - RESERVED_TOKENS)
-    if text.estimate_tokens(article.content) <= budget:
+    # Text work on a whole article (up to seconds at the body limit) runs in a
+    # worker thread: the event loop serves everyone else meanwhile.
+    if await asyncio.to_thread(text.estimate_tokens, article.content) <= budget:
         return article.content
-    parts = chunks(article.content, budget)
+    parts = await asyncio.to_thread(chunks, article.content, budget)
     notes: list[str] = []
     for start in range(0, len(parts), CHUNK_CONCURRENCY):
         batch = parts[start : start + CHUNK_CONCURRENCY]

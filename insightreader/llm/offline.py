@@ -48,6 +48,7 @@ import hashlib
 import json
 import re
 from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 from typing import Any
 
 import httpx2
@@ -603,7 +604,28 @@ class _Writer:
 # ==========================================================================
 # Cues for the meta analysis and the lenses
 
-_CUES: dict[str, dict[str, re.Pattern[str]]] = {
+
+class _Quoted:
+    """A quotation cue: what ``OPENING[^CLOSERS]{n,}[CLOSERS]|WORDS`` matches,
+    found in time linear in the text. As a regular expression it is quadratic:
+    every opening quote of a long unclosed run reads the rest of the run.
+    ``opening`` matches the opening part and its first ``n`` characters; a
+    closing quote anywhere after the first such match completes a quotation
+    (the characters up to the first closing quote are not closing quotes)."""
+
+    def __init__(self, opening: str, closers: str, words: str | None = None) -> None:
+        self._opening = re.compile(opening)
+        self._closers = closers
+        self._words = re.compile(words) if words is not None else None
+
+    def search(self, text: str) -> bool:
+        found = self._opening.search(text)
+        if found is not None and any(text.find(c, found.end()) >= 0 for c in self._closers):
+            return True
+        return self._words is not None and self._words.search(text) is not None
+
+
+_CUES: dict[str, dict[str, re.Pattern[str] | _Quoted]] = {
     "en": {
         "opinion": re.compile(
             r"\b(should|must|ought to|needs? to|have to|has to|I believe|I think|we believe|in my view|I argue|"
@@ -627,7 +649,7 @@ _CUES: dict[str, dict[str, re.Pattern[str]]] = {
         "number": re.compile(
             r"\d|\b(half|twice|double|triple|a third|a quarter|dozens|hundreds|thousands|millions)\b", re.I
         ),
-        "quote": re.compile(r"[\"\u201c][^\"\u201d]{12,}[\"\u201d]|\b(said|says|told|according to|wrote|put it)\b"),
+        "quote": _Quoted(r"[\"\u201c][^\"\u201d]{12}", "\"\u201d", r"\b(said|says|told|according to|wrote|put it)\b"),
         "list": re.compile(
             r"^(first|second|third|fourth|finally|firstly|secondly|lastly)\b|^\s*(?:[-*\u2022]|\d+[.)])\s", re.I
         ),
@@ -656,11 +678,15 @@ _CUES: dict[str, dict[str, re.Pattern[str]]] = {
         "assumption": re.compile(r"因为|由于|显然|当然|既然|毫无疑问|众所周知|必然|无疑|总是|从来|显而易见|换句话说"),
         "strong_assumption": re.compile(r"显然|当然|既然|毫无疑问|众所周知|必然|无疑|显而易见"),
         "contrast": re.compile(r"但是|然而|却|不过|虽然|尽管|而是|反而|相反|但"),
+        # A run of numerals is tried from its first character only (the
+        # lookbehind), and never given back (what follows it is no numeral):
+        # linear, where a plain "[一二…]+成" rereads a long run from each character.
         "number": re.compile(
-            r"\d|百分之|[一二三四五六七八九十两]+成|[一二三四五六七八九十两百千]+(?:倍|万|亿|分钟|小时|秒|个百分点)"
-            r"|[二三四五六七八九十百千]+[年次人字]"
+            r"\d|百分之|(?<![一二三四五六七八九十两])[一二三四五六七八九十两]++成"
+            r"|(?<![一二三四五六七八九十两百千])[一二三四五六七八九十两百千]++(?:倍|万|亿|分钟|小时|秒|个百分点)"
+            r"|(?<![二三四五六七八九十百千])[二三四五六七八九十百千]++[年次人字]"
         ),
-        "quote": re.compile(r"(?:指出|说|表示|写道|认为)[：:]?\u201c[^\u201d]{8,}\u201d"),
+        "quote": _Quoted(r"(?:指出|说|表示|写道|认为)[：:]?\u201c[^\u201d]{8}", "\u201d"),
         "list": re.compile(r"^(第[一二三四五六七八九十]|首先|其次|再次|最后)"),
         "hedge": re.compile(r"可能|或许|也许|似乎|大概|未必"),
         "first_person": re.compile(r"我们|我"),
@@ -966,10 +992,11 @@ def _thinking_lens(blocks: dict[str, str]) -> dict[str, Any]:
         questions = [w("am_q1"), w("am_q2", t=t0), w("am_q3")]
     elif lens == "first_principles":
         opinions = article.with_cue("opinion")
+        opinion_indexes = {s.index for s in opinions}
         facts_pool = [
             s
             for s in article.body
-            if s not in opinions
+            if s.index not in opinion_indexes
             and not _is_question(s.text)
             and (article.cues["number"].search(s.text) or article.cues["fact"].search(s.text))
         ]
@@ -1252,9 +1279,13 @@ def _json_response(status: int, payload: Any, request: httpx2.Request) -> httpx2
     )
 
 
-def _error(status: int, message: str, code: str, request: httpx2.Request) -> httpx2.Response:
+def _error_payload(status: int, message: str, code: str) -> dict[str, Any]:
     kind = "invalid_request_error" if status == 400 else "not_found_error"
-    return _json_response(status, {"error": {"message": message, "type": kind, "param": None, "code": code}}, request)
+    return {"error": {"message": message, "type": kind, "param": None, "code": code}}
+
+
+def _error(status: int, message: str, code: str, request: httpx2.Request) -> httpx2.Response:
+    return _json_response(status, _error_payload(status, message, code), request)
 
 
 class _EventStream(httpx2.AsyncByteStream):
@@ -1296,67 +1327,80 @@ class OfflineTransport(httpx2.AsyncBaseTransport):
         return _error(404, f"{request.method} {path} is not served by the offline model", "not_found", request)
 
     async def _chat(self, raw: bytes, request: httpx2.Request) -> httpx2.Response:
-        try:
-            body = json.loads(raw)
-        except ValueError:
-            return _error(400, "the request body is not valid JSON", "invalid_json", request)
-        if not isinstance(body, dict):
-            return _error(400, "the request body must be a JSON object", "invalid_json", request)
-        try:
-            # Pure computation, up to a few hundred ms on a long article: kept
-            # off the event loop the way a remote model would be.
-            content = await asyncio.to_thread(answer, body)
-        except OfflineRequestError as exc:
-            return _error(400, str(exc), exc.code, request)
-        response_id = _response_id(raw)
-        usage = _usage(body, content)
-        if not body.get("stream"):
-            return _json_response(
+        # Pure computation over the whole request (up to seconds for a long
+        # article), kept off the event loop the way a remote model would be.
+        reply = await asyncio.to_thread(_chat_reply, raw)
+        if isinstance(reply, _Events):
+            return httpx2.Response(
                 200,
-                {
-                    "id": response_id,
-                    "object": "chat.completion",
-                    "created": 0,
-                    "model": OFFLINE_MODEL,
-                    "system_fingerprint": "offline",
-                    "choices": [
-                        {
-                            "index": 0,
-                            "message": {"role": "assistant", "content": content, "refusal": None},
-                            "logprobs": None,
-                            "finish_reason": "stop",
-                        }
-                    ],
-                    "usage": usage,
-                },
-                request,
+                headers={"content-type": "text/event-stream; charset=utf-8", "cache-control": "no-cache"},
+                stream=_EventStream(reply.events, self.chunk_delay),
+                request=request,
             )
-        options = body.get("stream_options")
-        include_usage = isinstance(options, dict) and bool(options.get("include_usage"))
-        deltas: list[dict[str, Any]] = [{"role": "assistant", "content": ""}]
-        deltas += [{"content": piece} for piece in stream_pieces(content)]
+        status, payload = reply
+        return _json_response(status, payload, request)
 
-        def chunk(delta: dict[str, Any], finish: str | None) -> dict[str, Any]:
-            data: dict[str, Any] = {
-                "id": response_id,
-                "object": "chat.completion.chunk",
-                "created": 0,
-                "model": OFFLINE_MODEL,
-                "system_fingerprint": "offline",
-                "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}],
-            }
-            if include_usage:
-                data["usage"] = None
-            return data
 
-        chunks = [chunk(delta, None) for delta in deltas] + [chunk({}, "stop")]
+@dataclass(frozen=True)
+class _Events:
+    """The encoded events of a streamed answer."""
+
+    events: list[bytes]
+
+
+def _chat_reply(raw: bytes) -> tuple[int, Any] | _Events:
+    """The answer to a ``chat/completions`` request body: a status and its
+    JSON payload, or the events of a stream."""
+    try:
+        body = json.loads(raw)
+    except ValueError:
+        return 400, _error_payload(400, "the request body is not valid JSON", "invalid_json")
+    if not isinstance(body, dict):
+        return 400, _error_payload(400, "the request body must be a JSON object", "invalid_json")
+    try:
+        content = answer(body)
+    except OfflineRequestError as exc:
+        return 400, _error_payload(400, str(exc), exc.code)
+    response_id = _response_id(raw)
+    usage = _usage(body, content)
+    if not body.get("stream"):
+        return 200, {
+            "id": response_id,
+            "object": "chat.completion",
+            "created": 0,
+            "model": OFFLINE_MODEL,
+            "system_fingerprint": "offline",
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": content, "refusal": None},
+                    "logprobs": None,
+                    "finish_reason": "stop",
+                }
+            ],
+            "usage": usage,
+        }
+    options = body.get("stream_options")
+    include_usage = isinstance(options, dict) and bool(options.get("include_usage"))
+    deltas: list[dict[str, Any]] = [{"role": "assistant", "content": ""}]
+    deltas += [{"content": piece} for piece in stream_pieces(content)]
+
+    def chunk(delta: dict[str, Any], finish: str | None) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "id": response_id,
+            "object": "chat.completion.chunk",
+            "created": 0,
+            "model": OFFLINE_MODEL,
+            "system_fingerprint": "offline",
+            "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}],
+        }
         if include_usage:
-            chunks.append({**chunk({}, None), "choices": [], "usage": usage})
-        events = [f"data: {json.dumps(c, ensure_ascii=False)}\n\n".encode() for c in chunks]
-        events.append(b"data: [DONE]\n\n")
-        return httpx2.Response(
-            200,
-            headers={"content-type": "text/event-stream; charset=utf-8", "cache-control": "no-cache"},
-            stream=_EventStream(events, self.chunk_delay),
-            request=request,
-        )
+            data["usage"] = None
+        return data
+
+    chunks = [chunk(delta, None) for delta in deltas] + [chunk({}, "stop")]
+    if include_usage:
+        chunks.append({**chunk({}, None), "choices": [], "usage": usage})
+    events = [f"data: {json.dumps(c, ensure_ascii=False)}\n\n".encode() for c in chunks]
+    events.append(b"data: [DONE]\n\n")
+    return _Events(events)
