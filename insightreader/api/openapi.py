@@ -261,6 +261,37 @@ def event_stream_docs() -> dict[str, Any]:
     }
 
 
+def event_message_schema() -> dict[str, Any]:
+    """The schema of one message of the event stream, as tools read a
+    ``text/event-stream`` (Open API 3.2's ``itemSchema``; before 3.2, ``schema`` there):
+    an object of its fields, ``event``, ``data`` (one line of JSON, whose schema is the
+    event's model), ``id`` on stored and progress events, ``retry``. A block with no
+    ``data:`` line (the stream's first ``retry:``) is not a message."""
+    variants = [
+        {
+            "properties": {
+                "event": {"const": name},
+                "data": {
+                    "contentMediaType": "application/json",
+                    "contentSchema": {"$ref": f"#/components/schemas/{model.__name__}"},
+                },
+            }
+        }
+        for name, model in schemas.EVENT_MODELS.items()
+    ]
+    return {
+        "type": "object",
+        "required": ["event", "data"],
+        "properties": {
+            "event": {"type": "string", "enum": list(schemas.EVENT_MODELS)},
+            "data": {"type": "string"},
+            "id": {"type": "string", "pattern": "^[0-9]+$"},
+            "retry": {"type": "integer", "minimum": 0},
+        },
+        "oneOf": variants,
+    }
+
+
 # -- /docs ------------------------------------------------------------------------------
 
 bp = Blueprint("docs", __name__)
