@@ -14,7 +14,7 @@ What must hold, for every answer:
 
 Bounded and reproducible for CI: ``FUZZ_MAX_EXAMPLES`` cases per operation and mode
 (default 25), derandomized (the same cases on every run). Raise it by hand to dig
-deeper, e.g. ``FUZZ_MAX_EXAMPLES=500 pytest tests/test_fuzz_api.py`` (docs/testing.md).
+deeper, e.g. ``FUZZ_MAX_EXAMPLES=500 pytest tests/test_fuzz_api.py`` (docs/design.md, "Fuzzing").
 
 Schemathesis runs here through its Python API (``APIOperation.as_strategy`` under our
 own ``@given``), not its pytest plugin: ``schemathesis.pytest.from_fixture`` — the only
@@ -24,8 +24,10 @@ pytest 9.2 (it reads ``Item._nodeid``, which pytest 9.2 removed).
 
 from __future__ import annotations
 
+import json
 import os
 import re
+import socket
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -38,14 +40,18 @@ import pytest
 import requests
 import schemathesis
 from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from hypothesis.errors import Unsatisfiable
 from schemathesis import Case, GenerationMode
 from schemathesis.checks import CheckContext, load_all_checks
 from schemathesis.core.failures import FailureGroup
 
 from tests.conftest import base_config
+from tests.support import hostile
 from tests.support.process import ServerProcess, write_config
 
+#: ``server.max_body_bytes`` of the fuzzed server: small, so text near it is cheap.
+MAX_BODY = 64 * 1024
 MAX_EXAMPLES = int(os.environ.get("FUZZ_MAX_EXAMPLES", "25"))
 #: Fuzz only the operations whose label (`POST /api/v1/...`) this regular expression finds.
 ONLY = os.environ.get("FUZZ_ONLY", "")
@@ -115,7 +121,7 @@ def start_target(tmp: Path, **sections: dict[str, Any]) -> tuple[ServerProcess, 
 
 @pytest.fixture(scope="module")
 def target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Target]:
-    server, found = start_target(tmp_path_factory.mktemp("fuzz"))
+    server, found = start_target(tmp_path_factory.mktemp("fuzz"), server={"max_body_bytes": MAX_BODY})
     try:
         yield found
     finally:
@@ -328,3 +334,122 @@ def test_every_operation_as_a_logged_in_user(target: Target) -> None:
     assert not failed, "\n\n".join(f"=== {key}\n{failure}" for key, failure in failed.items())
     assert target.http.get("/healthz").status_code == 200
     assert target.error_lines()[errors_before:] == []
+
+
+# --- hostile input, by hand-picked strategy ------------------------------------------------
+
+#: A body each JSON route accepts (``<article>`` is the user's own article id).
+SUBMIT_ROUTES: dict[str, dict[str, Any]] = {
+    "/api/v1/articles/save-with-analysis": {"title": "Trees", "content": "Street trees cool the air."},
+    "/api/v1/insights/generate": {"selected_text": "Street trees cool the air."},
+    "/api/v1/insights/generate-buttons": {"selected_text": "Street trees cool the air.", "intent": "understand"},
+    "/api/v1/meta-analysis/analyze": {"article_id": "<article>"},
+    "/api/v1/articles/<article>/thinking-lens/socratic": {"priority": 0},
+}
+AUTH_ROUTES: dict[str, dict[str, Any]] = {
+    "/api/v1/auth/register": {"username": "someone_new", "password": "a long enough password"},
+    "/api/v1/auth/login": {"username": "nobody_here", "password": "a long enough password"},
+    "/api/v1/auth/refresh": {"refresh_token": "eyJhbGciOiJIUzI1NiIs"},
+}
+HOSTILE_SETTINGS = settings(
+    max_examples=MAX_EXAMPLES * 2,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=list(HealthCheck),
+)
+
+
+def resolve(target: Target, text: str) -> str:
+    return text.replace("<article>", target.ids["article_id"])
+
+
+def assert_answer(response: httpx.Response) -> None:
+    """Accepted, or refused with a 4xx error of the one shape; never a 5xx (a 503 the
+    server says is temporary aside)."""
+    assert response.status_code < 500 or response.status_code == 503, (response.status_code, response.text[:300])
+    if response.status_code >= 400:
+        body = response.json()
+        assert set(body) == {"error"} and set(body["error"]) == {"code", "message"}, body
+
+
+@pytest.fixture
+def healthy(target: Target) -> Iterator[None]:
+    """The server answers /healthz and logged no error once the test is over."""
+    before = len(target.error_lines())
+    yield
+    assert target.http.get("/healthz").status_code == 200
+    assert target.error_lines()[before:] == []
+
+
+@pytest.mark.timeout(600)
+@HOSTILE_SETTINGS
+@given(data=st.data())
+def test_hostile_raw_bodies(target: Target, healthy: None, data: st.DataObject) -> None:
+    """Lone surrogates, invalid UTF-8, BOMs, duplicate keys, huge numbers, deep nesting
+    and NUL bytes in raw bodies, on every submit and auth route."""
+    path, fields = data.draw(st.sampled_from(sorted({**SUBMIT_ROUTES, **AUTH_ROUTES}.items())))
+    fields = {k: resolve(target, v) if isinstance(v, str) else v for k, v in fields.items()}
+    body = data.draw(hostile.hostile_bodies(fields))
+    response = target.http.post(
+        resolve(target, path), content=body, headers={**target.auth, "Content-Type": "application/json"}
+    )
+    assert_answer(response)
+
+
+@pytest.mark.timeout(600)
+@HOSTILE_SETTINGS
+@given(data=st.data())
+def test_hostile_strings_in_fields(target: Target, healthy: None, data: st.DataObject) -> None:
+    """RTL, zero-width and combining characters, white space only, numbers as strings,
+    ``__proto__`` keys, huge numbers and text near the body limit in each field."""
+    path, fields = data.draw(st.sampled_from(sorted({**SUBMIT_ROUTES, **AUTH_ROUTES}.items())))
+    fields = {k: resolve(target, v) if isinstance(v, str) else v for k, v in fields.items()}
+    body = data.draw(
+        st.one_of(
+            hostile.hostile_object(fields),
+            st.sampled_from(sorted(fields)).flatmap(
+                lambda name: hostile.long_text(MAX_BODY - 64).map(lambda text: {**fields, name: text})
+            ),
+        )
+    )
+    response = target.http.post(resolve(target, path), json=body, headers=target.auth)
+    assert_answer(response)
+
+
+def raw_request(url: str, head: bytes, body: bytes = b"") -> int:
+    """Send ``head`` (request line and headers, as given: CR/LF and all) and ``body``
+    over a socket of its own; the status code of the answer."""
+    host, port = url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=30) as sock:
+        sock.sendall(head + b"Connection: close\r\nContent-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+        answer = b""
+        while b"\r\n" not in answer:
+            chunk = sock.recv(4096)
+            if not chunk:
+                break
+            answer += chunk
+    status_line = answer.split(b"\r\n", 1)[0]
+    assert status_line.startswith(b"HTTP/1.1 "), answer[:200]
+    return int(status_line.split()[1])
+
+
+@pytest.mark.timeout(600)
+@HOSTILE_SETTINGS
+@given(
+    header=st.sampled_from([b"Idempotency-Key", b"X-Request-ID", b"Last-Event-ID"]),
+    value=hostile.header_values(),
+)
+def test_hostile_header_values(target: Target, healthy: None, header: bytes, value: bytes) -> None:
+    """CR/LF (header injection), NUL, non-ASCII and very long values of the headers the
+    server reads, sent byte for byte: a submit, and the event stream."""
+    token = target.token.encode()
+    body = json.dumps({"selected_text": "Street trees cool the air."}).encode()
+    submit = (
+        b"POST /api/v1/insights/generate HTTP/1.1\r\nHost: fuzz\r\nAuthorization: Bearer " + token
+        + b"\r\nContent-Type: application/json\r\n" + header + b": " + value + b"\r\n"
+    )
+    assert raw_request(target.server.url, submit, body) < 500
+    # HEAD: the stream's headers are checked without a stream being opened.
+    stream = b"HEAD /api/v1/events HTTP/1.1\r\nHost: fuzz\r\nAuthorization: Bearer " + token + b"\r\n" + header + b": " + value + b"\r\n"
+    assert raw_request(target.server.url, stream) < 500

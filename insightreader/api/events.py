@@ -22,7 +22,7 @@ bp = Blueprint("events", __name__, url_prefix="/api/v1")
 
 
 #: What ``sse.parse_last_event_id`` takes: a decimal event id (or nothing).
-EventId = Annotated[str, StringConstraints(pattern=r"^[0-9]{0,100}$")]
+EventId = Annotated[str, StringConstraints(pattern=r"^[ \t]*[0-9]{0,100}[ \t]*$")]
 
 
 class StreamQuery(BaseModel):

@@ -9,7 +9,8 @@ operation:
   route of its kind can give — 401 on each authenticated ``/api/v1`` route, 400/413/422
   where a JSON body is read, 500 on every ``/api/v1`` route;
 * answers that are not JSON (:func:`raw_response`): the event stream as
-  ``text/event-stream`` with the data schema of each event (``x-events``), ``/metrics``
+  ``text/event-stream``, the schema of one message (:func:`event_message_schema`) and
+  the data schema of each event (``x-events``), ``/metrics``
   as Prometheus text, the reading page as HTML, 204s;
 * ``requestBody.required`` (true for validated bodies; false for :func:`optional_request`),
   the bearer security requirement, and a description for every answer.
