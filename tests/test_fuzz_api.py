@@ -105,7 +105,8 @@ class Target:
 
 def start_target(tmp: Path, **sections: dict[str, Any]) -> tuple[ServerProcess, Target]:
     """A server whose first account (the administrator, once registration closes after
-    it) is the fuzzing user, with an article and a finished task of its own."""
+    it) is the fuzzing user, with an article and a finished task of its own (and the
+    name of a lens, for the paths that take one)."""
     config = base_config(tmp, auth={"access_token_lifetime": 3600}, **sections)
     server = ServerProcess(write_config(tmp / "config.toml", config)).start()
     http = httpx.Client(base_url=server.url, timeout=30)
@@ -115,7 +116,8 @@ def start_target(tmp: Path, **sections: dict[str, Any]) -> tuple[ServerProcess, 
     target.token = target.login()
     article_id, task_id = target.save_article("Fuzzing")
     target.wait_finished(task_id)
-    target.ids = {"article_id": article_id, "task_id": task_id}
+    lenses = http.get("/api/v1/thinking-lenses", headers=target.auth).json()["lenses"]
+    target.ids = {"article_id": article_id, "task_id": task_id, "lens_type": lenses[0]["type"]}
     return server, target
 
 
