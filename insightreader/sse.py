@@ -67,6 +67,9 @@ CLOSE_GRACE = 2.0
 PRUNE_INTERVAL = 30.0
 
 _ID = re.compile(r"[0-9]{1,100}")
+#: Around an id, only what HTTP calls optional white space is ignored (what the
+#: OpenAPI description of the parameter says, too).
+_BLANK = " \t"
 RETRY = f"retry: {RETRY_MS}\n\n".encode()
 
 
@@ -86,16 +89,18 @@ def parse_last_event_id(header: str | None, query: str | None) -> int | None:
     The ``Last-Event-ID`` header (sent by EventSource when it reconnects by itself)
     wins over the ``last_event_id`` query parameter (set by a page that reconnects
     itself). An empty value counts as absent; anything else that is not a
-    non-negative decimal integer is :class:`InvalidLastEventId` (400).
+    non-negative decimal integer (spaces and tabs around it aside) is
+    :class:`InvalidLastEventId` (400), in either place, even when the other one wins.
     """
+    found: list[int] = []
     for name, raw in (("Last-Event-ID", header), ("last_event_id", query)):
-        if raw is None or not raw.strip():
+        value = None if raw is None else raw.strip(_BLANK)
+        if not value:
             continue
-        value = raw.strip()
         if not _ID.fullmatch(value):
             raise InvalidLastEventId(f"{name} must be a non-negative integer (an event id)")
-        return int(value)
-    return None
+        found.append(int(value))
+    return found[0] if found else None
 
 
 async def wire(stream: EventStream) -> AsyncGenerator[bytes, None]:

@@ -10,7 +10,7 @@ from quart import Blueprint
 from quart_schema import document_response, validate_querystring, validate_request, validate_response
 
 from ..analyses import LENSES, article, lens, meta
-from ..errors import NotFound
+from ..errors import Conflict, NotFound
 from ..records import Article, utcnow
 from ..store import Tx
 from .deps import current_user, optional_body, services
@@ -116,8 +116,8 @@ async def delete_article(article_id: str) -> tuple[str, int]:
     for task in await svc.store.read.unfinished_article_tasks(user.id, found.id):
         try:
             await svc.engine.cancel(user.id, task.id)
-        except NotFound:
-            pass
+        except (NotFound, Conflict):
+            pass  # it finished (or went) meanwhile: nothing left to cancel
 
     def job(tx: Tx) -> bool:
         return tx.delete_article(found.id, user.id)

@@ -7,19 +7,26 @@ this module only turns a request into one. Authentication (Bearer header, or
 
 from __future__ import annotations
 
-from pydantic import BaseModel, Field
+from typing import Annotated
+
+from pydantic import BaseModel, Field, StringConstraints
+from pydantic.json_schema import SkipJsonSchema
 from quart import Blueprint, Response, g, request
 from quart_schema import document_headers, document_querystring
 
 from .. import sse
 from .deps import current_user, services
-from .openapi import errors, event_stream_docs, raw_response
+from .openapi import errors, event_message_schema, event_stream_docs, raw_response
 
 bp = Blueprint("events", __name__, url_prefix="/api/v1")
 
 
+#: What ``sse.parse_last_event_id`` takes: a decimal event id (or nothing).
+EventId = Annotated[str, StringConstraints(pattern=r"^[ \t]*[0-9]{0,100}[ \t]*$")]
+
+
 class StreamQuery(BaseModel):
-    last_event_id: str | None = Field(
+    last_event_id: EventId | SkipJsonSchema[None] = Field(
         None, description="Resume after this event id (the Last-Event-ID header wins)."
     )
     ticket: str | None = Field(None, description="A single-use ticket from POST /api/v1/sse/ticket.")
@@ -27,7 +34,7 @@ class StreamQuery(BaseModel):
 
 
 class StreamHeaders(BaseModel):
-    last_event_id: str | None = Field(None, description="Resume after this event id.")
+    last_event_id: EventId | SkipJsonSchema[None] = Field(None, description="Resume after this event id.")
 
 
 STREAM_EXAMPLE = (
@@ -54,7 +61,7 @@ _STREAM_DOCS = (
         "is under `x-events`. The stream stays open until the client leaves, the credentials "
         "expire, the client falls too far behind, or the server shuts down (then a `closed` "
         "event says why).",
-        schema={"type": "string", "format": "event-stream"},
+        schema=event_message_schema(),
         example=STREAM_EXAMPLE,
         extensions=event_stream_docs(),
     ),

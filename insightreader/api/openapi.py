@@ -9,7 +9,8 @@ operation:
   route of its kind can give — 401 on each authenticated ``/api/v1`` route, 400/413/422
   where a JSON body is read, 500 on every ``/api/v1`` route;
 * answers that are not JSON (:func:`raw_response`): the event stream as
-  ``text/event-stream`` with the data schema of each event (``x-events``), ``/metrics``
+  ``text/event-stream``, the schema of one message (:func:`event_message_schema`) and
+  the data schema of each event (``x-events``), ``/metrics``
   as Prometheus text, the reading page as HTML, 204s;
 * ``requestBody.required`` (true for validated bodies; false for :func:`optional_request`),
   the bearer security requirement, and a description for every answer.
@@ -258,6 +259,37 @@ def event_stream_docs() -> dict[str, Any]:
     """``x-events`` for the stream's media type: each event's data schema."""
     return {
         "x-events": {name: {"$ref": f"#/components/schemas/{model.__name__}"} for name, model in schemas.EVENT_MODELS.items()}
+    }
+
+
+def event_message_schema() -> dict[str, Any]:
+    """The schema of one message of the event stream, as tools read a
+    ``text/event-stream`` (Open API 3.2's ``itemSchema``; before 3.2, ``schema`` there):
+    an object of its fields, ``event``, ``data`` (one line of JSON, whose schema is the
+    event's model), ``id`` on stored and progress events, ``retry``. A block with no
+    ``data:`` line (the stream's first ``retry:``) is not a message."""
+    variants = [
+        {
+            "properties": {
+                "event": {"const": name},
+                "data": {
+                    "contentMediaType": "application/json",
+                    "contentSchema": {"$ref": f"#/components/schemas/{model.__name__}"},
+                },
+            }
+        }
+        for name, model in schemas.EVENT_MODELS.items()
+    ]
+    return {
+        "type": "object",
+        "required": ["event", "data"],
+        "properties": {
+            "event": {"type": "string", "enum": list(schemas.EVENT_MODELS)},
+            "data": {"type": "string"},
+            "id": {"type": "string", "pattern": "^[0-9]+$"},
+            "retry": {"type": "integer", "minimum": 0},
+        },
+        "oneOf": variants,
     }
 
 

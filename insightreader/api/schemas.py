@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
 
 
 def _encodable(value: str) -> str:
@@ -16,13 +16,25 @@ def _encodable(value: str) -> str:
     return value
 
 
+def _json_integer(value: Any) -> Any:
+    """A JSON number with no fraction (``7.0``) is an integer, as JSON Schema says
+    (``"type": "integer"``); strict pydantic would refuse it."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+#: An integer as JSON Schema means it: ``7`` or ``7.0``, never ``"7"`` or ``true``.
+#: (Constraints go before the validator: ``Annotated[Integer, Field(ge=…)]`` would put
+#: ``ge``/``le`` into the JSON schema instead of ``minimum``/``maximum``.)
+JsonInteger = BeforeValidator(_json_integer)
 Text = Annotated[str, AfterValidator(_encodable)]
 NonEmptyText = Annotated[str, StringConstraints(min_length=1, strip_whitespace=False), AfterValidator(_encodable)]
 Username = Annotated[
     str, StringConstraints(min_length=3, max_length=32, pattern=r"^[A-Za-z0-9_.-]+$")
 ]
 Password = Annotated[str, StringConstraints(min_length=8, max_length=1024), AfterValidator(_encodable)]
-Priority = Annotated[int, Field(ge=-10, le=10)]
+Priority = Annotated[int, Field(ge=-10, le=10), JsonInteger]
 
 
 class Wire(BaseModel):
@@ -204,8 +216,13 @@ class Ready(BaseModel):
 
 
 Title = Annotated[str, StringConstraints(min_length=1, max_length=500), AfterValidator(_encodable)]
+#: Characters no URL holds: controls and white space. Spelled out, because ``\s`` means
+#: different sets in JSON Schema's regular expressions (ECMA-262: U+FEFF yes, U+0085 no)
+#: and in pydantic's (Rust: Unicode White_Space, the other way round), and the schema
+#: must accept exactly what the server does.
+_NOT_IN_URL = r"\x00-\x20\x7F-\x9F\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000\uFEFF"
 Url = Annotated[
-    str, StringConstraints(max_length=2048, pattern=r"^https?://\S+$"), AfterValidator(_encodable)
+    str, StringConstraints(max_length=2048, pattern=rf"^https?://[^{_NOT_IN_URL}]+$"), AfterValidator(_encodable)
 ]
 Selection = Annotated[str, StringConstraints(min_length=1, max_length=20_000), AfterValidator(_encodable)]
 Short = Annotated[str, StringConstraints(max_length=500), AfterValidator(_encodable)]
