@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager
@@ -592,7 +593,32 @@ class _Job(Generic[T]):
     future: asyncio.Future[T]
 
 
+#: Files and folders the server creates are its owner's only, whatever the umask:
+#: they hold every user's articles, password hashes and the token signing secret.
+PRIVATE_FILE, PRIVATE_DIR = 0o600, 0o700
+
+
+def private_dir(path: Path) -> None:
+    """Create ``path`` and any missing parent with mode 0700 (existing ones are left
+    as they are: their owner chose)."""
+    missing = [p for p in (path, *path.parents) if not p.exists()]
+    for folder in reversed(missing):
+        folder.mkdir(mode=PRIVATE_DIR, exist_ok=True)
+        os.chmod(folder, PRIVATE_DIR)
+
+
+def private_file(path: Path) -> int:
+    """Create ``path`` empty with mode 0600 and open it for writing (FileExistsError if
+    it exists). SQLite gives a database's WAL and SHM files its database's mode."""
+    private_dir(path.parent)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_FILE)
+    os.fchmod(fd, PRIVATE_FILE)
+    return fd
+
+
 async def _connect(path: Path, settings: DatabaseSettings, *, query_only: bool) -> aiosqlite.Connection:
+    if not path.exists():
+        os.close(private_file(path))  # an empty file is an empty database
     conn = await aiosqlite.connect(path, isolation_level=None)
     conn.row_factory = sqlite3.Row
     await conn.execute(f"PRAGMA busy_timeout = {int(settings.busy_timeout * 1000)}")
@@ -624,7 +650,6 @@ class Store:
 
     async def open(self) -> None:
         """Open both connections, switch to WAL, apply pending migrations."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         self._writer = await _connect(self.path, self.settings, query_only=False)
         try:
             async with self._writer.execute("PRAGMA journal_mode = WAL") as cur:
@@ -747,11 +772,16 @@ async def backup(database: Path, target: Path) -> None:
     ``VACUUM INTO`` reads one snapshot (a plain file copy would race with the WAL)
     and writes a compact database that opens on its own.
     """
-    if target.exists():
-        raise FileExistsError(f"{target} already exists")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    async with aiosqlite.connect(f"file:{database}?mode=ro", uri=True) as conn:
-        await conn.execute("VACUUM INTO ?", (str(target),))
+    try:
+        os.close(private_file(target))  # VACUUM INTO fills an empty file, keeping its mode
+    except FileExistsError:
+        raise FileExistsError(f"{target} already exists") from None
+    try:
+        async with aiosqlite.connect(f"file:{database}?mode=ro", uri=True) as conn:
+            await conn.execute("VACUUM INTO ?", (str(target),))
+    except BaseException:
+        target.unlink(missing_ok=True)
+        raise
 
 
 @asynccontextmanager
