@@ -128,6 +128,12 @@ def end_connection(transport: asyncio.BaseTransport, grace: float = 0.0) -> None
     one that does not read is not waited for."""
     if isinstance(transport, asyncio.ReadTransport):
         transport.pause_reading()
+    # Hypercorn closes the connection itself after an answer that said Connection:
+    # close; the kernel would then keep what is unsent. Reset it whoever closes it.
+    sock = transport.get_extra_info("socket")
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _RESET_ON_CLOSE)
     if grace <= 0:
         abort(transport)
     else:
