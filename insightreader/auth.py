@@ -23,7 +23,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from .config import AuthSettings, ConfigError
 from .errors import Conflict, Unauthorized
 from .records import User, utcnow
-from .store import Store, Tx
+from .store import Store, Tx, private_file
 
 ALGORITHM = "HS256"
 ACCESS, REFRESH, TICKET = "access", "refresh", "sse_ticket"
@@ -63,10 +63,8 @@ def load_secret(settings: AuthSettings, database: Path) -> str:
                 " a new one (every issued token becomes invalid), or set auth.secret"
             )
         return secret
-    path.parent.mkdir(parents=True, exist_ok=True)
     secret = secrets.token_urlsafe(48)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as f:
+    with os.fdopen(private_file(path), "w") as f:
         f.write(secret + "\n")
         f.flush()
         os.fsync(f.fileno())

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, SettingsError
 
 ENV_PREFIX = "INSIGHTREADER_"
 #: ``INSIGHTREADER_*`` variables that are not settings of the server's configuration.
@@ -42,6 +42,15 @@ class ServerSettings(_Section):
     bind: str = "127.0.0.1:8000"
     graceful_timeout: float = Field(10.0, ge=0)
     max_body_bytes: int = Field(2 * 1024 * 1024, ge=1024)
+    read_timeout: float = Field(30.0, gt=0)
+    metrics_token: str = ""
+
+    @field_validator("metrics_token")
+    @classmethod
+    def _hard_to_guess(cls, value: str) -> str:
+        if value and len(value.encode()) < 16:
+            raise ValueError("must be at least 16 bytes (or empty: /metrics needs no token)")
+        return value
 
     @field_validator("bind")
     @classmethod
@@ -161,6 +170,29 @@ def _read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"config file {path}: {exc}") from None
 
 
+#: Keys whose values are never shown (in a section, or any key named like them).
+SECRET_KEYS = frozenset({"secret", "api_key", "metrics_token", "password", "token"})
+_SECRET_SUFFIXES = ("_secret", "_password", "_token", "_key")
+
+
+def is_secret_key(name: str) -> bool:
+    """Whether the value of a key named ``name`` (the part after the last dot) is a secret."""
+    name = name.lower()
+    return name in SECRET_KEYS or name.endswith(_SECRET_SUFFIXES)
+
+
+def _shown(key: str, value: Any) -> str:
+    """``value`` as an error message may show it: a secret's value (also one inside a
+    table given in its place) is replaced by its length."""
+    if is_secret_key(key.rpartition(".")[2]):
+        length = len(value) if isinstance(value, (str, bytes)) else None
+        return "(hidden)" if length is None else f"(hidden, {length} characters)"
+    if isinstance(value, Mapping):
+        inner = ", ".join(f"{name!r}: {_shown(str(name), item)}" for name, item in value.items())
+        return "{" + inner + "}"
+    return repr(value)
+
+
 def _describe(exc: ValidationError) -> str:
     parts = []
     for err in exc.errors():
@@ -168,7 +200,7 @@ def _describe(exc: ValidationError) -> str:
         if err["type"] == "extra_forbidden":
             parts.append(f"unknown key {key!r}")
         else:
-            parts.append(f"{key} = {err['input']!r}: {err['msg']}")
+            parts.append(f"{key} = {_shown(key, err['input'])}: {err['msg']}")
     return "; ".join(parts)
 
 
@@ -228,4 +260,6 @@ def load(
         loaded = _Loaded(**(overrides or {}))
     except ValidationError as exc:
         raise ConfigError(f"configuration error: {_describe(exc)}") from None
+    except SettingsError as exc:  # an environment variable that does not parse (never shown)
+        raise ConfigError(f"configuration error: {exc}") from None
     return Settings.model_construct(**{name: getattr(loaded, name) for name in Settings.model_fields})

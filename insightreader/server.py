@@ -30,6 +30,9 @@ log = logging.getLogger(__name__)
 HTTP_GRACE = 0.5
 #: After that, connections to clients that stopped reading are given up on.
 STUCK_GRACE = 0.25
+#: Seconds an idle connection is kept open for its next request (Hypercorn's default),
+#: unless ``server.read_timeout`` is shorter.
+KEEP_ALIVE = 5.0
 #: The access log leaves the query string out: it may hold a token or ticket.
 ACCESS_LOG_FORMAT = '%(h)s "%(m)s %(U)s %(H)s" %(s)s %(b)s %(D)sus'
 _REQUEST_ID_ATOM = "{" + REQUEST_ID_HEADER.lower() + "}o"
@@ -61,6 +64,11 @@ def hypercorn_config(settings: Settings) -> HypercornConfig:
     config = HypercornConfig()
     config.bind = [settings.server.bind]
     config.graceful_timeout = HTTP_GRACE
+    # Hypercorn's keep-alive timer runs from a connection's start (or the end of its
+    # last answer) until a request's headers are complete: the headers' deadline.
+    # The body's is api/asgi.py's, Hypercorn's own read_timeout stays off (it would
+    # cut every event stream, whose client sends nothing once connected).
+    config.keep_alive_timeout = min(KEEP_ALIVE, settings.server.read_timeout)
     config.accesslog = logging.getLogger("hypercorn.access")
     config.errorlog = logging.getLogger("hypercorn.error")
     config.access_log_format = ACCESS_LOG_FORMAT
@@ -81,6 +89,7 @@ async def serve(
     :class:`BackgroundFailure` is raised (the process exits non-zero, to be restarted).
     """
     logs.add_secret(settings.llm.api_key)
+    logs.add_secret(settings.server.metrics_token)
     services = await Services.open(settings, task_types)
     logs.add_secret(load_secret(settings.auth, settings.database.path))
     app = create_app(services)

@@ -17,7 +17,7 @@ from .errors import AlreadyRunning
 from .events import EventBus
 from .llm import LLMClient
 from .sse import EventPruner
-from .store import Store
+from .store import PRIVATE_FILE, Store, private_dir
 from .supervisor import Supervisor
 
 log = logging.getLogger(__name__)
@@ -27,8 +27,8 @@ def _lock(settings: Settings) -> IO[str]:
     """Hold ``<database>.lock`` for the life of the process; the kernel releases it
     when the process dies, SIGKILL included."""
     path = settings.database.path.with_name(settings.database.path.name + ".lock")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle = open(path, "a+")
+    private_dir(path.parent)
+    handle = os.fdopen(os.open(path, os.O_RDWR | os.O_CREAT, PRIVATE_FILE), "a+")
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:

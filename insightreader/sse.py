@@ -179,6 +179,13 @@ class EventStream:
         self._closing = loop.create_future()
         self._guard = loop.create_task(self._watch(asyncio.current_task()), name="sse-guard")
 
+    @property
+    def overflowed(self) -> bool:
+        """Whether the stream was closed because its client fell too far behind: the
+        adapter then ends the connection too (a client that stopped reading would
+        otherwise keep it, with everything written to it, for as long as it lives)."""
+        return self._sub is not None and self._sub.reason == "overflow"
+
     def close(self) -> None:
         """Unsubscribe and stop the helper tasks."""
         if self._guard is not None:

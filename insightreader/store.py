@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import sqlite3
 import time
 from collections.abc import AsyncIterator, Callable, Iterable
@@ -616,6 +617,29 @@ class _Job(Generic[T]):
     future: asyncio.Future[T]
 
 
+#: Files and folders the server creates are its owner's only, whatever the umask:
+#: they hold every user's articles, password hashes and the token signing secret.
+PRIVATE_FILE, PRIVATE_DIR = 0o600, 0o700
+
+
+def private_dir(path: Path) -> None:
+    """Create ``path`` and any missing parent with mode 0700 (existing ones are left
+    as they are: their owner chose)."""
+    missing = [p for p in (path, *path.parents) if not p.exists()]
+    for folder in reversed(missing):
+        folder.mkdir(mode=PRIVATE_DIR, exist_ok=True)
+        os.chmod(folder, PRIVATE_DIR)
+
+
+def private_file(path: Path) -> int:
+    """Create ``path`` empty with mode 0600 and open it for writing (FileExistsError if
+    it exists). SQLite gives a database's WAL and SHM files its database's mode."""
+    private_dir(path.parent)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_FILE)
+    os.fchmod(fd, PRIVATE_FILE)
+    return fd
+
+
 @dataclass
 class _Run:
     """One job's run inside a batch: its transaction view and outcome."""
@@ -647,6 +671,8 @@ def _pragmas(settings: DatabaseSettings) -> list[str]:
 
 
 async def _connect(path: Path, settings: DatabaseSettings, *, query_only: bool) -> aiosqlite.Connection:
+    if not path.exists():
+        os.close(private_file(path))  # an empty file is an empty database
     conn = await aiosqlite.connect(path, isolation_level=None)
     conn.row_factory = sqlite3.Row
     for pragma in _pragmas(settings):
@@ -756,7 +782,6 @@ class Store:
 
     async def open(self) -> None:
         """Switch to WAL, apply pending migrations, open the writer and the reader."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
             setup = await _connect(self.path, self.settings, query_only=False)
             try:
@@ -862,11 +887,16 @@ async def backup(database: Path, target: Path) -> None:
     ``VACUUM INTO`` reads one snapshot (a plain file copy would race with the WAL)
     and writes a compact database that opens on its own.
     """
-    if target.exists():
-        raise FileExistsError(f"{target} already exists")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    async with aiosqlite.connect(f"file:{database}?mode=ro", uri=True) as conn:
-        await conn.execute("VACUUM INTO ?", (str(target),))
+    try:
+        os.close(private_file(target))  # VACUUM INTO fills an empty file, keeping its mode
+    except FileExistsError:
+        raise FileExistsError(f"{target} already exists") from None
+    try:
+        async with aiosqlite.connect(f"file:{database}?mode=ro", uri=True) as conn:
+            await conn.execute("VACUUM INTO ?", (str(target),))
+    except BaseException:
+        target.unlink(missing_ok=True)
+        raise
 
 
 @asynccontextmanager

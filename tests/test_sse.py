@@ -146,7 +146,7 @@ async def test_connected_then_a_tasks_lifecycle_in_order_and_heartbeats(client: 
         response = stream.response
         assert response.status_code == 200
         assert response.headers["content-type"].startswith("text/event-stream")
-        assert response.headers["cache-control"] == "no-cache"
+        assert response.headers["cache-control"] == "no-store"  # stronger than no-cache: nothing kept at all
         assert response.headers["x-accel-buffering"] == "no"
         assert "content-encoding" not in response.headers
         connected = await stream.events.next()

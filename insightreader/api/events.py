@@ -15,6 +15,7 @@ from quart import Blueprint, Response, g, request
 from quart_schema import document_headers, document_querystring
 
 from .. import sse
+from .asgi import SCOPE_END_CONNECTION
 from .deps import current_user, services
 from .openapi import errors, event_message_schema, event_stream_docs, raw_response
 
@@ -84,7 +85,8 @@ async def _open() -> Response:
     last_event_id = sse.parse_last_event_id(
         request.headers.get("Last-Event-ID"), request.args.get("last_event_id")
     )
-    headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+    # Cache-Control: no-store is added to every /api/v1 answer (api/asgi.py).
+    headers = {"X-Accel-Buffering": "no"}
     if request.method == "HEAD":  # headers only: no subscription for a body never sent
         return Response(b"", status=200, content_type="text/event-stream", headers=headers)
     settings = svc.settings.sse
@@ -100,6 +102,8 @@ async def _open() -> Response:
     )
     body = sse.wire(stream)
     await anext(body)  # subscribes now, or raises TooManyStreams (429)
+    # A client that fell too far behind loses the connection too, not just the stream.
+    request.scope[SCOPE_END_CONNECTION] = lambda: stream.overflowed  # type: ignore[literal-required]
     response = Response(body, status=200, content_type="text/event-stream", headers=headers)
     # Quart ends every response after RESPONSE_TIMEOUT; a stream ends on its own
     # (disconnect, overflow, shutdown, session expiry).

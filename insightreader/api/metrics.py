@@ -1,17 +1,21 @@
-"""``GET /metrics`` (Prometheus text, no auth) and the per-request HTTP metrics."""
+"""``GET /metrics`` (Prometheus text; a Bearer token when ``server.metrics_token`` is
+set) and the per-request HTTP metrics."""
 
 from __future__ import annotations
 
+import hmac
 import time
 
 from quart import Blueprint, Quart, Response, current_app, g, request
 
+from ..errors import Unauthorized
 from ..metrics import Metrics
-from .openapi import raw_response
+from .openapi import errors, raw_response
 
 bp = Blueprint("metrics", __name__)
 
 EXTENSION = "insightreader.metrics"
+TOKEN = "insightreader.metrics_token"
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 EXAMPLE = """\
@@ -36,6 +40,7 @@ def metrics() -> Metrics:
     "Every metric is described in docs/monitoring.md.",
     example=EXAMPLE,
 )
+@errors((401, "`server.metrics_token` is set and the request does not carry it as a Bearer token.", "unauthorized"))
 async def scrape() -> Response:
     """Metrics of this process, for Prometheus.
 
@@ -43,11 +48,23 @@ async def scrape() -> Response:
     depth by priority, running, queue wait and run time by type), the LLM provider
     (requests by status, latency, retries, tokens, circuit breaker state), event
     streams (open connections, events published, overflow closes), event-loop lag,
-    database commits (latency, batch size), HTTP requests, and the process. No
-    authentication: expose it only where your Prometheus can reach it.
+    database commits (latency, batch size), HTTP requests, and the process. When
+    `server.metrics_token` is set it needs `Authorization: Bearer <metrics_token>`;
+    either way, keep it where only your Prometheus can reach it (docs/monitoring.md).
     """
+    _check_token(current_app.extensions[TOKEN], request.headers.get("Authorization", ""))
     body, content_type = metrics().exposition(request.headers.get("Accept"))
     return Response(body, status=200, content_type=content_type, headers={"Cache-Control": "no-store"})
+
+
+def _check_token(expected: str, header: str) -> None:
+    """Unauthorized unless ``header`` is ``Bearer <expected>`` (no token expected: pass).
+    Compared in constant time, so the answer's timing says nothing of the token."""
+    if not expected:
+        return
+    scheme, _, given = header.partition(" ")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), expected.encode()):
+        raise Unauthorized("/metrics needs an Authorization: Bearer <server.metrics_token> header")
 
 
 async def _request_started() -> None:
@@ -65,10 +82,11 @@ async def _request_finished(response: Response) -> Response:
     return response
 
 
-def install(app: Quart, collected: Metrics) -> None:
-    """Serve ``collected`` on ``/metrics``, count every request, and run the loop lag
-    monitor while the app serves."""
+def install(app: Quart, collected: Metrics, *, token: str = "") -> None:
+    """Serve ``collected`` on ``/metrics`` (to holders of ``token`` when set), count
+    every request, and run the loop lag monitor while the app serves."""
     app.extensions[EXTENSION] = collected
+    app.extensions[TOKEN] = token
     app.before_request(_request_started)
     app.after_request(_request_finished)
     app.before_serving(collected.start)

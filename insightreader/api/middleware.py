@@ -1,5 +1,5 @@
 """Per-request plumbing: request ids (on every log line, echoed to the client, kept
-for the access log) and a JSON parser that refuses over-deep nesting."""
+for the access log), no redirects, and a JSON parser that refuses over-deep nesting."""
 
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ import uuid
 from typing import Any
 
 from quart import Quart, Response, g, request
+from werkzeug.exceptions import NotFound
+from werkzeug.routing import RequestRedirect
 
 from .. import logs
 
@@ -33,6 +35,16 @@ def bounded_json(app: Quart) -> None:
                 raise ValueError("JSON nested too deeply") from None
 
     app.json = JSONProvider(app)
+
+
+async def no_redirects() -> None:
+    """Runs first: a path the router would redirect (``/api/v1//tasks`` to
+    ``/api/v1/tasks``, a missing trailing slash) is a 404 instead. Werkzeug builds
+    such a redirect as an absolute URL from the ``Host`` header, which the client
+    controls (and a merged ``//host/...`` would be an open redirect): the API
+    answers only the paths it documents."""
+    if isinstance(request.routing_exception, RequestRedirect):
+        request.routing_exception = NotFound()
 
 
 def request_id_for(incoming: str | None) -> str:

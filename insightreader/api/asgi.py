@@ -1,0 +1,229 @@
+"""ASGI middleware under Quart: what must hold for every connection and every answer,
+whichever route (or none) handled the request.
+
+- **Exposure headers.** Every answer carries ``X-Content-Type-Options: nosniff``;
+  every answer under ``/api/v1`` carries ``Cache-Control: no-store`` (tokens travel
+  in them), the event stream included: no-store is stronger than the no-cache it
+  sent before (nothing is kept at all), and proxy buffering is turned off by
+  ``X-Accel-Buffering: no``, not by ``Cache-Control``.
+- **Read deadline.** Hypercorn closes a connection whose request headers are not
+  complete within its keep-alive timeout (``server.hypercorn_config`` keeps that
+  within ``server.read_timeout``), but it has no limit on how long a body may take: a
+  client trickling a byte at a time holds the connection for ever. Here the whole
+  body must have arrived ``server.read_timeout`` seconds after the headers did, else
+  the answer is ``408 request_timeout`` and the connection is closed. Hypercorn's own
+  ``read_timeout`` is not used: it is a limit on idleness between two reads of the
+  connection, which a trickle defeats, and which would cut every event stream
+  (its client sends nothing once the request is made).
+- **Ending a connection.** asyncio closes a transport only once its buffer is
+  flushed, so a connection to a client that stopped reading stays open after its
+  answer ended, for as long as the client lives. Hypercorn has no API to abort one;
+  :func:`transport_of` finds the transport behind the ``send`` callable Hypercorn
+  hands the app, and :func:`end_connection` aborts it (TCP reset, with whatever is
+  unsent). That happens to a connection whose answer was cut short (the app was
+  cancelled mid-answer: a stream whose client takes no data, Quart's response
+  timeout), and ``grace`` seconds after an answer that asked for it
+  (:data:`SCOPE_END_CONNECTION`: an event stream closed for overflow; every event
+  stream says ``Connection: close``, so no client reuses the connection after it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import socket
+import struct
+from collections.abc import Awaitable, Callable, Iterable, MutableMapping
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+#: A scope key an app sets, before its answer starts, to a callable: when it returns
+#: True once the answer has ended, the connection is aborted ``grace`` seconds later.
+#: The answer carries ``Connection: close`` (HTTP/1), so the connection is never
+#: reused after it whatever the callable says.
+SCOPE_END_CONNECTION = "insightreader.end_connection"
+API_PREFIX = "/api/v1"
+_NOSNIFF = (b"x-content-type-options", b"nosniff")
+_NO_STORE = (b"cache-control", b"no-store")
+_CLOSE = (b"connection", b"close")
+#: SO_LINGER on, with a zero timeout: closing the socket sends a reset and drops
+#: what is unsent, instead of leaving the kernel to deliver it to a client that
+#: does not read.
+_RESET_ON_CLOSE = struct.pack("ii", 1, 0)
+
+
+def exposure_headers(path: str, headers: Iterable[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    """``headers`` with ``nosniff`` added, and ``Cache-Control: no-store`` in place of
+    any ``Cache-Control`` under ``/api/v1``."""
+    api = path == API_PREFIX or path.startswith(API_PREFIX + "/")
+    replaced = {_NOSNIFF[0], _NO_STORE[0]} if api else {_NOSNIFF[0]}
+    kept = [(name, value) for name, value in headers if name.lower() not in replaced]
+    return [*kept, _NOSNIFF, *([_NO_STORE] if api else [])]
+
+
+class ExposureHeaders:
+    """Adds :func:`exposure_headers` to every answer of the wrapped app."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path = scope["path"]
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message = {**message, "headers": exposure_headers(path, message.get("headers", ()))}
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
+# -- the connection -------------------------------------------------------------
+
+
+def transport_of(send: Send) -> asyncio.BaseTransport | None:
+    """The transport of the connection Hypercorn's ``send`` answers on, or None.
+
+    Hypercorn hands the app a bound method of its HTTP stream, whose ``send`` is a
+    bound method of its HTTP/1 or HTTP/2 protocol, whose ``send`` is a bound method
+    of its TCP server, which holds the connection's ``asyncio.StreamWriter``. This
+    follows that chain (Hypercorn 0.18) without importing any of it; under another
+    server, or a test client, it finds nothing and connections are left as they are.
+    """
+    owner = getattr(send, "__self__", None)
+    for _ in range(4):
+        if owner is None:
+            return None
+        writer = getattr(owner, "writer", None)
+        if isinstance(writer, asyncio.StreamWriter):
+            return writer.transport
+        owner = getattr(getattr(owner, "send", None), "__self__", None)
+    return None
+
+
+def abort(transport: asyncio.BaseTransport) -> None:
+    """Close the connection now with a TCP reset, whatever is still unsent."""
+    sock = transport.get_extra_info("socket")
+    if sock is not None:
+        with contextlib.suppress(OSError):  # already closed: the reset is moot
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _RESET_ON_CLOSE)
+    transport.abort()
+
+
+def end_connection(transport: asyncio.BaseTransport, grace: float = 0.0) -> None:
+    """Read no further request from the connection, and abort it after ``grace``
+    seconds (at once for 0): a client that reads what it was sent has it by then;
+    one that does not read is not waited for."""
+    if isinstance(transport, asyncio.ReadTransport):
+        transport.pause_reading()
+    # Hypercorn closes the connection itself after an answer that said Connection:
+    # close; the kernel would then keep what is unsent. Reset it whoever closes it.
+    sock = transport.get_extra_info("socket")
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _RESET_ON_CLOSE)
+    if grace <= 0:
+        abort(transport)
+    else:
+        asyncio.get_running_loop().call_later(grace, abort, transport)
+
+
+class _Exchange:
+    """One request and its answer, as the connection sees them."""
+
+    def __init__(self, scope: Scope, receive: Receive, send: Send, read_timeout: float) -> None:
+        self.scope = scope
+        self._receive = receive
+        self._send = send
+        self._deadline = asyncio.get_running_loop().time() + read_timeout
+        self._read_timeout = read_timeout
+        self.body_received = False
+        self.started = False
+        self.finished = False
+        self.timed_out = False
+
+    async def receive(self) -> Message:
+        if self.body_received:
+            return await self._receive()
+        try:
+            async with asyncio.timeout_at(self._deadline):
+                message = await self._receive()
+        except TimeoutError:
+            await self._time_out()
+            return {"type": "http.disconnect"}
+        if message["type"] != "http.request" or not message.get("more_body", False):
+            self.body_received = True
+        return message
+
+    async def send(self, message: Message) -> None:
+        if self.timed_out:
+            return  # the 408 was the answer
+        if message["type"] == "http.response.start":
+            self.started = True
+            if SCOPE_END_CONNECTION in self.scope and self.scope["http_version"] < "2":
+                # Said up front, so that no client sends its next request on it.
+                message = {**message, "headers": [*message.get("headers", ()), _CLOSE]}
+        await self._send(message)
+        if message["type"] == "http.response.body" and not message.get("more_body", False):
+            self.finished = True
+
+    async def _time_out(self) -> None:
+        """The body is late: answer 408 unless an answer has begun. Quart then cancels
+        the request (``http.disconnect``), and the connection is ended."""
+        self.timed_out = True
+        log.info("request body not received within %gs: closing the connection", self._read_timeout)
+        if self.started:
+            return
+        self.started = True
+        body = json.dumps(
+            {"error": {"code": "request_timeout", "message": f"the request body did not arrive within {self._read_timeout:g}s"}}
+        ).encode()
+        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), _CLOSE]
+        await self._send({"type": "http.response.start", "status": 408, "headers": exposure_headers(self.scope["path"], headers)})
+        await self._send({"type": "http.response.body", "body": body, "more_body": False})
+        self.finished = True
+
+    def end_after(self, grace: float) -> float | None:
+        """Seconds after which the connection is to be ended once the app returned
+        (None: it is kept): at once when the answer was cut short or the body was
+        late, ``grace`` when the app asked."""
+        if self.timed_out or (self.started and not self.finished):
+            return 0.0
+        asked = self.scope.get(SCOPE_END_CONNECTION)
+        return grace if asked is not None and asked() else None
+
+
+class ConnectionGuard:
+    """The read deadline, and ending connections (see the module docstring). Wrap it
+    around everything else: it needs Hypercorn's own ``send``."""
+
+    def __init__(self, app: ASGIApp, *, read_timeout: float, end_grace: float) -> None:
+        self.app = app
+        self.read_timeout = read_timeout
+        self.end_grace = end_grace
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        exchange = _Exchange(scope, receive, send, self.read_timeout)
+        try:
+            await self.app(scope, exchange.receive, exchange.send)
+        finally:
+            after = exchange.end_after(self.end_grace)
+            # Over HTTP/2 the connection carries other streams: Hypercorn ends the one.
+            transport = None if after is None or scope["http_version"] >= "2" else transport_of(send)
+            if transport is not None:
+                end_connection(transport, after)
