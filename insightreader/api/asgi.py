@@ -113,12 +113,18 @@ def transport_of(send: Send) -> asyncio.BaseTransport | None:
     return None
 
 
-def abort(transport: asyncio.BaseTransport) -> None:
-    """Close the connection now with a TCP reset, whatever is still unsent."""
+def reset_on_close(transport: asyncio.BaseTransport) -> None:
+    """Make any later close of the connection a TCP reset that drops what is unsent
+    (whoever closes it: Hypercorn does, after an answer that said Connection: close)."""
     sock = transport.get_extra_info("socket")
     if sock is not None:
         with contextlib.suppress(OSError):  # already closed: the reset is moot
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _RESET_ON_CLOSE)
+
+
+def abort(transport: asyncio.BaseTransport) -> None:
+    """Close the connection now with a TCP reset, whatever is still unsent."""
+    reset_on_close(transport)
     transport.abort()
 
 
@@ -128,12 +134,7 @@ def end_connection(transport: asyncio.BaseTransport, grace: float = 0.0) -> None
     one that does not read is not waited for."""
     if isinstance(transport, asyncio.ReadTransport):
         transport.pause_reading()
-    # Hypercorn closes the connection itself after an answer that said Connection:
-    # close; the kernel would then keep what is unsent. Reset it whoever closes it.
-    sock = transport.get_extra_info("socket")
-    if sock is not None:
-        with contextlib.suppress(OSError):
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _RESET_ON_CLOSE)
+    reset_on_close(transport)
     if grace <= 0:
         abort(transport)
     else:
@@ -175,9 +176,21 @@ class _Exchange:
             if SCOPE_END_CONNECTION in self.scope and self.scope["http_version"] < "2":
                 # Said up front, so that no client sends its next request on it.
                 message = {**message, "headers": [*message.get("headers", ()), _CLOSE]}
+        last = message["type"] == "http.response.body" and not message.get("more_body", False)
+        if last and self._ends_connection():
+            # Before the last bytes go: Hypercorn closes the connection right after
+            # them, and a plain close would leave the kernel holding what the client
+            # never reads (FIN_WAIT1) instead of ending it.
+            transport = transport_of(self._send)
+            if transport is not None:
+                reset_on_close(transport)
         await self._send(message)
-        if message["type"] == "http.response.body" and not message.get("more_body", False):
+        if last:
             self.finished = True
+
+    def _ends_connection(self) -> bool:
+        asked = self.scope.get(SCOPE_END_CONNECTION)
+        return asked is not None and self.scope["http_version"] < "2" and bool(asked())
 
     async def _time_out(self) -> None:
         """The body is late: answer 408 unless an answer has begun. Quart then cancels
@@ -201,8 +214,7 @@ class _Exchange:
         late, ``grace`` when the app asked."""
         if self.timed_out or (self.started and not self.finished):
             return 0.0
-        asked = self.scope.get(SCOPE_END_CONNECTION)
-        return grace if asked is not None and asked() else None
+        return grace if self._ends_connection() else None
 
 
 class ConnectionGuard:
