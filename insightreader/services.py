@@ -2,44 +2,20 @@
 
 from __future__ import annotations
 
-import fcntl
 import logging
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import IO
 
-from .admin import bootstrap_admin
-from .auth import Auth, load_secret
+from .accounts import Accounts, Tokens, load_secret
 from .config import Settings, admin_credentials
 from .engine import Engine, TaskType
-from .errors import AlreadyRunning
 from .events import EventBus
 from .llm import LLMClient
 from .sse import EventPruner
-from .store import Store
+from .store import Store, lock_database
 
 log = logging.getLogger(__name__)
-
-
-def _lock(settings: Settings) -> IO[str]:
-    """Hold ``<database>.lock`` for the life of the process; the kernel releases it
-    when the process dies, SIGKILL included."""
-    path = settings.database.path.with_name(settings.database.path.name + ".lock")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle = open(path, "a+")
-    try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        handle.close()
-        raise AlreadyRunning(
-            f"another insightreader server is using {settings.database.path}"
-        ) from None
-    handle.seek(0)
-    handle.truncate()
-    handle.write(f"{os.getpid()}\n")
-    handle.flush()
-    return handle
 
 
 @dataclass
@@ -48,14 +24,14 @@ class Services:
     store: Store
     bus: EventBus
     engine: Engine
-    auth: Auth
+    accounts: Accounts
     llm: LLMClient
     pruner: EventPruner
     _lock: IO[str]
 
     @classmethod
     async def open(cls, settings: Settings, task_types: Mapping[str, TaskType]) -> Services:
-        lock = _lock(settings)
+        lock = lock_database(settings.database.path)
         store = Store(settings.database)
         llm = LLMClient.from_settings(settings.llm)
         pruner = EventPruner(store, settings.sse.retention)
@@ -65,10 +41,11 @@ class Services:
             bus = EventBus(store, queue_size=settings.sse.queue_size)
             await bus.start()
             engine = Engine(store, bus, settings.tasks, task_types, llm=llm, model=llm.model)
-            auth = Auth(settings.auth, load_secret(settings.auth, settings.database.path), store)
-            await auth.start()
+            tokens = Tokens(settings.auth, load_secret(settings.auth, settings.database.path))
+            accounts = Accounts(settings.auth, tokens, store, trusted_proxies=settings.server.trusted_proxies)
+            await accounts.start()
             # The first administrator, from INSIGHTREADER_ADMIN_USERNAME/_PASSWORD (docs/deploy.md).
-            await bootstrap_admin(auth, store, *admin_credentials())
+            await accounts.bootstrap_admin(*admin_credentials())
             await engine.start()
         except BaseException:
             await pruner.stop()
@@ -76,7 +53,7 @@ class Services:
             await llm.aclose()
             lock.close()
             raise
-        return cls(settings, store, bus, engine, auth, llm, pruner, lock)
+        return cls(settings, store, bus, engine, accounts, llm, pruner, lock)
 
     async def close(self) -> None:
         """Drain the engine (running tasks get ``server.graceful_timeout``), end the
