@@ -27,7 +27,14 @@ from datetime import UTC, datetime
 from typing import Any
 
 from ..config import AuthSettings, ConfigError
-from ..errors import ApiError, Conflict, NotFound, RegistrationClosed, Unauthorized, WrongPassword
+from ..errors import (
+    ApiError,
+    Conflict,
+    NotFound,
+    RegistrationClosed,
+    Unauthorized,
+    WrongPassword,
+)
 from ..records import SessionRecord, User, format_time, utcnow
 from ..store import Store, Tx
 from .passwords import Hasher, check_password, check_username

@@ -9,15 +9,25 @@ from quart_schema import validate_request, validate_response
 
 from .deps import current_session, current_user, request_client, services
 from .openapi import errors, raw_response
-from .schemas import Credentials, PasswordChange, RefreshRequest, SessionList, TicketOut, TokenOut, UserOut
+from .schemas import (
+    Credentials,
+    PasswordChange,
+    RefreshRequest,
+    SessionList,
+    TicketOut,
+    TokenOut,
+    UserOut,
+)
 
 bp = Blueprint("auth", __name__, url_prefix="/api/v1")
 
 _BUSY = (503, "Password checks are saturated; `Retry-After` says when to try again.", "busy")
 _THROTTLED = (
     429,
-    "Too many failed attempts for this username or from this address (`auth.max_failed_logins` within"
-    " `auth.lockout_window`); refused until `Retry-After` seconds have passed, the right password too.",
+    (
+        "Too many failed attempts for this username or from this address (`auth.max_failed_logins` within"
+        " `auth.lockout_window`); refused until `Retry-After` seconds have passed, the right password too."
+    ),
     "too_many_attempts",
 )
 
