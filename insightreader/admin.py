@@ -1,5 +1,5 @@
-"""The operator's side: ``insightreader admin`` on the database itself, and the first
-administrator created from the environment at start.
+"""The operator's side: ``insightreader admin`` on the database itself. (Accounts,
+the first administrator from the environment included, are in :mod:`.accounts`.)
 
 ``admin stats`` (and ``retry-failed --dry-run``) only read: they open the database
 read-only, which in WAL mode neither waits for a running server nor blocks it.
@@ -23,18 +23,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from pydantic import TypeAdapter, ValidationError
-
-from .auth import Auth
-from .config import ConfigError, DatabaseSettings, Settings
-from .errors import AlreadyRunning, Conflict
-from .records import Task, TaskStatus, User, format_time
-from .store import Reader, Store, Tx, open_reader
+from .config import DatabaseSettings, Settings
+from .errors import AlreadyRunning
+from .events import EventBus
+from .records import Task, TaskStatus, format_time
+from .store import Reader, Store, Tx, lock_database, open_reader
 
 log = logging.getLogger(__name__)
-
-ADMIN_USERNAME = "INSIGHTREADER_ADMIN_USERNAME"
-ADMIN_PASSWORD = "INSIGHTREADER_ADMIN_PASSWORD"
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 _DURATION = re.compile(r"^(?:\d+[smhdw])+$")
@@ -212,13 +207,10 @@ async def retry_failed(settings: Settings, since: datetime) -> RetryOutcome:
     published). Refuses with :class:`ServerRunning` while a server uses the database;
     the next server start runs the tasks. Operator retries are not held to the users'
     ``tasks.max_pending_per_user`` or token budget."""
-    from .events import EventBus
-    from .services import _lock
-
     if not settings.database.path.exists():
         raise FileNotFoundError(f"no database at {settings.database.path}")
     try:
-        lock = _lock(settings)
+        lock = lock_database(settings.database.path)
     except AlreadyRunning:
         raise ServerRunning(_running_message(settings)) from None
     try:
@@ -269,47 +261,3 @@ def _running_message(settings: Settings) -> str:
         " each user retry their own tasks with POST /api/v1/tasks/{id}/retry while it runs."
         " --dry-run lists the tasks without changing anything."
     )
-
-
-# -- the first administrator ----------------------------------------------------------------
-
-
-async def bootstrap_admin(auth: Auth, store: Store, username: str, password: str) -> User | None:
-    """Create the administrator named by ``INSIGHTREADER_ADMIN_USERNAME`` with
-    ``INSIGHTREADER_ADMIN_PASSWORD`` unless that user exists (then nothing changes, not
-    even the password). Works whatever ``auth.open_registration`` says. The password is
-    never logged, nor put into an error message."""
-    if not username and not password:
-        return None
-    if not username or not password:
-        missing = ADMIN_PASSWORD if username else ADMIN_USERNAME
-        raise ConfigError(
-            f"configuration error: {ADMIN_USERNAME} and {ADMIN_PASSWORD} go together; {missing} is not set"
-        )
-    from .api.schemas import Password, Username
-
-    for name, kind, value in ((ADMIN_USERNAME, Username, username), (ADMIN_PASSWORD, Password, password)):
-        try:
-            TypeAdapter(kind).validate_python(value)
-        except ValidationError as exc:
-            # the message only, never the input (it may be the password)
-            raise ConfigError(f"configuration error: {name}: {exc.errors()[0]['msg']}") from None
-
-    existing = await store.read.user_by_name(username)
-    if existing is not None:
-        if existing.is_admin:
-            log.info("administrator %s exists; %s left it unchanged", existing.username, ADMIN_USERNAME)
-        else:
-            log.warning(
-                "user %s exists and is not an administrator; %s left it unchanged",
-                existing.username,
-                ADMIN_USERNAME,
-            )
-        return existing
-    try:
-        user = await auth.register(username, password, is_admin=True)
-    except Conflict:  # created meanwhile (by `insightreader user create`, say)
-        log.info("administrator %s exists; %s left it unchanged", username, ADMIN_USERNAME)
-        return await store.read.user_by_name(username)
-    log.info("created administrator %s from %s", user.username, ADMIN_USERNAME)
-    return user

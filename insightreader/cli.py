@@ -117,41 +117,45 @@ def user() -> None:
 @click.argument("username")
 @click.option("--admin", is_flag=True, help="Make the user an administrator.")
 def user_create(config_path: Path | None, username: str, admin: bool) -> None:
-    """Create USERNAME; the password comes from a prompt, or from stdin when it is not a terminal."""
-    from pydantic import TypeAdapter, ValidationError
+    """Create USERNAME; the password comes from a prompt, or from stdin when it is not a terminal.
 
-    from .api.schemas import Password, Username
-    from .auth import Auth, load_secret
-    from .errors import Conflict
+    Works whatever auth.open_registration says; the first account on a server is an
+    administrator in any case. The password must have at least 10 characters, not be
+    the username, and not be one of the 10,000 most common passwords."""
+    from .accounts import Accounts, Tokens, load_secret
+    from .accounts.passwords import check_password, check_username
+    from .errors import ApiError
     from .store import Store
 
     settings = _settings(config_path)
+    try:
+        check_username(username)
+    except ApiError as exc:
+        raise click.ClickException(f"invalid username: {exc.message}") from None
     if sys.stdin.isatty():
         password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
     else:
         password = sys.stdin.readline().rstrip("\r\n")
     try:
-        TypeAdapter(Username).validate_python(username)
-        TypeAdapter(Password).validate_python(password)
-    except ValidationError as exc:
-        raise click.ClickException(
-            "invalid username or password: " + exc.errors()[0]["msg"]
-        ) from None
+        check_password(username, password)
+    except ApiError as exc:
+        raise click.ClickException(f"weak password: {exc.message}") from None
 
-    async def run() -> str:
+    async def run() -> tuple[str, bool]:
         store = Store(settings.database)
         await store.open()
         try:
-            auth = Auth(settings.auth, load_secret(settings.auth, settings.database.path), store)
-            return (await auth.register(username, password, is_admin=admin)).id
+            tokens = Tokens(settings.auth, load_secret(settings.auth, settings.database.path))
+            created = await Accounts(settings.auth, tokens, store).create_user(username, password, admin=admin)
+            return created.id, created.is_admin
         finally:
             await store.close()
 
     try:
-        user_id = _run(run())
-    except Conflict as exc:
+        user_id, is_admin = _run(run())
+    except ApiError as exc:
         raise click.ClickException(exc.message) from None
-    click.echo(f"created user {username} ({user_id})")
+    click.echo(f"created {'administrator' if is_admin else 'user'} {username} ({user_id})")
 
 
 @main.command()

@@ -59,6 +59,8 @@ _CONTROL = frozenset({"connected", "reset", "heartbeat", "closed"})
 #: HTTP statuses worth another try of an idempotent request (or a stream).
 _TRANSIENT_STATUS = frozenset({429, 502, 503, 504})
 _TRANSIENT_CODES = frozenset({"storage_busy", "too_many_streams"})
+#: A 429 that another try soon cannot fix: a login lockout lasts minutes.
+_LASTING_CODES = frozenset({"too_many_attempts"})
 
 
 # -- errors and values -------------------------------------------------------------
@@ -78,6 +80,8 @@ class ClientError(Exception):
     @property
     def transient(self) -> bool:
         """Worth trying again later (no answer, or the server is busy or restarting)."""
+        if self.code in _LASTING_CODES:
+            return False
         return self.status is None or self.status in _TRANSIENT_STATUS or self.code in _TRANSIENT_CODES
 
 
@@ -474,13 +478,19 @@ class Client:
         return self._take(tokens)
 
     async def refresh(self) -> dict[str, Any]:
-        """Exchange the refresh token for a new pair, which the client uses from now on."""
+        """Exchange the refresh token for a new pair, which the client uses from now on.
+
+        Not retried: each refresh token works once, and presenting it again after an
+        answer that was lost on the way would end the session (reuse detection)."""
         if not self._refresh:
             raise ClientError("unauthorized", "no refresh token", None)
-        tokens = await self.request(
-            "POST", f"{API}/auth/refresh", json={"refresh_token": self._refresh}, auth=False, idempotent=True
-        )
+        tokens = await self.request("POST", f"{API}/auth/refresh", json={"refresh_token": self._refresh}, auth=False)
         return self._take(tokens)
+
+    async def logout(self) -> None:
+        """End this client's session on the server: its tokens stop working there."""
+        await self.request("POST", f"{API}/auth/logout")
+        self._access = self._refresh = None
 
     async def me(self) -> dict[str, Any]:
         return await self.request("GET", f"{API}/auth/me")  # type: ignore[no-any-return]

@@ -9,6 +9,7 @@ Everything is validated once, at start; a misspelt key or a bad value is a
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import tomllib
 from collections.abc import Mapping
@@ -52,6 +53,19 @@ class ServerSettings(_Section):
             raise ValueError("must be at least 16 bytes (or empty: /metrics needs no token)")
         return value
 
+    #: Peers (IPs or CIDR networks) whose ``X-Forwarded-For`` names the client.
+    trusted_proxies: tuple[str, ...] = ()
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for item in value:
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError:
+                raise ValueError(f"{item!r} is not an IP address or CIDR network") from None
+        return value
+
     @field_validator("bind")
     @classmethod
     def _host_port(cls, value: str) -> str:
@@ -72,7 +86,9 @@ class AuthSettings(_Section):
     access_token_lifetime: int = Field(900, ge=10)
     refresh_token_lifetime: int = Field(14 * 24 * 3600, ge=60)
     ticket_lifetime: int = Field(60, ge=5)
-    open_registration: bool = True
+    open_registration: bool = False
+    max_failed_logins: int = Field(5, ge=1)
+    lockout_window: int = Field(900, ge=1)
 
     @field_validator("secret")
     @classmethod
@@ -221,7 +237,7 @@ def _check_env_names(environ: Mapping[str, str]) -> None:
 
 def admin_credentials() -> tuple[str, str]:
     """``INSIGHTREADER_ADMIN_USERNAME`` and ``_PASSWORD`` (empty when unset): the first
-    administrator, created at start (``admin.bootstrap_admin`` checks them)."""
+    administrator, created at start (``Accounts.bootstrap_admin`` checks them)."""
     return (
         os.environ.get("INSIGHTREADER_ADMIN_USERNAME", ""),
         os.environ.get("INSIGHTREADER_ADMIN_PASSWORD", ""),

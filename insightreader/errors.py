@@ -30,10 +30,15 @@ class BackgroundFailure(InsightReaderError):
 
 
 class ApiError(InsightReaderError):
-    """An error answered to an HTTP client."""
+    """An error answered to an HTTP client. ``retry_after`` (seconds), when set, is
+    sent as the ``Retry-After`` header."""
 
     status = 400
     code = "bad_request"
+
+    def __init__(self, message: str, *, retry_after: int | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class BadRequest(ApiError):
@@ -70,6 +75,19 @@ class Forbidden(ApiError):
     code = "forbidden"
 
 
+class RegistrationClosed(Forbidden):
+    """The server has users and ``auth.open_registration`` is off."""
+
+    code = "registration_closed"
+
+
+class WrongPassword(Forbidden):
+    """The current password given to change it is wrong (not a 401: the caller's
+    credentials are fine)."""
+
+    code = "wrong_password"
+
+
 class NotFound(ApiError):
     """No such object, or not the caller's."""
 
@@ -82,6 +100,20 @@ class Conflict(ApiError):
 
     status = 409
     code = "conflict"
+
+
+class WeakPassword(ValidationFailed):
+    """Shorter than the minimum, the username itself, or a common password."""
+
+    code = "weak_password"
+
+
+class TooManyAttempts(ApiError):
+    """Too many failed logins for a username or from an address (``auth.max_failed_logins``
+    within ``auth.lockout_window``); ``retry_after`` says when to try again."""
+
+    status = 429
+    code = "too_many_attempts"
 
 
 class TooManyPending(ApiError):
@@ -110,6 +142,13 @@ class ShuttingDown(ApiError):
 
     status = 503
     code = "shutting_down"
+
+
+class Busy(ApiError):
+    """Password hashing is saturated (its bounded queue is full): try again shortly."""
+
+    status = 503
+    code = "busy"
 
 
 class StorageBusy(ApiError):

@@ -52,6 +52,20 @@ class User:
 
 
 @dataclass(frozen=True)
+class SessionRecord:
+    """A sign-in session (``sessions`` table)."""
+
+    id: str
+    user_id: str
+    created_at: str
+    last_used_at: str
+    user_agent: str
+    address: str
+    refresh_digest: str
+    expires_at: str
+
+
+@dataclass(frozen=True)
 class Task:
     id: str
     seq: int

@@ -17,7 +17,7 @@ from quart import Quart
 from . import logs
 from .api.middleware import REQUEST_ID_HEADER, SCOPE_REQUEST_ID, SCOPE_STATUS
 from .app import create_app
-from .auth import load_secret
+from .accounts import load_secret
 from .config import Settings
 from .engine import TaskType
 from .errors import BackgroundFailure

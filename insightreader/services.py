@@ -2,45 +2,21 @@
 
 from __future__ import annotations
 
-import fcntl
 import logging
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import IO
 
-from .admin import bootstrap_admin
-from .auth import Auth, load_secret
+from .accounts import Accounts, Tokens, load_secret
 from .config import Settings, admin_credentials
 from .engine import Engine, TaskType
-from .errors import AlreadyRunning
 from .events import EventBus
 from .llm import LLMClient
 from .sse import EventPruner
-from .store import PRIVATE_FILE, Store, private_dir
+from .store import Store, lock_database
 from .supervisor import Supervisor
 
 log = logging.getLogger(__name__)
-
-
-def _lock(settings: Settings) -> IO[str]:
-    """Hold ``<database>.lock`` for the life of the process; the kernel releases it
-    when the process dies, SIGKILL included."""
-    path = settings.database.path.with_name(settings.database.path.name + ".lock")
-    private_dir(path.parent)
-    handle = os.fdopen(os.open(path, os.O_RDWR | os.O_CREAT, PRIVATE_FILE), "a+")
-    try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        handle.close()
-        raise AlreadyRunning(
-            f"another insightreader server is using {settings.database.path}"
-        ) from None
-    handle.seek(0)
-    handle.truncate()
-    handle.write(f"{os.getpid()}\n")
-    handle.flush()
-    return handle
 
 
 @dataclass
@@ -49,7 +25,7 @@ class Services:
     store: Store
     bus: EventBus
     engine: Engine
-    auth: Auth
+    accounts: Accounts
     llm: LLMClient
     pruner: EventPruner
     #: Every background task of the process is started through it.
@@ -58,7 +34,7 @@ class Services:
 
     @classmethod
     async def open(cls, settings: Settings, task_types: Mapping[str, TaskType]) -> Services:
-        lock = _lock(settings)
+        lock = lock_database(settings.database.path)
         supervisor = Supervisor()
         store = Store(settings.database, supervisor=supervisor)
         llm = LLMClient.from_settings(settings.llm, supervisor=supervisor)
@@ -71,10 +47,11 @@ class Services:
             engine = Engine(
                 store, bus, settings.tasks, task_types, llm=llm, model=llm.model, supervisor=supervisor
             )
-            auth = Auth(settings.auth, load_secret(settings.auth, settings.database.path), store)
-            await auth.start()
+            tokens = Tokens(settings.auth, load_secret(settings.auth, settings.database.path))
+            accounts = Accounts(settings.auth, tokens, store, trusted_proxies=settings.server.trusted_proxies)
+            await accounts.start()
             # The first administrator, from INSIGHTREADER_ADMIN_USERNAME/_PASSWORD (docs/deploy.md).
-            await bootstrap_admin(auth, store, *admin_credentials())
+            await accounts.bootstrap_admin(*admin_credentials())
             await engine.start()
         except BaseException:
             supervisor.shutdown()
@@ -83,7 +60,7 @@ class Services:
             await llm.aclose()
             lock.close()
             raise
-        return cls(settings, store, bus, engine, auth, llm, pruner, supervisor, lock)
+        return cls(settings, store, bus, engine, accounts, llm, pruner, supervisor, lock)
 
     async def close(self) -> None:
         """Drain the engine (running tasks get ``server.graceful_timeout``), end the

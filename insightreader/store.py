@@ -25,6 +25,7 @@ describes is durable. A PostgreSQL backend would implement the same ``Store`` an
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import json
 import logging
 import os
@@ -35,14 +36,14 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Generic, TypeVar
+from typing import IO, Any, Generic, TypeVar
 
 import aiosqlite
 
 from . import migrate
 from .config import DatabaseSettings
-from .errors import ShuttingDown, StorageBusy, StorageFull
-from .records import Article, NewTask, QueuedTask, Task, TaskStatus, User, to_json
+from .errors import AlreadyRunning, ShuttingDown, StorageBusy, StorageFull
+from .records import Article, NewTask, QueuedTask, SessionRecord, Task, TaskStatus, User, to_json
 from .supervisor import Supervisor
 
 log = logging.getLogger(__name__)
@@ -98,6 +99,19 @@ def _user(row: sqlite3.Row) -> User:
         password_hash=row["password_hash"],
         is_admin=bool(row["is_admin"]),
         created_at=row["created_at"],
+    )
+
+
+def _session(row: sqlite3.Row) -> SessionRecord:
+    return SessionRecord(
+        id=row["id"],
+        user_id=row["user_id"],
+        created_at=row["created_at"],
+        last_used_at=row["last_used_at"],
+        user_agent=row["user_agent"],
+        address=row["address"],
+        refresh_digest=row["refresh_digest"],
+        expires_at=row["expires_at"],
     )
 
 
@@ -164,6 +178,26 @@ class Reader:
     async def user(self, user_id: str) -> User | None:
         row = await self._one("SELECT * FROM users WHERE id = ?", (user_id,))
         return _user(row) if row else None
+
+    async def has_users(self) -> bool:
+        return await self._one("SELECT 1 FROM users LIMIT 1") is not None
+
+    async def session_user(self, session_id: str, user_id: str, now: str) -> User | None:
+        """The user of an open session (one query: every authenticated request asks)."""
+        row = await self._one(
+            "SELECT u.* FROM sessions s JOIN users u ON u.id = s.user_id"
+            " WHERE s.id = ? AND s.user_id = ? AND s.expires_at > ?",
+            (session_id, user_id, now),
+        )
+        return _user(row) if row else None
+
+    async def sessions(self, user_id: str, now: str) -> list[SessionRecord]:
+        """The user's open sessions, most recently used first."""
+        rows = await self._all(
+            "SELECT * FROM sessions WHERE user_id = ? AND expires_at > ? ORDER BY last_used_at DESC, id",
+            (user_id, now),
+        )
+        return [_session(row) for row in rows]
 
     async def task(self, task_id: str, user_id: str | None = None) -> Task | None:
         """The task, or None; with ``user_id``, only when it is that user's."""
@@ -403,6 +437,13 @@ class Tx:
         )
         return _task(row) if row else None
 
+    def has_users(self) -> bool:
+        return self._one("SELECT 1 FROM users LIMIT 1") is not None
+
+    def session(self, session_id: str, user_id: str) -> SessionRecord | None:
+        row = self._one("SELECT * FROM sessions WHERE id = ? AND user_id = ?", (session_id, user_id))
+        return _session(row) if row else None
+
     def count_unfinished(self, user_id: str) -> int:
         row = self._one(
             "SELECT count(*) FROM tasks WHERE user_id = ? AND status IN ('pending', 'running')",
@@ -428,6 +469,44 @@ class Tx:
             )
             == 1
         )
+
+    def set_password(self, user_id: str, password_hash: str) -> None:
+        self._execute("UPDATE users SET password_hash = ? WHERE id = ?", (password_hash, user_id))
+
+    def insert_session(self, session: SessionRecord, *, keep: int) -> None:
+        """Open a session; drop the user's expired ones, and the least recently used
+        beyond ``keep``."""
+        self._execute(
+            "INSERT INTO sessions (id, user_id, created_at, last_used_at, user_agent, address,"
+            " refresh_digest, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                session.id,
+                session.user_id,
+                session.created_at,
+                session.last_used_at,
+                session.user_agent,
+                session.address,
+                session.refresh_digest,
+                session.expires_at,
+            ),
+        )
+        self._execute(
+            "DELETE FROM sessions WHERE user_id = ? AND (expires_at <= ? OR id NOT IN"
+            " (SELECT id FROM sessions WHERE user_id = ? ORDER BY last_used_at DESC, id LIMIT ?))",
+            (session.user_id, session.created_at, session.user_id, keep),
+        )
+
+    def rotate_session(self, session_id: str, refresh_digest: str, expires_at: str, now: str) -> None:
+        self._execute(
+            "UPDATE sessions SET refresh_digest = ?, expires_at = ?, last_used_at = ? WHERE id = ?",
+            (refresh_digest, expires_at, now, session_id),
+        )
+
+    def delete_session(self, session_id: str, user_id: str) -> bool:
+        return self._execute("DELETE FROM sessions WHERE id = ? AND user_id = ?", (session_id, user_id)) == 1
+
+    def delete_sessions_except(self, user_id: str, keep_id: str) -> int:
+        return self._execute("DELETE FROM sessions WHERE user_id = ? AND id != ?", (user_id, keep_id))
 
     def insert_task(self, task: NewTask) -> Task | None:
         """Insert a pending task; None when an unfinished task with the same hash exists."""
@@ -897,6 +976,24 @@ async def backup(database: Path, target: Path) -> None:
     except BaseException:
         target.unlink(missing_ok=True)
         raise
+
+
+def lock_database(path: Path) -> IO[str]:
+    """Hold ``<database>.lock`` for the life of the process (a server, or an operator
+    command that writes); the kernel releases it when the process dies, SIGKILL included."""
+    lock = path.with_name(path.name + ".lock")
+    private_dir(lock.parent)
+    handle = os.fdopen(os.open(lock, os.O_RDWR | os.O_CREAT, PRIVATE_FILE), "a+")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        raise AlreadyRunning(f"another insightreader server is using {path}") from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"{os.getpid()}\n")
+    handle.flush()
+    return handle
 
 
 @asynccontextmanager

@@ -15,7 +15,9 @@ def base_config(tmp_path: Path, **sections: dict[str, Any]) -> dict[str, dict[st
     config: dict[str, dict[str, Any]] = {
         "server": {"bind": "127.0.0.1:0", "graceful_timeout": 5.0},
         "database": {"path": str(tmp_path / "data" / "test.db")},
-        "auth": {"secret": "test-secret-" + "x" * 40},
+        # Most tests register several users: open registration (tests/test_accounts.py
+        # covers the closed default).
+        "auth": {"secret": "test-secret-" + "x" * 40, "open_registration": True},
         "llm": {"api_key": ""},
     }
     for name, values in sections.items():

@@ -400,12 +400,13 @@ async def test_admin_from_the_environment_leaves_an_existing_user_alone(
 ) -> None:
     server = start_server()
     async with httpx.AsyncClient(base_url=server.url, timeout=30) as http:
+        await register(http, "first_owner")  # the first account is the administrator
         await register(http, "taken_name", password="the user's own password")
     assert server.terminate() == 0
     again = start_server(env=_admin_env(username="taken_name"))
     assert await _login(again, "taken_name", "the user's own password") == 200
     assert await _login(again, "taken_name", ADMIN_PASSWORD) == 401
-    assert _users(database(tmp_path)) == [("taken_name", 0)]  # not promoted either
+    assert ("taken_name", 0) in _users(database(tmp_path))  # not promoted either
     assert "not an administrator" in again.log_text
 
 

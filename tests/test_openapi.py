@@ -35,6 +35,9 @@ NOT_JSON = {
     ("get", "/", 200): "text/html; charset=utf-8",
     ("get", "/", 304): None,
     ("delete", "/api/v1/articles/{article_id}", 204): None,
+    ("post", "/api/v1/auth/logout", 204): None,
+    ("post", "/api/v1/auth/password", 204): None,
+    ("delete", "/api/v1/auth/sessions/{session_id}", 204): None,
 }
 PUBLIC = {"/api/v1/auth/register", "/api/v1/auth/login", "/api/v1/auth/refresh"}
 STREAM_EVENTS = {

@@ -432,3 +432,51 @@ async def test_after_a_kill_and_restart_the_page_reconnects_and_shows_what_finis
     await page.wait_for_selector(f"#task-panel .task-row[data-task-id='{task_id}'][data-status=completed]")
     watch.assert_clean()
     await context.close()
+
+
+# -- the account: signed-in devices, password, sign out -------------------------------------
+
+
+async def test_signed_in_devices_can_be_signed_out_and_sign_out_ends_the_session(
+    start_server: Callable[..., ServerProcess], browser: Any
+) -> None:
+    server = start_server()
+    context, page, watch = await open_page(browser, page_url(server), tolerate=("status of 401",))
+    await register_in_page(page, "device_owner")
+    other_context, other, other_watch = await open_page(browser, page_url(server), user_agent="Other Device/1.0")
+    await sign_in_page(other, "device_owner")
+    other_token = await access_token(other)
+
+    # the account page lists both devices; this one is marked
+    await page.click("#who")
+    await page.wait_for_selector("#session-list .session-row >> nth=1")
+    assert await page.locator("#session-list .session-row").count() == 2
+    assert await page.locator("#session-list .session-row[data-current=true]").count() == 1
+    assert "Other Device" in await page.inner_text("#session-list .session-row[data-current=false]")
+    await screenshot(page, "account.png")
+
+    # "sign out this device": the other device's token stops working at once
+    await page.click("#session-list .session-row[data-current=false] button")
+    await page.wait_for_selector("#session-list .session-row[data-current=false]", state="detached")
+    assert await page.locator("#session-list .session-row").count() == 1
+    async with httpx.AsyncClient(base_url=server.url, timeout=10, headers={"Authorization": f"Bearer {other_token}"}) as http:
+        assert (await http.get("/api/v1/auth/me")).status_code == 401
+
+    # change the password from the page
+    await page.fill("#current-password", "correct horse battery")
+    await page.fill("#new-password", "a new and longer passphrase")
+    await page.press("#new-password", "Enter")
+    await page.wait_for_selector(".toast:has-text('Password changed')")
+
+    # "Sign out" in the header ends the session on the server, not only in the tab
+    token = await access_token(page)
+    await page.get_by_role("button", name="Sign out").first.click()
+    await page.wait_for_selector("#username")
+    async with httpx.AsyncClient(base_url=server.url, timeout=10, headers={"Authorization": f"Bearer {token}"}) as http:
+        async with asyncio.timeout(10):
+            while (await http.get("/api/v1/auth/me")).status_code != 401:  # the logout call is not awaited
+                await asyncio.sleep(0.05)
+    await sign_in_page(page, "device_owner", "a new and longer passphrase")
+    watch.assert_clean()
+    await context.close()
+    await other_context.close()

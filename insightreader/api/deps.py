@@ -8,6 +8,7 @@ from pydantic import BaseModel, ValidationError
 from quart import Response, current_app, g, request
 from quart_schema import RequestSchemaValidationError
 
+from ..accounts import Client, Session
 from ..errors import Unauthorized
 from ..records import User
 from ..services import Services
@@ -24,8 +25,19 @@ def services() -> Services:
     return current_app.extensions["insightreader"]  # type: ignore[no-any-return]
 
 
+def current_session() -> Session:
+    return g.session  # type: ignore[no-any-return]
+
+
 def current_user() -> User:
-    return g.user  # type: ignore[no-any-return]
+    return current_session().user
+
+
+def request_client() -> Client:
+    """The request's client: its address (``X-Forwarded-For`` only from
+    ``server.trusted_proxies``) and user agent."""
+    forwarded = ",".join(request.headers.getlist("X-Forwarded-For")) or None
+    return services().accounts.client(request.remote_addr, forwarded, request.headers.get("User-Agent"))
 
 
 async def authenticate_request() -> None:
@@ -35,18 +47,18 @@ async def authenticate_request() -> None:
         return
     if request.routing_exception is not None:
         return  # no such route (404) or method (405): say so, whatever the token
-    auth = services().auth
+    accounts = services().accounts
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() == "bearer" and token.strip():
-        session = await auth.authenticate(token.strip())
+        session = await accounts.authenticate(token.strip())
     elif request.endpoint in STREAM_ENDPOINTS and (ticket := request.args.get("ticket")):
-        session = await auth.redeem_ticket_session(ticket)
+        session = await accounts.redeem_ticket(ticket)
     elif request.endpoint in STREAM_ENDPOINTS and (query_token := request.args.get("token")):
-        session = await auth.authenticate(query_token)
+        session = await accounts.authenticate(query_token)
     else:
         raise Unauthorized("an Authorization: Bearer <access_token> header is required")
-    g.user = session.user
+    g.session = session
     # A stream ends when the credentials it was opened with expire.
     g.session_expires = session.expires
 

@@ -27,9 +27,11 @@ _HTTP_CODES = {
 }
 
 
-def error_response(status: int, code: str, message: str) -> Response:
+def error_response(status: int, code: str, message: str, *, retry_after: int | None = None) -> Response:
     response = jsonify({"error": {"code": code, "message": message}})
     response.status_code = status
+    if retry_after is not None:
+        response.headers["Retry-After"] = str(max(1, retry_after))
     return response
 
 
@@ -46,7 +48,7 @@ def _describe(exc: ValidationError | Exception) -> str:
 def register(app: Quart) -> None:
     @app.errorhandler(ApiError)
     async def api_error(exc: ApiError) -> Response:
-        return error_response(exc.status, exc.code, exc.message)
+        return error_response(exc.status, exc.code, exc.message, retry_after=exc.retry_after)
 
     @app.errorhandler(RequestSchemaValidationError)
     async def schema_error(exc: RequestSchemaValidationError) -> Response:

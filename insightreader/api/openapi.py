@@ -80,7 +80,12 @@ _MESSAGES = {
     "invalid_json": "the request body is not valid JSON",
     "bad_request": "the request is malformed",
     "unauthorized": "an Authorization: Bearer <access_token> header is required",
-    "forbidden": "registration is closed on this server",
+    "forbidden": "not allowed",
+    "registration_closed": "registration is closed on this server",
+    "wrong_password": "the current password is wrong",
+    "weak_password": "the password is one of the 10,000 most common passwords: choose another",
+    "too_many_attempts": "too many failed attempts; try again later",
+    "busy": "the server is busy checking passwords; try again shortly",
     "not_found": "no such task",
     "conflict": "a completed task cannot be cancelled",
     "payload_too_large": "the request body is too large",
@@ -94,6 +99,9 @@ _MESSAGES = {
     "storage_busy": "the database is busy; try again shortly",
     "storage_full": "the disk is full",
 }
+
+#: Codes whose answers carry a ``Retry-After`` header (``ApiError.retry_after``).
+_RETRY_CODES = {"too_many_attempts", "busy"}
 
 
 @dataclass
@@ -171,10 +179,15 @@ def _error_answer(status: int, description: str | None, codes: tuple[str, ...], 
         for code in codes
     }
     listed = ", ".join(f"`{code}`" for code in codes)
-    return {
+    answer: dict[str, Any] = {
         "description": f"{description or meaning} Codes: {listed}.",
         "content": {"application/json": {"schema": schema, "examples": examples}},
     }
+    if _RETRY_CODES.intersection(codes):
+        answer["headers"] = {
+            "Retry-After": {"description": "Seconds to wait before trying again.", "schema": {"type": "integer", "minimum": 1}}
+        }
+    return answer
 
 
 class Provider(OpenAPIProvider):

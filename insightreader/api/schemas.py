@@ -6,6 +6,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
 
+from ..accounts.passwords import MAX_LENGTH, USERNAME_MAX, USERNAME_MIN, USERNAME_PATTERN
+
 
 def _encodable(value: str) -> str:
     """Reject lone surrogates ("\\ud800"): they parse as JSON but cannot be stored."""
@@ -31,9 +33,11 @@ JsonInteger = BeforeValidator(_json_integer)
 Text = Annotated[str, AfterValidator(_encodable)]
 NonEmptyText = Annotated[str, StringConstraints(min_length=1, strip_whitespace=False), AfterValidator(_encodable)]
 Username = Annotated[
-    str, StringConstraints(min_length=3, max_length=32, pattern=r"^[A-Za-z0-9_.-]+$")
+    str, StringConstraints(min_length=USERNAME_MIN, max_length=USERNAME_MAX, pattern=USERNAME_PATTERN)
 ]
-Password = Annotated[str, StringConstraints(min_length=8, max_length=1024), AfterValidator(_encodable)]
+#: Any non-empty password: the rules of a new one (``accounts.passwords``) answer
+#: ``422 weak_password``, and logins check none (accounts older than them still work).
+Password = Annotated[str, StringConstraints(min_length=1, max_length=MAX_LENGTH), AfterValidator(_encodable)]
 Priority = Annotated[int, Field(ge=-10, le=10), JsonInteger]
 
 
@@ -51,6 +55,43 @@ class Credentials(Wire):
 
     username: Username
     password: Password
+
+
+class PasswordChange(Wire):
+    model_config = _examples({"current_password": "correct horse battery", "new_password": "a new and longer passphrase"})
+
+    current_password: Password
+    new_password: Password
+
+
+class SessionOut(BaseModel):
+    session_id: str
+    created_at: str
+    #: Sign-in or the last token refresh.
+    last_used_at: str
+    user_agent: str
+    address: str
+    #: The session of the request's own access token.
+    current: bool
+
+
+class SessionList(BaseModel):
+    model_config = _examples(
+        {
+            "sessions": [
+                {
+                    "session_id": "5d0c6f1e2a3b4c5d6e7f8091a2b3c4d5",
+                    "created_at": "2026-11-27T18:00:00.000Z",
+                    "last_used_at": "2026-11-27T18:14:00.000Z",
+                    "user_agent": "Mozilla/5.0 (X11; Linux x86_64) Chrome/131.0",
+                    "address": "203.0.113.7",
+                    "current": True,
+                }
+            ]
+        }
+    )
+
+    sessions: list[SessionOut]
 
 
 class RefreshRequest(Wire):

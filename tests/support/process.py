@@ -19,17 +19,20 @@ START_TIMEOUT = 30.0
 
 def write_config(path: Path, sections: Mapping[str, Mapping[str, Any]]) -> Path:
     """Write a TOML config file from ``{"section": {"key": value}}``."""
+    def render(value: Any) -> str:
+        if isinstance(value, bool):
+            return "true" if value else "false"
+        if isinstance(value, (int, float)):
+            return repr(value)
+        if isinstance(value, (list, tuple)):
+            return "[" + ", ".join(render(v) for v in value) + "]"
+        return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
+
     lines = []
     for section, values in sections.items():
         lines.append(f"[{section}]")
         for key, value in values.items():
-            if isinstance(value, bool):
-                rendered = "true" if value else "false"
-            elif isinstance(value, (int, float)):
-                rendered = repr(value)
-            else:
-                rendered = '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
-            lines.append(f"{key} = {rendered}")
+            lines.append(f"{key} = {render(value)}")
     path.write_text("\n".join(lines) + "\n")
     return path
 

@@ -133,8 +133,18 @@ export async function register(username, password) {
   await signIn(username, password);
 }
 
+/** Forget the session here; on a sign-out by the user, end it on the server too (its
+ * tokens stop working there), without waiting for the answer. */
 export function signOut(reason = 'signout') {
+  if (reason === 'signout' && session) {
+    call('POST', '/auth/logout', undefined, { token: session.access_token }).catch(() => {});
+  }
   saveSession(null, reason);
+}
+
+/** Change the password; the server ends every other session, this one goes on. */
+export async function changePassword(currentPassword, newPassword) {
+  await api('POST', '/auth/password', { current_password: currentPassword, new_password: newPassword });
 }
 
 /** Exchange the refresh token for a new pair (one exchange at a time). A refused

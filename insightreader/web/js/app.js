@@ -1,5 +1,5 @@
 // InsightReader's reading page: start-up, routing (#/ and #/article/<id>), the
-// header (connection indicator, task panel, sign out) and the live event stream.
+// header (connection indicator, task panel, account, sign out) and the live event stream.
 
 import { api, getSession, onSessionChange, signOut } from './api.js';
 import './conversation.js';
@@ -9,6 +9,7 @@ import { describeError } from './messages.js';
 import * as store from './store.js';
 import { EventStream } from './stream.js';
 import { dismissToasts, toast } from './ui.js';
+import { mountAccount } from './views/account.js';
 import { mountAuth } from './views/auth.js';
 import { mountLibrary } from './views/library.js';
 import { mountReader } from './views/reader.js';
@@ -73,7 +74,8 @@ function route() {
   const match = location.hash.match(/^#\/article\/([^/?#]+)$/);
   if (view) view.unmount();
   window.scrollTo(0, 0);
-  view = match ? mountReader(main, decodeURIComponent(match[1])) : mountLibrary(main);
+  if (location.hash === '#/account') view = mountAccount(main);
+  else view = match ? mountReader(main, decodeURIComponent(match[1])) : mountLibrary(main);
 }
 
 // -- signed in / out ----------------------------------------------------------------------

@@ -12,6 +12,10 @@ const REQUEST_ERRORS = {
   invalid_json: 'The server could not understand that request.',
   payload_too_large: 'That is too much text to send at once. Try a shorter article.',
   too_many_requests: 'Too many requests at once. Wait a moment and try again.',
+  registration_closed: 'Registration is closed on this server. Ask its owner for an account.',
+  wrong_password: 'The current password is wrong.',
+  too_many_attempts: 'Too many failed attempts. Wait a while, then try again.',
+  busy: 'The server is busy right now. Try again in a moment.',
   too_many_pending: 'You already have many tasks waiting. Let some finish (or cancel a few), then try again.',
   too_many_streams: 'Too many open tabs are following live updates. Close one and try again.',
   quota_exceeded: 'You have used today’s AI budget on this server. It resets at midnight (UTC).',
@@ -87,12 +91,13 @@ export function describeError(err, context = '') {
   if (!err || typeof err !== 'object') return REQUEST_ERRORS.internal_error;
   const code = err.code || 'internal_error';
   if (code === 'validation_error') return friendlyValidation(err.serverMessage);
+  if (code === 'weak_password') return plainServerText(err.serverMessage) || 'Choose a stronger password.';
   if (context === 'login' && code === 'unauthorized') return 'Wrong username or password.';
   if (context === 'register' && code === 'conflict') return 'That username is taken. Choose another one.';
   if (context === 'register' && code === 'forbidden') return 'Registration is closed on this server. Ask its owner for an account.';
   if (code === 'conflict' && context === 'task') return 'That task has changed state meanwhile; the list is up to date now.';
   const known = REQUEST_ERRORS[code];
-  if (known) return known + (err.status === 429 ? retryHint(err) : '');
+  if (known) return known + (err.status === 429 || err.status === 503 ? retryHint(err) : '');
   return plainServerText(err.serverMessage) || (err.status >= 500 ? REQUEST_ERRORS.internal_error : 'That did not work. Try again.');
 }
 

@@ -13,9 +13,9 @@ export function mountAuth(main, notice = '') {
     id: 'username', name: 'username', required: true, minlength: '3', maxlength: '32',
     pattern: '[A-Za-z0-9_.\\-]+', autocomplete: 'username', autocapitalize: 'none', spellcheck: 'false',
   });
-  const password = h('input', { id: 'password', name: 'password', type: 'password', required: true, minlength: '8', maxlength: '1024', autocomplete: 'current-password' });
+  const password = h('input', { id: 'password', name: 'password', type: 'password', required: true, maxlength: '1024', autocomplete: 'current-password' });
   const usernameHint = h('p', { class: 'field-hint', id: 'username-hint', hidden: true }, '3–32 characters: letters, digits and . _ -');
-  const passwordHint = h('p', { class: 'field-hint', id: 'password-hint', hidden: true }, 'At least 8 characters.');
+  const passwordHint = h('p', { class: 'field-hint', id: 'password-hint', hidden: true }, 'At least 10 characters, not your username, not a common password.');
   const error = h('p', { class: 'form-error', role: 'alert' }, notice);
   const submit = h('button', { type: 'submit', class: 'button primary wide' }, 'Sign in');
   const heading = h('h1', { tabindex: '-1' }, 'Welcome back');
@@ -33,6 +33,8 @@ export function mountAuth(main, notice = '') {
     setText(heading, creating ? 'Create your account' : 'Welcome back');
     setText(submit, creating ? 'Create account' : 'Sign in');
     password.setAttribute('autocomplete', creating ? 'new-password' : 'current-password');
+    if (creating) password.setAttribute('minlength', '10');
+    else password.removeAttribute('minlength');
     usernameHint.hidden = !creating;
     passwordHint.hidden = !creating;
     username.setAttribute('aria-describedby', creating ? 'username-hint' : '');
