@@ -2,9 +2,18 @@
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    StringConstraints,
+    model_serializer,
+)
 
 
 def _encodable(value: str) -> str:
@@ -13,6 +22,20 @@ def _encodable(value: str) -> str:
         value.encode("utf-8")
     except UnicodeEncodeError:
         raise ValueError("contains characters that are not valid Unicode (lone surrogates)") from None
+    return value
+
+
+#: A character a reader can see: not white space (``\s`` is Unicode-aware: it covers
+#: U+00A0, U+3000, U+2028…) and not an invisible format character (zero-width space
+#: and joiners, word joiner, BOM, soft hyphen, bidi controls).
+_VISIBLE = re.compile(r"[^\s\u00ad\u180e\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff]")
+
+
+def _visible(value: str) -> str:
+    """Reject text made only of white space or invisible characters (one linear scan
+    that stops at the first visible character)."""
+    if _VISIBLE.search(value) is None:
+        raise ValueError("must contain text, not only white space or invisible characters")
     return value
 
 
@@ -97,6 +120,19 @@ class TaskError(BaseModel):
     code: str
     message: str
     retryable: bool
+    fallback: dict[str, Any] | None = Field(
+        None,
+        description="What a client may still show although the task failed"
+        ' (follow-up buttons: `{"buttons": [...]}`, the defaults); absent otherwise.',
+    )
+
+    @model_serializer(mode="wrap")
+    def _without_absent_fallback(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """Shown as stored and as `task_failed` sends it: no `fallback` key when there is none."""
+        data: dict[str, Any] = handler(self)
+        if data.get("fallback") is None:
+            data.pop("fallback", None)
+        return data
 
 
 class TokenUsage(BaseModel):
@@ -203,11 +239,17 @@ class Ready(BaseModel):
     llm: dict[str, Any]
 
 
-Title = Annotated[str, StringConstraints(min_length=1, max_length=500), AfterValidator(_encodable)]
+Title = Annotated[
+    str, StringConstraints(min_length=1, max_length=500), AfterValidator(_encodable), AfterValidator(_visible)
+]
+#: An article's text: something to read, not only white space.
+Prose = Annotated[str, StringConstraints(min_length=1), AfterValidator(_encodable), AfterValidator(_visible)]
 Url = Annotated[
     str, StringConstraints(max_length=2048, pattern=r"^https?://\S+$"), AfterValidator(_encodable)
 ]
-Selection = Annotated[str, StringConstraints(min_length=1, max_length=20_000), AfterValidator(_encodable)]
+Selection = Annotated[
+    str, StringConstraints(min_length=1, max_length=20_000), AfterValidator(_encodable), AfterValidator(_visible)
+]
 Short = Annotated[str, StringConstraints(max_length=500), AfterValidator(_encodable)]
 
 
@@ -227,7 +269,7 @@ class SaveArticle(Submit):
     )
 
     title: Title
-    content: NonEmptyText
+    content: Prose
     url: Url | None = None
 
 
@@ -273,7 +315,8 @@ class ArticleOut(BaseModel):
     title: str
     url: str | None
     content_hash: str
-    content: str | None = None
+    excerpt: str = Field(description="The start of the text, at most 300 characters (lists show this, not `content`).")
+    content: str | None = Field(None, description="The full text (`GET /articles/{article_id}` only).")
     analysis: dict[str, Any] | None
     meta_analysis: dict[str, Any] | None
     lenses: dict[str, dict[str, Any]]

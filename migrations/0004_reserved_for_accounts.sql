@@ -1,0 +1,3 @@
+-- Placeholder on the `limits` branch only: number 0004 belongs to the accounts work,
+-- merged separately. Migration versions must run 1..N without gaps, so this empty
+-- file lets 0005 apply here; drop it when the accounts' 0004 is merged.
