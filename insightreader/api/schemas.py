@@ -5,15 +5,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import (
-    AfterValidator,
-    BaseModel,
-    ConfigDict,
-    Field,
-    SerializerFunctionWrapHandler,
-    StringConstraints,
-    model_serializer,
-)
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
 
 def _encodable(value: str) -> str:
@@ -120,19 +112,13 @@ class TaskError(BaseModel):
     code: str
     message: str
     retryable: bool
+    #: Shown as stored and as `task_failed` sends it: no `fallback` key when there is none.
     fallback: dict[str, Any] | None = Field(
         None,
+        exclude_if=lambda value: value is None,
         description="What a client may still show although the task failed"
         ' (follow-up buttons: `{"buttons": [...]}`, the defaults); absent otherwise.',
     )
-
-    @model_serializer(mode="wrap")
-    def _without_absent_fallback(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
-        """Shown as stored and as `task_failed` sends it: no `fallback` key when there is none."""
-        data: dict[str, Any] = handler(self)
-        if data.get("fallback") is None:
-            data.pop("fallback", None)
-        return data
 
 
 class TokenUsage(BaseModel):
