@@ -20,10 +20,12 @@ async def test_submit_path_queries_do_not_walk_a_users_history(tmp_path: Path) -
         await reader.active_task("u", "sha256:x")
         await reader.completed_task("u", "sha256:x", "2026-01-01")
         await reader.idempotency_key("u", "key")
+        await reader.unfinished_reservations("u")
+        await reader.library_usage("u")
         await reader._conn.set_trace_callback(None)
     finally:
         await store.close()
-    assert len(statements) == 4
+    assert len(statements) == 6
     conn = sqlite3.connect(tmp_path / "plans.db")
     plans = {}
     for sql in statements:
@@ -35,3 +37,9 @@ async def test_submit_path_queries_do_not_walk_a_users_history(tmp_path: Path) -
         assert "tasks_user_seq" not in plan, (sql, plan)  # the user's whole history
     count = next(plan for sql, plan in plans.items() if "count(*)" in sql)
     assert "tasks_unfinished_by_user" in count
+    # The token budget sums reservations over the user's unfinished tasks only.
+    reserved = next(plan for sql, plan in plans.items() if "reserved_tokens" in sql)
+    assert "tasks_unfinished_by_user" in reserved
+    # The storage quota reads one counter row, never the user's articles.
+    quota = next(plan for sql, plan in plans.items() if "library_usage" in sql)
+    assert "articles" not in quota.replace("library_usage", "")
