@@ -108,6 +108,7 @@ class LLMSettings(_Section):
     tokens_per_minute: int = Field(0, ge=0)
     structured_output: Literal["auto", "json_schema", "json_object", "text"] = "auto"
     context_tokens: int = Field(16000, ge=1000)
+    max_chunks_per_article: int = Field(50, ge=1)
 
     @property
     def offline(self) -> bool:
@@ -121,6 +122,11 @@ class TaskSettings(_Section):
     timeout: float = Field(300.0, gt=0)
     result_ttl: int = Field(7 * 24 * 3600, ge=0)
     daily_token_budget: int = Field(0, ge=0)
+
+
+class LibrarySettings(_Section):
+    max_articles_per_user: int = Field(10_000, ge=1)
+    max_bytes_per_user: int = Field(500_000_000, ge=1)
 
 
 class SSESettings(_Section):
@@ -149,6 +155,7 @@ class Settings(BaseSettings):
     auth: AuthSettings = AuthSettings()
     llm: LLMSettings = LLMSettings()
     tasks: TaskSettings = TaskSettings()
+    library: LibrarySettings = LibrarySettings()
     sse: SSESettings = SSESettings()
     log: LogSettings = LogSettings()
 

@@ -57,6 +57,19 @@ class TaskType:
     priority: int = 0
     #: Part of the dedup hash: a new prompt version never answers from an old result.
     prompt_version: str = "1"
+    #: The most tokens a run may spend, from its input (read in the submit's
+    #: transaction): reserved against ``tasks.daily_token_budget`` while unfinished.
+    estimate: Callable[[Tx, Mapping[str, Any]], int] | None = None
+
+
+@dataclass(frozen=True)
+class Submission:
+    """What one submit asks for; built by a ``prepare`` step inside the submit's write
+    transaction when it depends on other writes (saving an article and analysing it)."""
+
+    payload: dict[str, Any]
+    preview: str
+    article_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -83,10 +96,31 @@ class TaskContext:
     _on_complete: list[Callable[[Tx, dict[str, Any]], None]] = field(
         default_factory=list
     )
+    #: Tokens the user may still spend beyond this run's own (None: no budget).
+    _budget_left: Callable[[], Awaitable[int | None]] | None = None
 
     @property
     def attempt(self) -> int:
         return self.task.attempts
+
+    @property
+    def spent(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+    async def ensure_budget(self, upcoming: int) -> None:
+        """Fail the run (``quota_exceeded``, retryable) if spending ``upcoming`` more
+        tokens would take the user past ``tasks.daily_token_budget``. Called before a
+        run's next requests, so use never passes the budget by more than a request."""
+        if self._budget_left is None:
+            return
+        left = await self._budget_left()
+        if left is not None and self.spent + upcoming > left:
+            raise TaskError(
+                "quota_exceeded",
+                f"today's token budget does not cover the rest of this task (about {upcoming}"
+                " more tokens); retry it tomorrow or when other tasks have finished",
+                retryable=True,
+            )
 
     async def progress(self, delta: str) -> None:
         """Publish a ``task_progress`` delta (indexes restart at 0 with each attempt)."""
@@ -206,6 +240,8 @@ class Engine:
         self._wakeup = asyncio.Event()
         self._slots = asyncio.Semaphore(settings.max_concurrency)
         self._running: dict[str, asyncio.Task[None]] = {}
+        #: The contexts of running tasks: what each has spent so far (not yet in usage).
+        self._contexts: dict[str, TaskContext] = {}
         self._cancel_requested: set[str] = set()
         self._draining = asyncio.Event()
         self._accepting = False
@@ -302,27 +338,52 @@ class Engine:
         priority: int | None = None,
         idempotency_key: str | None = None,
         article_id: str | None = None,
+        privileged: bool = False,
     ) -> SubmitOutcome:
+        fixed = Submission(payload, preview, article_id)
+
+        def prepare(tx: Tx) -> Submission:
+            return fixed
+
+        return await self.submit_prepared(
+            user_id,
+            task_type,
+            prepare,
+            priority=priority,
+            idempotency_key=idempotency_key,
+            privileged=privileged,
+        )
+
+    def effective_priority(self, task_type: str, priority: int | None, *, privileged: bool) -> int:
+        """The type's default, or the requested one: lower only, unless ``privileged``
+        (an administrator), so no user can push everyone else's work back."""
+        default = self.task_types[task_type].priority
+        if priority is None:
+            return default
+        return priority if privileged else min(priority, default)
+
+    async def submit_prepared(
+        self,
+        user_id: str,
+        task_type: str,
+        prepare: Callable[[Tx], Submission],
+        *,
+        priority: int | None = None,
+        idempotency_key: str | None = None,
+        privileged: bool = False,
+    ) -> SubmitOutcome:
+        """Submit what ``prepare(tx)`` returns, in the same write transaction as
+        whatever ``prepare`` wrote: a refused submit (any error) keeps none of it."""
         if not self._accepting:
             raise ShuttingDown("the server is shutting down; submit again shortly")
         kind = self.task_types[task_type]
-        digest = input_hash(kind, self.model, payload)
+        rank = self.effective_priority(task_type, priority, privileged=privileged)
         now = datetime.now(UTC)
-        fresh = NewTask(
-            id=str(uuid.uuid4()),
-            user_id=user_id,
-            task_type=task_type,
-            priority=kind.priority if priority is None else priority,
-            input=payload,
-            input_hash=digest,
-            article_id=article_id,
-            metadata={"preview": preview[:50]},
-            created_at=format_time(now),
-        )
+        created_at = format_time(now)
         since = format_time(now - timedelta(seconds=self.settings.result_ttl))
-        today = fresh.created_at[:10]
+        today = created_at[:10]
 
-        def answer(tx: Tx) -> SubmitOutcome:
+        def answer(tx: Tx, spec: Submission, digest: str) -> SubmitOutcome:
             if self.settings.result_ttl:
                 done = tx.completed_task(user_id, digest, since)
                 if done is not None:
@@ -330,7 +391,20 @@ class Engine:
             active = tx.active_task(user_id, digest)
             if active is not None:
                 return SubmitOutcome(active, created=False, deduplicated=False)
-            self._check_admission(tx, user_id, today)
+            estimate = 0 if kind.estimate is None else kind.estimate(tx, spec.payload)
+            self._check_admission(tx, user_id, today, estimate)
+            fresh = NewTask(
+                id=str(uuid.uuid4()),
+                user_id=user_id,
+                task_type=task_type,
+                priority=rank,
+                input=spec.payload,
+                input_hash=digest,
+                article_id=spec.article_id,
+                metadata={"preview": spec.preview[:50]},
+                created_at=created_at,
+                reserved_tokens=estimate,
+            )
             task = tx.insert_task(fresh)
             if task is None:
                 raise Conflict("an identical task was created meanwhile")
@@ -339,18 +413,18 @@ class Engine:
             return SubmitOutcome(task, created=True, deduplicated=False)
 
         def job(tx: Tx) -> SubmitOutcome:
+            spec = prepare(tx)
+            digest = input_hash(kind, self.model, spec.payload)
             if idempotency_key is None:
-                return answer(tx)
+                return answer(tx, spec, digest)
             earlier = tx.idempotency_key(user_id, idempotency_key)
             if earlier is not None:
                 first_hash, task = earlier
                 if first_hash != digest:
                     raise Conflict("this Idempotency-Key was used with a different request")
                 return SubmitOutcome(task, created=False, deduplicated=False)
-            outcome = answer(tx)
-            tx.record_idempotency_key(
-                user_id, idempotency_key, digest, outcome.task.id, fresh.created_at
-            )
+            outcome = answer(tx, spec, digest)
+            tx.record_idempotency_key(user_id, idempotency_key, digest, outcome.task.id, created_at)
             return outcome
 
         outcome = await self._store.write(job)
@@ -360,14 +434,35 @@ class Engine:
             self._changed("deduplicated", outcome.task)
         return outcome
 
-    def _check_admission(self, tx: Tx, user_id: str, today: str) -> None:
+    def _budget_left(
+        self, tx: Tx, user_id: str, today: str, *, excluding: str | None = None
+    ) -> int | None:
+        """What is left of the user's ``tasks.daily_token_budget`` today: the budget less
+        the tokens used and those reserved by unfinished tasks (each counted at no less
+        than it has spent so far), ``excluding`` one of them; None without a budget."""
+        budget = self.settings.daily_token_budget
+        if not budget:
+            return None
+        used = tx.tokens_used(user_id, today)
+        held = 0
+        for task_id, reserved in tx.unfinished_reservations(user_id).items():
+            if task_id != excluding:
+                running = self._contexts.get(task_id)
+                held += max(reserved, running.spent if running else 0)
+        return budget - used - held
+
+    def _check_admission(self, tx: Tx, user_id: str, today: str, estimate: int) -> None:
         if tx.count_unfinished(user_id) >= self.settings.max_pending_per_user:
             raise TooManyPending(
                 f"you already have {self.settings.max_pending_per_user} unfinished tasks"
             )
-        budget = self.settings.daily_token_budget
-        if budget and tx.tokens_used(user_id, today) >= budget:
-            raise QuotaExceeded(f"today's token budget of {budget} is spent")
+        left = self._budget_left(tx, user_id, today)
+        if left is not None and (left <= 0 or estimate > left):
+            raise QuotaExceeded(
+                f"this task may need about {estimate} tokens and {max(left, 0)} of today's"
+                f" budget of {self.settings.daily_token_budget} are left"
+                " (tokens used plus those reserved by unfinished tasks)"
+            )
 
     async def cancel(self, user_id: str, task_id: str) -> Task:
         task = await self._store.read.task(task_id, user_id)
@@ -401,7 +496,7 @@ class Engine:
                 raise NotFound("no such task")
             if existing.status not in (TaskStatus.FAILED, TaskStatus.CANCELLED):
                 raise Conflict(f"a {existing.status.value} task cannot be retried")
-            self._check_admission(tx, user_id, today)
+            self._check_admission(tx, user_id, today, existing.reserved_tokens)
             task = tx.retry_task(task_id, user_id)
             if task is None:
                 raise Conflict("the task can no longer be retried (an identical task is unfinished)")
@@ -470,7 +565,8 @@ class Engine:
         return await self._store.write(job)
 
     async def _start(self, task_id: str) -> Task | None:
-        """pending → running (publishing task_started), or failed when its runs are spent."""
+        """pending → running (publishing task_started), or failed when its runs are spent
+        or today's token budget no longer covers its reservation."""
         now = utcnow()
         limit = self.settings.max_attempts
 
@@ -483,18 +579,29 @@ class Engine:
                     "too_many_attempts",
                     f"the task was interrupted {limit} times without finishing; retry it to run again",
                 )
-                failed = tx.finish_task(
-                    task_id, TaskStatus.FAILED, now, error=error.as_dict(), from_statuses=("pending",)
+                return self._fail_pending(tx, task_id, now, error)
+            left = self._budget_left(tx, task.user_id, now[:10], excluding=task_id)
+            if left is not None and task.reserved_tokens > left:
+                error = TaskError(
+                    "quota_exceeded",
+                    f"today's token budget no longer covers this task (about {task.reserved_tokens}"
+                    f" tokens, {max(left, 0)} left); retry it tomorrow or when other tasks have finished",
+                    retryable=True,
                 )
-                assert failed is not None
-                self._publish(tx, "task_failed", failed, error=error.as_dict())
-                return None
+                return self._fail_pending(tx, task_id, now, error)
             started = tx.start_task(task_id, now)
             assert started is not None
             self._publish(tx, "task_started", started, attempt=started.attempts)
             return started
 
         return await self._store.write(job)
+
+    def _fail_pending(self, tx: Tx, task_id: str, now: str, error: TaskError) -> None:
+        failed = tx.finish_task(
+            task_id, TaskStatus.FAILED, now, error=error.as_dict(), from_statuses=("pending",)
+        )
+        assert failed is not None
+        self._publish(tx, "task_failed", failed, error=error.as_dict())
 
     async def _requeue(self, task: Task, *, reason: str) -> None:
         def job(tx: Tx) -> Task | None:
@@ -524,6 +631,16 @@ class Engine:
                 )
                 return
             ctx = TaskContext(task=task, store=self._store, llm=self._llm, _bus=self._bus)
+            user_id = task.user_id
+
+            async def budget_left() -> int | None:
+                # Read in a write job: the reservations it sums are the ones admission sees.
+                return await self._store.write(
+                    lambda tx: self._budget_left(tx, user_id, utcnow()[:10], excluding=task_id)
+                )
+
+            ctx._budget_left = budget_left
+            self._contexts[task_id] = ctx
             try:
                 async with asyncio.timeout(self.settings.timeout):
                     result = await kind.run(ctx)
@@ -557,6 +674,7 @@ class Engine:
             await self._fail_unrecorded(task_id)
         finally:
             self._cancel_requested.discard(task_id)
+            self._contexts.pop(task_id, None)
             self._running.pop(task_id, None)
             self._slots.release()
 

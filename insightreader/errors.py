@@ -131,10 +131,19 @@ class TooManyStreams(ApiError):
 
 
 class QuotaExceeded(ApiError):
-    """The user's ``tasks.daily_token_budget`` is spent."""
+    """The task's estimated tokens do not fit in what is left of the user's
+    ``tasks.daily_token_budget`` today."""
 
     status = 429
     code = "quota_exceeded"
+
+
+class StorageQuotaExceeded(ApiError):
+    """The user's library is at ``library.max_articles_per_user`` or
+    ``library.max_bytes_per_user``."""
+
+    status = 429
+    code = "storage_quota_exceeded"
 
 
 class ShuttingDown(ApiError):
@@ -168,13 +177,30 @@ class StorageFull(ApiError):
 class TaskError(InsightReaderError):
     """Ends a task run as failed; stored as the task's ``error``."""
 
-    def __init__(self, code: str, message: str, *, retryable: bool = False) -> None:
+    def __init__(
+        self,
+        code: str,
+        message: str,
+        *,
+        retryable: bool = False,
+        fallback: dict[str, object] | None = None,
+    ) -> None:
         super().__init__(message)
         self.code = code
         self.retryable = retryable
+        #: What a client may still show although the task failed (e.g. default
+        #: follow-up buttons); stored and sent as ``error.fallback``.
+        self.fallback = fallback
+
+    def with_fallback(self, fallback: dict[str, object]) -> TaskError:
+        """The same failure, carrying ``fallback``."""
+        return TaskError(self.code, self.message, retryable=self.retryable, fallback=fallback)
 
     def as_dict(self) -> dict[str, object]:
-        return {"code": self.code, "message": self.message, "retryable": self.retryable}
+        body: dict[str, object] = {"code": self.code, "message": self.message, "retryable": self.retryable}
+        if self.fallback is not None:
+            body["fallback"] = self.fallback
+        return body
 
 
 class TaskDeferred(InsightReaderError):

@@ -87,6 +87,8 @@ class Task:
     created_at: str
     started_at: str | None
     finished_at: str | None
+    #: Tokens set aside for this task while it is unfinished (tasks.daily_token_budget).
+    reserved_tokens: int = 0
 
     def public(self) -> dict[str, Any]:
         """The task as the API shows it."""
@@ -134,6 +136,7 @@ class NewTask:
     article_id: str | None
     metadata: dict[str, Any]
     created_at: str
+    reserved_tokens: int = 0
 
 
 @dataclass(frozen=True)
@@ -145,6 +148,37 @@ class Event:
     user_id: str
     event: str
     data: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ArticleItem:
+    """An article as a list shows it: its excerpt, never its text."""
+
+    id: str
+    seq: int
+    user_id: str
+    title: str
+    url: str | None
+    content_hash: str
+    excerpt: str
+    analysis: dict[str, Any] | None
+    meta_analysis: dict[str, Any] | None
+    created_at: str
+    updated_at: str
+
+    def public(self) -> dict[str, Any]:
+        return {
+            "article_id": self.id,
+            "title": self.title,
+            "url": self.url,
+            "content_hash": self.content_hash,
+            "excerpt": self.excerpt,
+            "analysis": self.analysis,
+            "meta_analysis": self.meta_analysis,
+            "lenses": {},
+            "created_at": self.created_at,
+            "updated_at": self.updated_at,
+        }
 
 
 @dataclass(frozen=True)
@@ -161,20 +195,22 @@ class Article:
     lenses: dict[str, dict[str, Any]]
     created_at: str
     updated_at: str
+    excerpt: str = ""
+    #: The text's estimated size in tokens (``text.estimate_tokens``), set at save time.
+    tokens: int = 0
 
-    def public(self, *, content: bool = True) -> dict[str, Any]:
-        """The article as the API shows it (lists leave the content out)."""
-        body: dict[str, Any] = {
+    def public(self) -> dict[str, Any]:
+        """The article as the API shows it, with its text."""
+        return {
             "article_id": self.id,
             "title": self.title,
             "url": self.url,
             "content_hash": self.content_hash,
+            "excerpt": self.excerpt,
+            "content": self.content,
             "analysis": self.analysis,
             "meta_analysis": self.meta_analysis,
             "lenses": self.lenses,
             "created_at": self.created_at,
             "updated_at": self.updated_at,
         }
-        if content:
-            body["content"] = self.content
-        return body

@@ -43,7 +43,17 @@ import aiosqlite
 from . import migrate
 from .config import DatabaseSettings
 from .errors import AlreadyRunning, ShuttingDown, StorageBusy, StorageFull
-from .records import Article, NewTask, QueuedTask, SessionRecord, Task, TaskStatus, User, to_json
+from .records import (
+    Article,
+    ArticleItem,
+    NewTask,
+    QueuedTask,
+    SessionRecord,
+    Task,
+    TaskStatus,
+    User,
+    to_json,
+)
 from .supervisor import Supervisor
 
 log = logging.getLogger(__name__)
@@ -51,6 +61,18 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 MAX_BATCH = 256
 UNFINISHED = ("pending", "running")
+#: What a task list reads: every column but ``input`` (up to a request body's size,
+#: and never shown by the API).
+_TASK_LIST_COLUMNS = (
+    "seq, id, user_id, task_type, status, priority, attempts, attempts_excused, input_hash,"
+    " article_id, metadata, result, error, model, prompt_tokens, completion_tokens,"
+    " created_at, started_at, finished_at, reserved_tokens"
+)
+#: What an article list reads: no ``content``.
+_ARTICLE_LIST_COLUMNS = (
+    "seq, id, user_id, title, url, content_hash, excerpt, analysis, meta_analysis,"
+    " created_at, updated_at"
+)
 
 
 def _loads(text: str | None) -> Any:
@@ -68,6 +90,7 @@ def translate(exc: sqlite3.Error) -> Exception:
 
 
 def _task(row: sqlite3.Row) -> Task:
+    """A task from its row; a list row (without ``input``) gets an empty input."""
     return Task(
         id=row["id"],
         seq=row["seq"],
@@ -77,7 +100,7 @@ def _task(row: sqlite3.Row) -> Task:
         priority=row["priority"],
         attempts=row["attempts"],
         attempts_excused=row["attempts_excused"],
-        input=_loads(row["input"]),
+        input=_loads(row["input"]) if "input" in row.keys() else {},
         input_hash=row["input_hash"],
         article_id=row["article_id"],
         metadata=_loads(row["metadata"]),
@@ -89,6 +112,7 @@ def _task(row: sqlite3.Row) -> Task:
         created_at=row["created_at"],
         started_at=row["started_at"],
         finished_at=row["finished_at"],
+        reserved_tokens=row["reserved_tokens"],
     )
 
 
@@ -127,6 +151,24 @@ def _article(row: sqlite3.Row, lenses: dict[str, dict[str, Any]]) -> Article:
         analysis=_loads(row["analysis"]),
         meta_analysis=_loads(row["meta_analysis"]),
         lenses=lenses,
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+        excerpt=row["excerpt"],
+        tokens=row["tokens"],
+    )
+
+
+def _article_item(row: sqlite3.Row) -> ArticleItem:
+    return ArticleItem(
+        id=row["id"],
+        seq=row["seq"],
+        user_id=row["user_id"],
+        title=row["title"],
+        url=row["url"],
+        content_hash=row["content_hash"],
+        excerpt=row["excerpt"],
+        analysis=_loads(row["analysis"]),
+        meta_analysis=_loads(row["meta_analysis"]),
         created_at=row["created_at"],
         updated_at=row["updated_at"],
     )
@@ -221,13 +263,6 @@ class Reader:
         }
         return _article(row, lenses)
 
-    async def article_by_hash(self, user_id: str, content_hash: str) -> Article | None:
-        row = await self._one(
-            "SELECT id FROM articles WHERE user_id = ? AND content_hash = ?",
-            (user_id, content_hash),
-        )
-        return None if row is None else await self.article(row["id"], user_id)
-
     async def tokens_used(self, user_id: str, day: str) -> int:
         row = await self._one(_TOKENS_USED, (user_id, day))
         assert row is not None
@@ -242,8 +277,9 @@ class Reader:
         limit: int,
         before_seq: int | None,
     ) -> list[Task]:
-        """The user's tasks, newest first, ``limit`` of them below ``before_seq``."""
-        sql = "SELECT * FROM tasks WHERE user_id = ?"
+        """The user's tasks, newest first, ``limit`` of them below ``before_seq``
+        (without their ``input``: a list never shows it)."""
+        sql = f"SELECT {_TASK_LIST_COLUMNS} FROM tasks WHERE user_id = ?"
         params: list[Any] = [user_id]
         if status is not None:
             sql += " AND status = ?"
@@ -260,16 +296,16 @@ class Reader:
 
     async def list_articles(
         self, user_id: str, *, limit: int, before_seq: int | None
-    ) -> list[Article]:
-        """The user's articles, newest first, without lens results."""
-        sql = "SELECT * FROM articles WHERE user_id = ?"
+    ) -> list[ArticleItem]:
+        """The user's articles, newest first: excerpts, not texts."""
+        sql = f"SELECT {_ARTICLE_LIST_COLUMNS} FROM articles WHERE user_id = ?"
         params: list[Any] = [user_id]
         if before_seq is not None:
             sql += " AND seq < ?"
             params.append(before_seq)
         sql += " ORDER BY seq DESC LIMIT ?"
         params.append(limit)
-        return [_article(row, {}) for row in await self._all(sql, params)]
+        return [_article_item(row) for row in await self._all(sql, params)]
 
     async def unfinished_article_tasks(self, user_id: str, article_id: str) -> list[Task]:
         rows = await self._all(
@@ -444,6 +480,35 @@ class Tx:
         row = self._one("SELECT * FROM sessions WHERE id = ? AND user_id = ?", (session_id, user_id))
         return _session(row) if row else None
 
+    def article_tokens(self, article_id: str) -> int | None:
+        """An article's estimated size in tokens (without reading its text)."""
+        row = self._one("SELECT tokens FROM articles WHERE id = ?", (article_id,))
+        return None if row is None else int(row[0])
+
+    def article_ref_by_hash(self, user_id: str, content_hash: str) -> tuple[str, str] | None:
+        """The id and title of the user's article with this content, if saved."""
+        row = self._one(
+            "SELECT id, title FROM articles WHERE user_id = ? AND content_hash = ?",
+            (user_id, content_hash),
+        )
+        return None if row is None else (str(row[0]), str(row[1]))
+
+    def library_usage(self, user_id: str) -> tuple[int, int]:
+        """The user's stored articles and their bytes (title and text, UTF-8)."""
+        row = self._one(
+            "SELECT articles, bytes FROM library_usage WHERE user_id = ?", (user_id,)
+        )
+        return (0, 0) if row is None else (int(row[0]), int(row[1]))
+
+    def unfinished_reservations(self, user_id: str) -> dict[str, int]:
+        """Tokens reserved by each of the user's unfinished tasks, by task id."""
+        rows = self._conn.execute(
+            "SELECT id, reserved_tokens FROM tasks"
+            " WHERE user_id = ? AND status IN ('pending', 'running')",
+            (user_id,),
+        )
+        return {str(r[0]): int(r[1]) for r in rows}
+
     def count_unfinished(self, user_id: str) -> int:
         row = self._one(
             "SELECT count(*) FROM tasks WHERE user_id = ? AND status IN ('pending', 'running')",
@@ -512,8 +577,8 @@ class Tx:
         """Insert a pending task; None when an unfinished task with the same hash exists."""
         row = self._one(
             "INSERT INTO tasks (id, user_id, task_type, status, priority, input, input_hash,"
-            " article_id, metadata, created_at)"
-            " VALUES (?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING RETURNING *",
+            " article_id, metadata, created_at, reserved_tokens)"
+            " VALUES (?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING RETURNING *",
             (
                 task.id,
                 task.user_id,
@@ -524,6 +589,7 @@ class Tx:
                 task.article_id,
                 to_json(task.metadata),
                 task.created_at,
+                task.reserved_tokens,
             ),
         )
         return _task(row) if row else None
@@ -613,7 +679,7 @@ class Tx:
         return (
             self._execute(
                 "INSERT INTO articles (id, user_id, title, content, url, content_hash,"
-                " created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+                " excerpt, tokens, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
                 " ON CONFLICT (user_id, content_hash) DO NOTHING",
                 (
                     article.id,
@@ -622,6 +688,8 @@ class Tx:
                     article.content,
                     article.url,
                     article.content_hash,
+                    article.excerpt,
+                    article.tokens,
                     article.created_at,
                     article.updated_at,
                 ),

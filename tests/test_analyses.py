@@ -15,7 +15,7 @@ from insightreader.analyses.article import ArticleAnalysis
 from insightreader.analyses.buttons import Buttons
 from insightreader.analyses.lens import LENSES, LensResult
 from insightreader.analyses.meta import MetaAnalysis
-from tests.fake_upstream import FakeUpstream, Hang, server_error, unknown_model
+from tests.fake_upstream import FakeUpstream, Hang, Reply, server_error, unknown_model
 from tests.support.client import Api, register
 from tests.support.process import ServerProcess
 
@@ -103,38 +103,81 @@ async def test_five_types_against_the_upstream(start_server: Callable[..., Serve
 
 
 async def test_daily_token_budget(start_server: Callable[..., ServerProcess], fake: FakeUpstream) -> None:
-    server = start_server(**upstream_config(fake, daily_token_budget=100))
+    # Buttons for a short selection reserve ~710 tokens (prompt + max_tokens): one fits
+    # in 800, a second does not while the first is unfinished, nor once one used 150.
+    server = start_server(**upstream_config(fake, daily_token_budget=800))
     async with httpx.AsyncClient(base_url=server.url, timeout=30) as http:
         api = await register(http)
+        fake.default = Hang()
         first = await api.post("/api/v1/insights/generate-buttons", {"selected_text": "Trees cool streets."})
         assert first.status_code == 202
-        task = await api.wait_status(first.json()["task_id"], "completed")
-        assert sum(task["usage"].values()) == sum(FAKE_USAGE) > 100
+        await fake.wait_for_requests(1)
+        reserved = await api.post("/api/v1/insights/generate-buttons", {"selected_text": "Another passage."})
+        assert reserved.status_code == 429, reserved.text
+        assert reserved.json()["error"]["code"] == "quota_exceeded"
+        await api.post(f"/api/v1/tasks/{first.json()['task_id']}/cancel")
+        fake.default = Reply()
+        done = await api.post("/api/v1/insights/generate-buttons", {"selected_text": "Shade matters."})
+        assert done.status_code == 202, done.text
+        task = await api.wait_status(done.json()["task_id"], "completed")
+        assert sum(task["usage"].values()) == sum(FAKE_USAGE)
         over = await api.post("/api/v1/insights/generate-buttons", {"selected_text": "Another passage."})
         assert over.status_code == 429
         assert over.json()["error"]["code"] == "quota_exceeded"
         # A dedup hit costs nothing and is still answered.
-        again = await api.post("/api/v1/insights/generate-buttons", {"selected_text": "Trees cool streets."})
+        again = await api.post("/api/v1/insights/generate-buttons", {"selected_text": "Shade matters."})
         assert again.status_code == 200 and again.json()["deduplicated"] is True
         other = await register(http)
         assert (await other.post("/api/v1/insights/generate-buttons", {"selected_text": "x y"})).status_code == 202
+        usage = (await api.get("/api/v1/usage")).json()["budget"]
+        assert usage["used_today"] == sum(FAKE_USAGE)
 
 
-async def test_buttons_fall_back_to_defaults_when_the_model_fails(
+async def test_failed_buttons_carry_the_defaults_and_are_never_a_dedup_hit(
     start_server: Callable[..., ServerProcess], fake: FakeUpstream
 ) -> None:
     fake.default = unknown_model()
     server = start_server(**upstream_config(fake))
+    body = {"selected_text": "树木让街道更凉爽。"}
     async with httpx.AsyncClient(base_url=server.url, timeout=30) as http:
         api = await register(http)
-        response = await api.post("/api/v1/insights/generate-buttons", {"selected_text": "树木让街道更凉爽。"})
+        response = await api.post("/api/v1/insights/generate-buttons", body)
         task = await api.wait_status(response.json()["task_id"], "completed", "failed")
-    assert task["status"] == "completed"
-    result = task["result"]
-    assert result["fallback"] is True
-    assert result["error"]["code"] == "upstream_rejected"
-    assert len(result["buttons"]) == 3
-    assert all(any("\u4e00" <= ch <= "\u9fff" for ch in b["label"]) for b in result["buttons"])
+        assert task["status"] == "failed"
+        assert task["result"] is None
+        error = task["error"]
+        assert error["code"] == "upstream_rejected" and error["retryable"] is False
+        buttons = error["fallback"]["buttons"]
+        assert len(buttons) == 3
+        assert all(any("\u4e00" <= ch <= "\u9fff" for ch in b["label"]) for b in buttons)
+
+        # A provider that is down: a retryable failure, still with the defaults.
+        fake.default = server_error(500)
+        down = await api.post("/api/v1/insights/generate-buttons", {"selected_text": "Trees cool streets."})
+        failed = await api.wait_status(down.json()["task_id"], "completed", "failed", timeout=40)
+        assert failed["status"] == "failed"
+        assert failed["error"]["code"] == "upstream_unavailable" and failed["error"]["retryable"] is True
+        assert len(failed["error"]["fallback"]["buttons"]) == 3
+        listed = {t["task_id"]: t for t in await api.all_tasks(status="failed")}
+        assert listed[failed["task_id"]]["error"]["fallback"] == failed["error"]["fallback"]
+
+        # The provider is back: the same body is new work, not the stale defaults.
+        fake.default = Reply()
+        again = await api.post("/api/v1/insights/generate-buttons", {"selected_text": "Trees cool streets."})
+        assert again.status_code == 202, again.text
+        assert again.json()["task_id"] != failed["task_id"]
+        assert again.json().get("deduplicated") is not True
+        fresh = await api.wait_status(again.json()["task_id"], "completed", "failed")
+        assert fresh["status"] == "completed" and fresh["error"] is None
+        Buttons.model_validate(fresh["result"])
+        # Only a completed task answers from the cache.
+        cached = await api.post("/api/v1/insights/generate-buttons", {"selected_text": "Trees cool streets."})
+        assert cached.status_code == 200 and cached.json()["deduplicated"] is True
+        assert cached.json()["task_id"] == fresh["task_id"]
+        # The failed one can be retried in place.
+        retried = await api.post(f"/api/v1/tasks/{task['task_id']}/retry")
+        assert retried.status_code == 202
+        assert (await api.wait_status(task["task_id"], "completed", "failed"))["status"] == "completed"
 
 
 async def test_articles_api(start_server: Callable[..., ServerProcess], fake: FakeUpstream) -> None:

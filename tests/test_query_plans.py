@@ -21,6 +21,8 @@ async def test_submit_path_queries_do_not_walk_a_users_history(tmp_path: Path) -
             tx.active_task("u", "sha256:x")
             tx.completed_task("u", "sha256:x", "2026-01-01")
             tx.idempotency_key("u", "key")
+            tx.unfinished_reservations("u")
+            tx.library_usage("u")
         finally:
             tx._conn.set_trace_callback(None)
 
@@ -28,7 +30,7 @@ async def test_submit_path_queries_do_not_walk_a_users_history(tmp_path: Path) -
         await store.write(submit_path_reads)
     finally:
         await store.close()
-    assert len(statements) == 4
+    assert len(statements) == 6
     conn = sqlite3.connect(tmp_path / "plans.db")
     plans = {}
     for sql in statements:
@@ -40,3 +42,9 @@ async def test_submit_path_queries_do_not_walk_a_users_history(tmp_path: Path) -
         assert "tasks_user_seq" not in plan, (sql, plan)  # the user's whole history
     count = next(plan for sql, plan in plans.items() if "count(*)" in sql)
     assert "tasks_unfinished_by_user" in count
+    # The token budget sums reservations over the user's unfinished tasks only.
+    reserved = next(plan for sql, plan in plans.items() if "reserved_tokens" in sql)
+    assert "tasks_unfinished_by_user" in reserved
+    # The storage quota reads one counter row, never the user's articles.
+    quota = next(plan for sql, plan in plans.items() if "library_usage" in sql)
+    assert "articles" not in quota.replace("library_usage", "")

@@ -316,7 +316,8 @@ async def test_a_user_never_sees_another_users_events(client: httpx.AsyncClient)
     async with open_stream(client, alice.token) as a, open_stream(client, bob.token) as b:
         await a.events.next()
         await b.events.next()
-        alices = [await alice.submit_id("echo", {"n": n}) for n in range(3)]
+        for n in range(3):
+            await alice.submit_id("echo", {"n": n})
         bobs = [await bob.submit_id("echo", {"n": n}) for n in range(2)]
         await a.events.until(lambda m: _count(a.events.received, "task_completed") == 3)
         got = await b.events.until(lambda m: _count(b.events.received, "task_completed") == 2)

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from functools import partial
+from types import ModuleType
 
 from ..config import LLMSettings
 from ..engine import TaskType
 from . import article, buttons, insight, lens, meta
+from .common import article_estimate
 from .lens import LENSES
 
 __all__ = ["LENSES", "task_types"]
@@ -16,14 +18,24 @@ INTERACTIVE, ON_DEMAND, BULK = 5, 3, 0
 
 
 def task_types(llm: LLMSettings) -> dict[str, TaskType]:
-    context = llm.context_tokens
+    sizes = {"context_tokens": llm.context_tokens, "max_chunks": llm.max_chunks_per_article}
+
+    def on_article(module: ModuleType, priority: int) -> TaskType:
+        return TaskType(
+            module.NAME,
+            partial(module.run, **sizes),
+            priority,
+            module.PROMPT_VERSION,
+            estimate=article_estimate(**sizes, max_tokens=module.MAX_TOKENS),
+        )
+
     return {
         t.name: t
         for t in (
-            TaskType(article.NAME, partial(article.run, context_tokens=context), BULK, article.PROMPT_VERSION),
-            TaskType(meta.NAME, partial(meta.run, context_tokens=context), ON_DEMAND, meta.PROMPT_VERSION),
-            TaskType(lens.NAME, partial(lens.run, context_tokens=context), ON_DEMAND, lens.PROMPT_VERSION),
-            TaskType(buttons.NAME, buttons.run, INTERACTIVE, buttons.PROMPT_VERSION),
-            TaskType(insight.NAME, insight.run, INTERACTIVE, insight.PROMPT_VERSION),
+            on_article(article, BULK),
+            on_article(meta, ON_DEMAND),
+            on_article(lens, ON_DEMAND),
+            TaskType(buttons.NAME, buttons.run, INTERACTIVE, buttons.PROMPT_VERSION, buttons.estimate),
+            TaskType(insight.NAME, insight.run, INTERACTIVE, insight.PROMPT_VERSION, insight.estimate),
         )
     }

@@ -15,6 +15,8 @@ from .common import JSON_RULES, analyse_article
 
 NAME = "article_analysis"
 PROMPT_VERSION = "1"
+#: ``max_tokens`` of the answer.
+MAX_TOKENS = 1500
 
 SYSTEM = f"""You are a careful reading assistant. Analyse the article for a reader who wants
 to understand it quickly and decide what to read closely.
@@ -36,8 +38,11 @@ class ArticleAnalysis(BaseModel):
     questions: list[str] = Field(default_factory=list, max_length=5)
 
 
-async def run(ctx: TaskContext, *, context_tokens: int) -> dict[str, Any]:
-    article, analysis = await analyse_article(ctx, NAME, SYSTEM, ArticleAnalysis, context_tokens)
+async def run(ctx: TaskContext, *, context_tokens: int, max_chunks: int) -> dict[str, Any]:
+    article, analysis = await analyse_article(
+        ctx, NAME, SYSTEM, ArticleAnalysis,
+        context_tokens=context_tokens, max_chunks=max_chunks, max_tokens=MAX_TOKENS,
+    )
     # The model's guess is replaced by a count: it is exact for the full text.
     analysis["reading_time_minutes"] = await asyncio.to_thread(text.reading_time_minutes, article.content)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
@@ -9,10 +10,13 @@ from pydantic import BaseModel, Field
 from .. import text
 from ..engine import TaskContext
 from ..errors import TaskError
-from .common import JSON_RULES, block, complete, messages
+from ..store import Tx
+from .common import JSON_RULES, block, complete, messages, request_cost
 
 NAME = "button_generation"
 PROMPT_VERSION = "1"
+#: ``max_tokens`` of the answer (three short buttons).
+MAX_TOKENS = 500
 
 Intent = Literal["explain", "challenge", "example", "connect", "deeper"]
 
@@ -52,12 +56,11 @@ def default_buttons(selected_text: str) -> list[dict[str, str]]:
     return [{"label": l, "prompt": p, "intent": i} for l, p, i in _DEFAULTS[language]]
 
 
-async def run(ctx: TaskContext) -> dict[str, Any]:
-    data = ctx.task.input
+def _messages(data: Mapping[str, Any]) -> list[dict[str, str]]:
     history = "\n".join(
         f"{turn['role']}: {turn['content']}" for turn in data.get("conversation_history") or []
     )
-    msgs = messages(
+    return messages(
         SYSTEM,
         NAME,
         block("selection", data["selected_text"]),
@@ -65,10 +68,19 @@ async def run(ctx: TaskContext) -> dict[str, Any]:
         block("intent", data["intent"]) if data.get("intent") else "",
         block("history", history) if history else "",
     )
+
+
+def estimate(tx: Tx, payload: Mapping[str, Any]) -> int:
+    return request_cost(_messages(payload), MAX_TOKENS)
+
+
+async def run(ctx: TaskContext) -> dict[str, Any]:
+    data = ctx.task.input
+    msgs = _messages(data)
     try:
-        buttons = await complete(ctx, NAME, msgs, Buttons)
+        buttons = await complete(ctx, NAME, msgs, Buttons, max_tokens=MAX_TOKENS)
     except TaskError as exc:
-        # As the original design did: the reader still gets useful buttons, and
-        # the result says why they are the defaults.
-        return {"buttons": default_buttons(data["selected_text"]), "fallback": True, "error": exc.as_dict()}
+        # The task fails like any other (counted, retryable, never a dedup hit), and
+        # the reader still gets useful buttons: the defaults travel as error.fallback.
+        raise exc.with_fallback({"buttons": default_buttons(data["selected_text"])}) from None
     return {"buttons": [b.model_dump() for b in buttons.buttons]}

@@ -9,7 +9,9 @@ defused so the data cannot end its own block early.
 from __future__ import annotations
 
 import asyncio
+import math
 import re
+from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 from pydantic import BaseModel
@@ -17,7 +19,9 @@ from pydantic import BaseModel
 from .. import text
 from ..engine import TaskContext
 from ..errors import TaskError
+from ..llm.tokens import estimate_prompt_tokens
 from ..records import Article
+from ..store import Tx
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -32,6 +36,12 @@ JSON_RULES = "Answer with one JSON object only, no prose around it, matching the
 RESERVED_TOKENS = 3000
 #: Chunks are summarised at most this many at once (each is one upstream request).
 CHUNK_CONCURRENCY = 2
+#: ``max_tokens`` of a chunk's notes.
+CHUNK_MAX_TOKENS = 800
+#: Tokens allowed, in a reservation, for a request's instructions and tags around the
+#: data (the longest system prompt here, a lens with its instructions, is ~350; a
+#: title up to 500 characters).
+PROMPT_ALLOWANCE = 600
 
 
 def _defuse(tag: str, value: str) -> str:
@@ -52,11 +62,12 @@ def messages(system: str, task_name: str, *blocks: str) -> list[dict[str, str]]:
 
 
 async def complete(
-    ctx: TaskContext, task_name: str, msgs: list[dict[str, str]], model: type[M]
+    ctx: TaskContext, task_name: str, msgs: list[dict[str, str]], model: type[M], *, max_tokens: int
 ) -> M:
-    """One structured answer from the model, its usage recorded on the task."""
+    """One structured answer from the model (at most ``max_tokens`` long), its usage
+    recorded on the task."""
     assert ctx.llm is not None, "LLM task types need the LLM client"
-    completion = await ctx.llm.complete_json(msgs, model, schema_name=task_name)
+    completion = await ctx.llm.complete_json(msgs, model, schema_name=task_name, max_tokens=max_tokens)
     ctx.record_usage(completion.model, completion.usage.prompt_tokens, completion.usage.completion_tokens)
     return completion.value
 
@@ -102,17 +113,67 @@ def chunks(content: str, budget_tokens: int) -> list[str]:
     return pieces
 
 
-async def article_material(ctx: TaskContext, article: Article, context_tokens: int) -> str:
+def chunk_budget(context_tokens: int) -> int:
+    """The most tokens of article text one request carries."""
+    return max(500, context_tokens - RESERVED_TOKENS)
+
+
+def article_cost(article_tokens: int, *, context_tokens: int, max_chunks: int, max_tokens: int) -> int:
+    """The most tokens an analysis of an article this size may spend: one request when
+    it fits, otherwise a request per part (at most ``max_chunks``) and the final one on
+    the notes. Reserved at submit against ``tasks.daily_token_budget``."""
+    budget = chunk_budget(context_tokens)
+    if article_tokens <= budget:
+        return PROMPT_ALLOWANCE + article_tokens + max_tokens
+    parts = min(max_chunks, math.ceil(article_tokens / budget))
+    mapped = min(article_tokens, parts * budget) + parts * (PROMPT_ALLOWANCE + CHUNK_MAX_TOKENS)
+    return mapped + PROMPT_ALLOWANCE + parts * CHUNK_MAX_TOKENS + max_tokens
+
+
+def article_estimate(
+    *, context_tokens: int, max_chunks: int, max_tokens: int
+) -> Callable[[Tx, Mapping[str, Any]], int]:
+    """A task type's ``estimate`` for analyses of a stored article (``input.article_id``):
+    it runs inside the submit's write job, so it only reads through ``tx``."""
+
+    def estimate(tx: Tx, payload: Mapping[str, Any]) -> int:
+        tokens = tx.article_tokens(payload["article_id"])
+        return article_cost(
+            tokens or 0, context_tokens=context_tokens, max_chunks=max_chunks, max_tokens=max_tokens
+        )
+
+    return estimate
+
+
+def request_cost(msgs: list[dict[str, str]], max_tokens: int) -> int:
+    """The most one request may cost: its prompt and its answer at ``max_tokens``."""
+    return estimate_prompt_tokens(msgs) + max_tokens
+
+
+async def article_material(
+    ctx: TaskContext, article: Article, context_tokens: int, *, max_chunks: int, max_tokens: int
+) -> str:
     """The article text when it fits the model's context; otherwise notes on each
-    chunk (map), joined in order for the final request (reduce)."""
-    budget = max(500, context_tokens - RESERVED_TOKENS)
+    chunk (map), joined in order for the final request (reduce). Before each batch of
+    chunk requests the run checks that the budget still covers the rest of it."""
+    budget = chunk_budget(context_tokens)
     # Text work on a whole article (up to seconds at the body limit) runs in a
     # worker thread: the event loop serves everyone else meanwhile.
     if await asyncio.to_thread(text.estimate_tokens, article.content) <= budget:
         return article.content
     parts = await asyncio.to_thread(chunks, article.content, budget)
+    if len(parts) > max_chunks:
+        raise TaskError(
+            "content_too_long",
+            f"the article needs {len(parts)} parts of {budget} tokens;"
+            f" llm.max_chunks_per_article allows {max_chunks}",
+        )
+    sizes = await asyncio.to_thread(lambda: [text.estimate_tokens(part) for part in parts])
+    costs = [size + PROMPT_ALLOWANCE + CHUNK_MAX_TOKENS for size in sizes]
+    final = PROMPT_ALLOWANCE + len(parts) * CHUNK_MAX_TOKENS + max_tokens
     notes: list[str] = []
     for start in range(0, len(parts), CHUNK_CONCURRENCY):
+        await ctx.ensure_budget(sum(costs[start:]) + final)
         batch = parts[start : start + CHUNK_CONCURRENCY]
         answers = await asyncio.gather(
             *(
@@ -126,6 +187,7 @@ async def article_material(ctx: TaskContext, article: Article, context_tokens: i
                         block("article", part),
                     ),
                     ChunkNotes,
+                    max_tokens=CHUNK_MAX_TOKENS,
                 )
                 for part in batch
             )
@@ -141,14 +203,19 @@ async def analyse_article(
     task_name: str,
     system: str,
     model: type[M],
-    context_tokens: int,
     *blocks: str,
+    context_tokens: int,
+    max_chunks: int,
+    max_tokens: int,
 ) -> tuple[Article, dict[str, Any]]:
     """The task's article and the model's answer about it (``blocks`` go before the
     article's title and text; a long article is chunked first)."""
     article = await load_article(ctx)
-    material = await article_material(ctx, article, context_tokens)
+    material = await article_material(
+        ctx, article, context_tokens, max_chunks=max_chunks, max_tokens=max_tokens
+    )
     msgs = messages(
         system, task_name, *blocks, block("title", article.title), block("article", material)
     )
-    return article, (await complete(ctx, task_name, msgs, model)).model_dump()
+    await ctx.ensure_budget(request_cost(msgs, max_tokens))
+    return article, (await complete(ctx, task_name, msgs, model, max_tokens=max_tokens)).model_dump()

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from typing import Any
 
 from .. import text
 from ..engine import TaskContext
-from .common import block, load_article, messages
+from ..store import Tx
+from .common import PROMPT_ALLOWANCE, block, load_article, messages, request_cost
 
 NAME = "insight_generation"
 PROMPT_VERSION = "1"
@@ -17,6 +19,8 @@ COALESCE_SECONDS = 0.05
 COALESCE_TOKENS = 20
 #: Characters of article text around the selection given as context.
 CONTEXT_CHARS = 1500
+#: ``max_tokens`` of the insight (3-6 sentences).
+MAX_TOKENS = 800
 
 SYSTEM = """You are a thoughtful reading companion. The reader selected a passage and wants
 insight into it. In 3-6 sentences of plain prose (no headings, no lists, no JSON): say what
@@ -54,20 +58,34 @@ def _context(content: str, selection: str) -> str:
     return content[start : at + len(selection) + CONTEXT_CHARS // 2]
 
 
-async def run(ctx: TaskContext) -> dict[str, Any]:
-    assert ctx.llm is not None, "LLM task types need the LLM client"
-    data = ctx.task.input
+def _blocks(data: Mapping[str, Any]) -> list[str]:
     blocks = [block("selection", data["selected_text"])]
-    if data.get("article_id"):
-        article = await load_article(ctx)
-        blocks.insert(0, block("title", article.title))
-        blocks.insert(1, block("article", _context(article.content, data["selected_text"])))
     if data.get("intent"):
         blocks.append(block("intent", data["intent"]))
     if data.get("question"):
         blocks.append(block("question", data["question"]))
+    return blocks
+
+
+def estimate(tx: Tx, payload: Mapping[str, Any]) -> int:
+    """The request's cost; with an article, its title and at most ``CONTEXT_CHARS``
+    characters of context (a token is at least a character)."""
+    cost = request_cost(messages(SYSTEM, NAME, *_blocks(payload)), MAX_TOKENS)
+    return cost + (PROMPT_ALLOWANCE + CONTEXT_CHARS if payload.get("article_id") else 0)
+
+
+async def run(ctx: TaskContext) -> dict[str, Any]:
+    assert ctx.llm is not None, "LLM task types need the LLM client"
+    data = ctx.task.input
+    blocks = _blocks(data)
+    if data.get("article_id"):
+        article = await load_article(ctx)
+        blocks.insert(0, block("title", article.title))
+        blocks.insert(1, block("article", _context(article.content, data["selected_text"])))
     coalescer = Coalescer(ctx)
-    completion = await ctx.llm.stream_text(messages(SYSTEM, NAME, *blocks), coalescer.add)
+    completion = await ctx.llm.stream_text(
+        messages(SYSTEM, NAME, *blocks), coalescer.add, max_tokens=MAX_TOKENS
+    )
     await coalescer.flush()
     ctx.record_usage(completion.model, completion.usage.prompt_tokens, completion.usage.completion_tokens)
     return {"insight": completion.value, "article_id": data.get("article_id")}

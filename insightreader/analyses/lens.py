@@ -14,6 +14,8 @@ from .common import JSON_RULES, analyse_article, block
 
 NAME = "thinking_lens"
 PROMPT_VERSION = "1"
+#: ``max_tokens`` of the answer.
+MAX_TOKENS = 1500
 
 
 @dataclass(frozen=True)
@@ -95,11 +97,12 @@ article), questions (2-3 questions for the reader).
 {JSON_RULES}"""
 
 
-async def run(ctx: TaskContext, *, context_tokens: int) -> dict[str, Any]:
+async def run(ctx: TaskContext, *, context_tokens: int, max_chunks: int) -> dict[str, Any]:
     lens = LENSES[ctx.task.input["lens_type"]]
     system = SYSTEM + f"\nLens instructions: {lens.instructions}"
     article, answer = await analyse_article(
-        ctx, NAME, system, LensResult, context_tokens, block("lens", lens.type)
+        ctx, NAME, system, LensResult, block("lens", lens.type),
+        context_tokens=context_tokens, max_chunks=max_chunks, max_tokens=MAX_TOKENS,
     )
     result = {"lens_type": lens.type, "lens_name": lens.name, **answer}
 

@@ -13,6 +13,8 @@ from .common import JSON_RULES, analyse_article
 
 NAME = "meta_analysis"
 PROMPT_VERSION = "1"
+#: ``max_tokens`` of the answer.
+MAX_TOKENS = 1500
 
 SYSTEM = f"""You are a critical-thinking coach. Read the article as an argument and describe
 how it persuades, so the reader can judge it rather than simply absorb it.
@@ -35,8 +37,11 @@ class MetaAnalysis(BaseModel):
     questions_to_ask: list[str] = Field(default_factory=list, max_length=5)
 
 
-async def run(ctx: TaskContext, *, context_tokens: int) -> dict[str, Any]:
-    article, meta = await analyse_article(ctx, NAME, SYSTEM, MetaAnalysis, context_tokens)
+async def run(ctx: TaskContext, *, context_tokens: int, max_chunks: int) -> dict[str, Any]:
+    article, meta = await analyse_article(
+        ctx, NAME, SYSTEM, MetaAnalysis,
+        context_tokens=context_tokens, max_chunks=max_chunks, max_tokens=MAX_TOKENS,
+    )
 
     def store(tx: Tx, result: dict[str, Any]) -> None:
         tx.set_article_analysis(article.id, "meta_analysis", result["meta_analysis"], utcnow())

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import hashlib
-import uuid
 from typing import Any
 
 from quart import Blueprint
 from quart_schema import document_response, validate_querystring, validate_request, validate_response
 
-from ..analyses import LENSES, article, lens, meta
+from .. import library
+from ..analyses import LENSES, lens, meta
 from ..errors import Conflict, NotFound
-from ..records import Article, utcnow
+from ..records import Article
 from ..store import Tx
 from .deps import current_user, optional_body, services
 from .openapi import errors, optional_request, raw_response
@@ -31,13 +30,6 @@ from .tasks import idempotency_key, submit_answer
 bp = Blueprint("articles", __name__, url_prefix="/api/v1")
 
 
-def content_hash(content: str) -> str:
-    """Saving the same content twice gives the same article (line endings and
-    surrounding white space don't count)."""
-    normalised = content.replace("\r\n", "\n").strip()
-    return "sha256:" + hashlib.sha256(normalised.encode()).hexdigest()
-
-
 async def _article(article_id: str) -> Article:
     found = await services().store.read.article(article_id, current_user().id)
     if found is None:
@@ -54,6 +46,7 @@ async def _submit_on(found: Article, task_type: str, priority: int | None, **ext
         priority=priority,
         idempotency_key=idempotency_key(),
         article_id=found.id,
+        privileged=current_user().is_admin,
     )
     return submit_answer(outcome, article_id=found.id)
 
@@ -62,25 +55,22 @@ async def _submit_on(found: Article, task_type: str, priority: int | None, **ext
 @validate_request(SaveArticle)
 @validate_response(SubmitOut, 202)
 @document_response(SubmitOut, 200)
-@errors((409, "The `Idempotency-Key` was used with a different request.", "conflict"), (429, None, "too_many_pending", "quota_exceeded"), 503)
+@errors((409, "The `Idempotency-Key` was used with a different request.", "conflict"), (429, None, "too_many_pending", "quota_exceeded", "storage_quota_exceeded"), 503)
 async def save_with_analysis(data: SaveArticle) -> tuple[dict[str, Any], int]:
-    """Save an article (the same content twice gives the same article) and analyse it."""
-    user = current_user()
-    now = utcnow()
-    digest = content_hash(data.content)
-    fresh = Article(
-        id=str(uuid.uuid4()), seq=0, user_id=user.id, title=data.title.strip(),
-        content=data.content, url=data.url, content_hash=digest, analysis=None,
-        meta_analysis=None, lenses={}, created_at=now, updated_at=now,
+    """Save an article (the same content twice gives the same article) and analyse it.
+    A refused analysis (any 4xx or 503) stores nothing."""
+    svc = services()
+    outcome = await library.save_article(
+        svc.engine,
+        svc.settings.library,
+        current_user(),
+        title=data.title,
+        content=data.content,
+        url=data.url,
+        priority=data.priority,
+        idempotency_key=idempotency_key(),
     )
-
-    def job(tx: Tx) -> None:
-        tx.insert_article(fresh)
-
-    await services().store.write(job)
-    saved = await services().store.read.article_by_hash(user.id, digest)
-    assert saved is not None
-    return await _submit_on(saved, article.NAME, data.priority)
+    return submit_answer(outcome)
 
 
 @bp.get("/articles")
@@ -88,13 +78,14 @@ async def save_with_analysis(data: SaveArticle) -> tuple[dict[str, Any], int]:
 @validate_response(ArticleList)
 @errors((422, "A query parameter is invalid (e.g. a cursor this server did not give out).", "validation_error"))
 async def list_articles(query_args: PageQuery) -> dict[str, Any]:
-    """The caller's articles, newest first, without their text. `limit` is clamped to 1…100."""
+    """The caller's articles, newest first, each with an `excerpt` (at most 300
+    characters) instead of its text. `limit` is clamped to 1…100."""
     limit = clamp_limit(query_args.limit)
     rows = await services().store.read.list_articles(
         current_user().id, limit=limit + 1, before_seq=decode_cursor(query_args.cursor)
     )
     items, next_cursor = page(rows, limit)
-    return {"items": [a.public(content=False) for a in items], "next_cursor": next_cursor}
+    return {"items": [a.public() for a in items], "next_cursor": next_cursor}
 
 
 @bp.get("/articles/<article_id>")

@@ -36,6 +36,7 @@ async def generate_buttons(data: ButtonsRequest) -> tuple[dict[str, Any], int]:
         preview=data.selected_text,
         priority=data.priority,
         idempotency_key=idempotency_key(),
+        privileged=current_user().is_admin,
     )
     return submit_answer(outcome)
 
@@ -58,6 +59,7 @@ async def generate_insight(data: InsightRequest) -> tuple[dict[str, Any], int]:
         priority=data.priority,
         idempotency_key=idempotency_key(),
         article_id=data.article_id,
+        privileged=current_user().is_admin,
     )
     return submit_answer(outcome)
 

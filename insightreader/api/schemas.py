@@ -30,6 +30,20 @@ def _json_integer(value: Any) -> Any:
 #: (Constraints go before the validator: ``Annotated[Integer, Field(ge=…)]`` would put
 #: ``ge``/``le`` into the JSON schema instead of ``minimum``/``maximum``.)
 JsonInteger = BeforeValidator(_json_integer)
+
+
+#: White space and invisible format characters (zero-width space and joiners, word
+#: joiner, BOM, soft hyphen, bidi controls), spelled out for the reason ``_NOT_IN_URL``
+#: gives, so that the schema and the server agree on what blank text is.
+_INVISIBLE = (
+    r"\t-\r\x1C-\x20\x85\xA0\xAD\u1680\u180E\u2000-\u200F\u2028-\u202F"
+    r"\u205F-\u2064\u2066-\u2069\u3000\uFEFF"
+)
+#: Text a reader can see: at least one character that is none of those (a pattern
+#: matches anywhere, in JSON Schema and in pydantic alike: one linear scan).
+VISIBLE = rf"[^{_INVISIBLE}]"
+
+
 Text = Annotated[str, AfterValidator(_encodable)]
 NonEmptyText = Annotated[str, StringConstraints(min_length=1, strip_whitespace=False), AfterValidator(_encodable)]
 Username = Annotated[
@@ -150,6 +164,13 @@ class TaskError(BaseModel):
     code: str
     message: str
     retryable: bool
+    #: Shown as stored and as `task_failed` sends it: no `fallback` key when there is none.
+    fallback: dict[str, Any] | None = Field(
+        None,
+        exclude_if=lambda value: value is None,
+        description="What a client may still show although the task failed"
+        ' (follow-up buttons: `{"buttons": [...]}`, the defaults); absent otherwise.',
+    )
 
 
 class TokenUsage(BaseModel):
@@ -256,7 +277,11 @@ class Ready(BaseModel):
     llm: dict[str, Any]
 
 
-Title = Annotated[str, StringConstraints(min_length=1, max_length=500), AfterValidator(_encodable)]
+Title = Annotated[
+    str, StringConstraints(min_length=1, max_length=500, pattern=VISIBLE), AfterValidator(_encodable)
+]
+#: An article's text: something to read, not only white space.
+Prose = Annotated[str, StringConstraints(min_length=1, pattern=VISIBLE), AfterValidator(_encodable)]
 #: Characters no URL holds: controls and white space. Spelled out, because ``\s`` means
 #: different sets in JSON Schema's regular expressions (ECMA-262: U+FEFF yes, U+0085 no)
 #: and in pydantic's (Rust: Unicode White_Space, the other way round), and the schema
@@ -265,7 +290,9 @@ _NOT_IN_URL = r"\x00-\x20\x7F-\x9F\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u2
 Url = Annotated[
     str, StringConstraints(max_length=2048, pattern=rf"^https?://[^{_NOT_IN_URL}]+$"), AfterValidator(_encodable)
 ]
-Selection = Annotated[str, StringConstraints(min_length=1, max_length=20_000), AfterValidator(_encodable)]
+Selection = Annotated[
+    str, StringConstraints(min_length=1, max_length=20_000, pattern=VISIBLE), AfterValidator(_encodable)
+]
 Short = Annotated[str, StringConstraints(max_length=500), AfterValidator(_encodable)]
 
 
@@ -285,7 +312,7 @@ class SaveArticle(Submit):
     )
 
     title: Title
-    content: NonEmptyText
+    content: Prose
     url: Url | None = None
 
 
@@ -331,7 +358,8 @@ class ArticleOut(BaseModel):
     title: str
     url: str | None
     content_hash: str
-    content: str | None = None
+    excerpt: str = Field(description="The start of the text, at most 300 characters (lists show this, not `content`).")
+    content: str | None = Field(None, description="The full text (`GET /articles/{article_id}` only).")
     analysis: dict[str, Any] | None
     meta_analysis: dict[str, Any] | None
     lenses: dict[str, dict[str, Any]]

@@ -54,7 +54,12 @@ from insightreader.llm.structured import (
     repair_messages,
     response_format,
 )
-from insightreader.llm.tokens import estimate_prompt_tokens, estimate_request_tokens, estimate_text_tokens
+from insightreader.llm.tokens import (
+    DEFAULT_COMPLETION_ESTIMATE,
+    estimate_prompt_tokens,
+    estimate_request_tokens,
+    estimate_text_tokens,
+)
 from insightreader.supervisor import Supervisor
 
 log = logging.getLogger("insightreader.llm")
@@ -312,14 +317,15 @@ class LLMClient:
         repair request (the conversation, the bad answer, the validation error); a
         second failure is ``invalid_model_output``. Usage covers both requests.
         """
-        text, usage, mode = await self._negotiate(messages, result_model, schema_name, max_tokens)
+        limit = max_tokens or DEFAULT_COMPLETION_ESTIMATE
+        text, usage, mode = await self._negotiate(messages, result_model, schema_name, limit)
         try:
             value = parse_output(text, result_model)
         except InvalidOutput as first:
             log.info("LLM answer for %s is invalid (%s); asking for a repair", schema_name, first.detail)
             repair = repair_messages(messages, text, first.detail, result_model)
             text, more = await self._complete(
-                repair, response_format(mode, schema_name, result_model), max_tokens
+                repair, response_format(mode, schema_name, result_model), limit
             )
             usage = usage + more
             try:
@@ -345,7 +351,8 @@ class LLMClient:
         breaks after the first delta is ``upstream_stream_broken`` (retryable), since
         the caller has already published part of the text.
         """
-        estimate = estimate_request_tokens(messages, max_tokens)
+        limit = max_tokens or DEFAULT_COMPLETION_ESTIMATE
+        estimate = estimate_request_tokens(messages, limit)
         parts: list[str] = []
 
         async def open_stream(limit: dict[str, int]) -> AsyncStream[ChatCompletionChunk]:
@@ -361,7 +368,7 @@ class LLMClient:
             return raw.parse()
 
         async def send() -> _Streamed:
-            stream = await self._with_token_limit(open_stream, max_tokens)
+            stream = await self._with_token_limit(open_stream, limit)
             return await self._consume(stream, on_delta, parts)
 
         streamed = await self._call(send, estimate, kind="stream")
@@ -408,7 +415,7 @@ class LLMClient:
         messages: list[dict[str, str]],
         result_model: type[BaseModel],
         schema_name: str,
-        max_tokens: int | None,
+        max_tokens: int,
     ) -> tuple[str, Usage, StructuredMode]:
         """The first answer, trying structured modes in order until one is accepted.
 
@@ -441,7 +448,7 @@ class LLMClient:
         self,
         messages: list[dict[str, str]],
         fmt: dict[str, Any] | None,
-        max_tokens: int | None,
+        max_tokens: int,
         *,
         fallback: bool = False,
     ) -> tuple[str, Usage]:
@@ -483,7 +490,7 @@ class LLMClient:
         return _checked_text(choice.finish_reason, content, refusal), usage
 
     async def _with_token_limit(
-        self, send: Callable[[dict[str, int]], Awaitable[R]], max_tokens: int | None
+        self, send: Callable[[dict[str, int]], Awaitable[R]], max_tokens: int
     ) -> R:
         """Send with the output limit under the parameter name the provider accepts.
 
@@ -491,8 +498,6 @@ class LLMClient:
         models reject it in favour of ``max_completion_tokens``. The first rejection
         switches this client over for good.
         """
-        if max_tokens is None:
-            return await send({})
         try:
             return await send({self._token_param: max_tokens})
         except BadRequestError as exc:

@@ -12,7 +12,7 @@ from insightreader.text import estimate_tokens as estimate_text_tokens
 
 #: Per-message overhead of the chat format (role, separators).
 MESSAGE_OVERHEAD = 4
-#: Completion budget assumed when a request sets no ``max_tokens``.
+#: The ``max_tokens`` sent (and reserved) when a caller gives none.
 DEFAULT_COMPLETION_ESTIMATE = 1024
 
 

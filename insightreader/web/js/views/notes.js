@@ -182,14 +182,24 @@ function threadView(articleId, thread) {
     if (key === followupKey) return;
     followupKey = key;
     followups.hidden = false;
+    const offered = (list) => list
+      .filter((b) => b && typeof b.label === 'string')
+      .map((b) => h('button', {
+        type: 'button', class: 'followup', title: typeof b.prompt === 'string' ? b.prompt : null,
+        dataset: { intent: typeof b.intent === 'string' ? b.intent : '' },
+        onclick: (e) => choose(e.currentTarget, b),
+      }, b.label));
+    // A failed button task may carry default buttons (error.fallback): offer them.
+    const fallback = buttonsTask && buttonsTask.status === 'failed' && buttonsTask.error
+      && buttonsTask.error.fallback && Array.isArray(buttonsTask.error.fallback.buttons)
+      ? buttonsTask.error.fallback.buttons : null;
     if (buttonsTask && buttonsTask.status === 'completed' && buttonsTask.result && Array.isArray(buttonsTask.result.buttons)) {
-      replace(followups, buttonsTask.result.buttons
-        .filter((b) => b && typeof b.label === 'string')
-        .map((b) => h('button', {
-          type: 'button', class: 'followup', title: typeof b.prompt === 'string' ? b.prompt : null,
-          dataset: { intent: typeof b.intent === 'string' ? b.intent : '' },
-          onclick: (e) => choose(e.currentTarget, b),
-        }, b.label)));
+      replace(followups, offered(buttonsTask.result.buttons));
+    } else if (fallback) {
+      replace(followups, ...offered(fallback), h('button', {
+        type: 'button', class: 'link-button', title: 'Ask again for questions about this passage',
+        onclick: (e) => busy(e.currentTarget, () => retryTask(buttonsTask.task_id)),
+      }, 'More specific questions'));
     } else if (buttonsTask && (buttonsTask.status === 'failed' || buttonsTask.status === 'cancelled')) {
       replace(followups, h('span', { class: 'muted' }, 'No follow-up questions this time. '),
         h('button', { type: 'button', class: 'link-button', onclick: (e) => busy(e.currentTarget, () => retryTask(buttonsTask.task_id)) }, 'Try again'));

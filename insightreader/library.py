@@ -1,0 +1,101 @@
+"""A user's library of saved articles: saving one together with its analysis, within
+the storage quotas. No web imports; the API and any other caller use these functions.
+
+A save and the submit of its analysis are one write transaction: when the submit is
+refused (too many pending tasks, the token budget, a storage quota, shutting down),
+nothing of the save is kept.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import uuid
+
+from . import text
+from .analyses import article as article_analysis
+from .config import LibrarySettings
+from .engine import Engine, SubmitOutcome, Submission
+from .errors import StorageQuotaExceeded
+from .records import Article, User, utcnow
+from .store import Tx
+
+#: Characters of an article's text that lists show.
+EXCERPT_CHARS = 300
+
+
+def content_hash(content: str) -> str:
+    """Saving the same content twice gives the same article (line endings and
+    surrounding white space don't count)."""
+    normalised = content.replace("\r\n", "\n").strip()
+    return "sha256:" + hashlib.sha256(normalised.encode()).hexdigest()
+
+
+def excerpt(content: str) -> str:
+    """The start of the text with its white space collapsed, at most ``EXCERPT_CHARS``
+    characters (read from a bounded slice, whatever the text's length)."""
+    return " ".join(content.lstrip()[: EXCERPT_CHARS * 4].split())[:EXCERPT_CHARS]
+
+
+def stored_bytes(title: str, content: str) -> int:
+    """What an article counts against ``library.max_bytes_per_user``."""
+    return len(title.encode()) + len(content.encode())
+
+
+def _check_quota(tx: Tx, user_id: str, size: int, limits: LibrarySettings) -> None:
+    articles, used = tx.library_usage(user_id)
+    if articles >= limits.max_articles_per_user:
+        raise StorageQuotaExceeded(
+            f"your library holds {articles} articles, the most this server allows"
+            f" (library.max_articles_per_user); delete some to save more"
+        )
+    if used + size > limits.max_bytes_per_user:
+        raise StorageQuotaExceeded(
+            f"this article ({size} bytes) does not fit: your library holds {used} of"
+            f" {limits.max_bytes_per_user} bytes (library.max_bytes_per_user)"
+        )
+
+
+async def save_article(
+    engine: Engine,
+    limits: LibrarySettings,
+    user: User,
+    *,
+    title: str,
+    content: str,
+    url: str | None,
+    priority: int | None,
+    idempotency_key: str | None,
+) -> SubmitOutcome:
+    """Save an article (or find the one with the same content) and submit its
+    analysis, in one transaction."""
+    now = utcnow()
+    digest = content_hash(content)
+    fresh = Article(
+        id=str(uuid.uuid4()), seq=0, user_id=user.id, title=title.strip(), content=content,
+        url=url, content_hash=digest, analysis=None, meta_analysis=None, lenses={},
+        created_at=now, updated_at=now, excerpt=excerpt(content),
+        # A full pass over up to server.max_body_bytes of text: off the loop.
+        tokens=await asyncio.to_thread(text.estimate_tokens, content),
+    )
+    size = stored_bytes(fresh.title, content)
+
+    def prepare(tx: Tx) -> Submission:
+        found = tx.article_ref_by_hash(user.id, digest)
+        if found is None:
+            _check_quota(tx, user.id, size, limits)
+            tx.insert_article(fresh)
+            found = (fresh.id, fresh.title)
+        article_id, saved_title = found
+        return Submission(
+            {"article_id": article_id, "content_hash": digest}, saved_title, article_id
+        )
+
+    return await engine.submit_prepared(
+        user.id,
+        article_analysis.NAME,
+        prepare,
+        priority=priority,
+        idempotency_key=idempotency_key,
+        privileged=user.is_admin,
+    )
