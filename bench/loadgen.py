@@ -109,27 +109,33 @@ async def paced(host: str, port: int, token: str, rate: float | None, total: int
     nonce = uuid.uuid4().hex[:12]
     pool = [Conn(host, port, token) for _ in range(connections)]
     await asyncio.gather(*(c.connect() for c in pool))
-    due: asyncio.Queue[tuple[int, float]] = asyncio.Queue()
+    due: asyncio.Queue[tuple[int, float, bool]] = asyncio.Queue()
     latencies: list[float] = []
     send_lags: list[float] = []
     statuses: dict[str, int] = {}
     errors = 0
     last_answer = 0.0
+    idle = connections
+    exhausted = 0
 
     async def worker(conn: Conn) -> None:
-        nonlocal errors, last_answer
+        nonlocal errors, last_answer, idle
         while True:
-            n, intended = await due.get()
+            n, intended, had_idle = await due.get()
             if n < 0:
                 return
+            idle -= 1
             sent = time.monotonic()
-            send_lags.append(sent - intended)
+            if had_idle:  # the generator's own lateness, not a wait for a busy pool
+                send_lags.append(sent - intended)
             try:
                 status, data = await conn.post(SUBMIT_PATH, submit_body(nonce, n))
             except (OSError, asyncio.IncompleteReadError, ValueError):
                 errors += 1
                 conn.close()
+                idle += 1
                 continue
+            idle += 1
             answered = time.monotonic()
             last_answer = answered
             statuses[str(status)] = statuses.get(str(status), 0) + 1
@@ -144,9 +150,11 @@ async def paced(host: str, port: int, token: str, rate: float | None, total: int
         delay = intended - time.monotonic()
         if delay > 0:
             await asyncio.sleep(delay)
-        due.put_nowait((n, intended))
+        free = idle - due.qsize() > 0  # a connection waits for this request
+        exhausted += not free
+        due.put_nowait((n, intended, free))
     for _ in pool:
-        due.put_nowait((-1, 0.0))
+        due.put_nowait((-1, 0.0, False))
     await asyncio.gather(*workers)
     for c in pool:
         c.close()
@@ -155,6 +163,7 @@ async def paced(host: str, port: int, token: str, rate: float | None, total: int
         "requests": total, "ok": ok, "statuses": statuses, "errors": errors,
         "offered_rate": rate, "achieved_rate": round(ok / max(1e-9, last_answer - start), 2),
         **summary_ms(latencies), "send_lag_p99_ms": summary_ms(send_lags)["p99_ms"],
+        "pool_exhausted": exhausted,
         "window": [start, last_answer],
     }
 

@@ -152,7 +152,7 @@ def submit_closed(target: str, quick: bool, workdir: Path) -> Metrics:
 
 
 def submit_paced(target: str, quick: bool, workdir: Path) -> Metrics:
-    rate, seconds, connections = (50, 1, 8) if quick else (200, 10, 128)
+    rate, seconds, connections = (50, 1, 8) if quick else (200, 10, 256)
     upstream = start_upstream(workdir, 1.0)
     server = None
     try:
@@ -167,7 +167,7 @@ def submit_paced(target: str, quick: bool, workdir: Path) -> Metrics:
             "p50_ms": load["p50_ms"], "p99_ms": load["p99_ms"], "max_ms": load["max_ms"],
             "achieved_rate": load["achieved_rate"], "offered_rate": rate,
             "non_2xx": load["requests"] - load["ok"] - load["errors"], "socket_errors": load["errors"],
-            "generator_send_lag_p99_ms": load["send_lag_p99_ms"],
+            "generator_send_lag_p99_ms": load["send_lag_p99_ms"], "pool_exhausted": load["pool_exhausted"],
             **measured(server, start, end, before),
         }
     finally:
