@@ -329,6 +329,7 @@ def restart(target: str, quick: bool, workdir: Path) -> Metrics:
         time.sleep(1.0)
         return {
             "first_dispatch_s": round(first - started, 3), "listening_s": round(server.listening_s, 3),
+            "dispatch_after_listening_s": round(first - started - server.listening_s, 3),
             "empty_db_listening_s": round(empty_listening, 3), "pending": pending,
             **loop_lag(server, started, first + 1.0),
         }
