@@ -18,7 +18,7 @@ import socket
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -140,11 +140,6 @@ class Server:
     url: str
     lag_files: dict[str, Path]
     listening_s: float = 0.0
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def port(self) -> int:
-        return int(self.url.rsplit(":", 1)[1])
 
 
 def insightreader_config(workdir: Path, port: int, upstream: Upstream, *, heartbeat: float = 15.0,
