@@ -1,0 +1,27 @@
+"""The benchmark harness still runs end to end (its --quick mode; no figure is checked:
+CI machines are too noisy for that, and docs/benchmarks.md holds the real runs)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from tests.support.process import REPO
+
+
+def test_fanout_quick_run_gives_a_json_line_with_its_metrics() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "bench", "run", "fanout", "--quick", "--target", "insightreader"],
+        cwd=REPO, capture_output=True, text=True, timeout=100,
+    )
+    assert done.returncode == 0, done.stderr
+    (line,) = [l for l in done.stdout.splitlines() if l.startswith("{")]
+    result = json.loads(line)
+    assert result["error"] is None, result["error"]
+    assert (result["scenario"], result["target"], result["runs"]) == ("fanout", "insightreader", 1)
+    metrics = result["metrics"]
+    for key in ("submit_to_first_ms", "first_to_last_ms", "received_min", "lag_p99_ms"):
+        assert set(metrics[key]) == {"median", "min", "max", "values"}
+    assert metrics["received_min"]["median"] == metrics["streams"]["median"]
+    assert {"nproc", "cpu", "kernel", "python", "packages"} <= set(result["machine"])
