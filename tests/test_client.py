@@ -78,8 +78,10 @@ async def new_user(url: str) -> tuple[str, str]:
     return username, PASSWORD
 
 
-def mint(user_id: str, *, iat: float, exp: float, typ: str = "access") -> str:
-    return jwt.encode({"sub": user_id, "typ": typ, "iat": int(iat), "exp": int(exp)}, SECRET, algorithm="HS256")
+def mint(like: str, *, iat: float, exp: float) -> str:
+    """An access token of the same user and session as ``like``, with other times."""
+    claims = jwt.decode(like, options={"verify_signature": False})
+    return jwt.encode({**claims, "iat": int(iat), "exp": int(exp)}, SECRET, algorithm="HS256")
 
 
 # -- the client ----------------------------------------------------------------------
@@ -183,19 +185,23 @@ async def test_an_expired_access_token_is_refreshed(live: ServerProcess) -> None
     username, password = await new_user(live.url)
     async with Client(live.url, username=username, password=password) as c:
         user_id = (await c.me())["user_id"]
-        refresh = c.refresh_token
+        access, refresh = c.access_token, c.refresh_token
     now = time.time()
     saved: list[dict[str, Any]] = []
 
     # Known to be expired: renewed before it is sent.
-    expired = mint(user_id, iat=now - 100, exp=now - 10)
+    expired = mint(access, iat=now - 100, exp=now - 10)
     async with Client(live.url, expired, refresh_token=refresh, on_tokens=saved.append) as c:
         assert (await c.me())["user_id"] == user_id
         assert c.access_token != expired and saved[-1]["access_token"] == c.access_token
+        # Refresh tokens rotate: the one used is spent, its successor is the client's.
+        assert c.refresh_token != refresh and saved[-1]["refresh_token"] == c.refresh_token
+        refresh = c.refresh_token
 
     # Refused by the server (it cannot be read): renewed on the 401, and the request repeated.
     async with Client(live.url, "not-a-jwt", refresh_token=refresh) as c:
         assert (await c.me())["user_id"] == user_id
+        refresh = c.refresh_token
     # Refresh token refused too: a login, when the client has the password.
     async with Client(live.url, expired, refresh_token="bad", username=username, password=password) as c:
         assert (await c.me())["user_id"] == user_id
@@ -207,7 +213,7 @@ async def test_an_expired_access_token_is_refreshed(live: ServerProcess) -> None
 
     # A token that expires while wait() follows the stream: the server closes the stream
     # (session_expired); the client reconnects with a refreshed token.
-    short = mint(user_id, iat=now, exp=now + 2)
+    short = mint(access, iat=now, exp=now + 2)
     async with Client(live.url, short, refresh_token=refresh, poll_interval=30) as c:
         gate = f"refresh-{username}"
         task = await c.submit("/api/v1/test/tasks/gate", {"input": {"gate": gate}})
