@@ -108,7 +108,7 @@ class LLMSettings(_Section):
     tokens_per_minute: int = Field(0, ge=0)
     structured_output: Literal["auto", "json_schema", "json_object", "text"] = "auto"
     context_tokens: int = Field(16000, ge=1000)
-    max_chunks_per_article: int = Field(50, ge=1)
+    max_chunks_per_article: int = Field(64, ge=1)
 
     @property
     def offline(self) -> bool:

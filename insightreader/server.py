@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 import signal
+import sys
 from collections.abc import Callable, Mapping
 
 from hypercorn.asyncio import serve as hypercorn_serve
@@ -36,6 +38,12 @@ KEEP_ALIVE = 5.0
 #: The access log leaves the query string out: it may hold a token or ticket.
 ACCESS_LOG_FORMAT = '%(h)s "%(m)s %(U)s %(H)s" %(s)s %(b)s %(D)sus'
 _REQUEST_ID_ATOM = "{" + REQUEST_ID_HEADER.lower() + "}o"
+#: How long a thread holds the GIL while another waits for it (CPython's default is
+#: 5 ms). CPU work runs in worker threads (the offline model, chunking, hashing), and
+#: every time the loop's thread blocks on a socket it has to win the GIL back: at 5 ms
+#: a request of a few dozen such steps waited 150 ms behind one offline analysis; at
+#: 1 ms, 25–55 ms (tests/test_text_limits.py, docs/design.md "Text work").
+SWITCH_INTERVAL = 0.001
 
 
 class AccessLogger(HypercornLogger):
@@ -88,11 +96,15 @@ async def serve(
     A background part that dies starts the same drain, and then
     :class:`BackgroundFailure` is raised (the process exits non-zero, to be restarted).
     """
+    sys.setswitchinterval(SWITCH_INTERVAL)
     logs.add_secret(settings.llm.api_key)
     logs.add_secret(settings.server.metrics_token)
     services = await Services.open(settings, task_types)
     logs.add_secret(load_secret(settings.auth, settings.database.path))
     app = create_app(services)
+    # What start-up made lives as long as the process: out of every later collection.
+    gc.collect()
+    gc.freeze()
     if configure is not None:
         configure(app)
     stop = asyncio.Event()
