@@ -26,7 +26,6 @@ import logging
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 from .records import Event, utcnow
@@ -39,20 +38,73 @@ ID_BLOCK = 100_000
 _HWM_KEY = "event_id_reserved"
 
 
-@dataclass(eq=False)
 class Subscription:
-    """One open stream's queue. ``closed`` is set when the queue overflowed or the
-    server is shutting down; the stream then ends and the client resumes from the log."""
+    """One open stream's buffer of events: the bus :meth:`put`\s, the stream
+    :meth:`take`\s and :meth:`wait`\s. It is closed when it overflowed (more than
+    ``limit`` events waiting), when the server shuts down, or by the stream (its
+    session expired); the stream then ends and the client resumes from the log.
 
-    user_id: str
-    queue: asyncio.Queue[Event]
-    closed: asyncio.Event = field(default_factory=asyncio.Event)
-    reason: str = ""
+    No task and no queue per stream: a list and, while the stream waits, one future
+    (thousands of idle streams are thousands of these; an empty list is a tenth of an
+    empty deque, and the buffer is short, so taking from its front is cheap)."""
+
+    __slots__ = ("user_id", "reason", "on_close", "_limit", "_items", "_waiter")
+
+    def __init__(self, user_id: str, limit: int) -> None:
+        self.user_id = user_id
+        #: Why it closed; empty while open.
+        self.reason = ""
+        #: Called once, when it closes.
+        self.on_close: Callable[[], None] | None = None
+        self._limit = limit
+        self._items: list[Event] = []
+        self._waiter: asyncio.Future[None] | None = None
+
+    @property
+    def closed(self) -> bool:
+        return bool(self.reason)
+
+    def put(self, event: Event) -> bool:
+        """Add ``event``; False (and nothing added) when ``limit`` events wait already."""
+        if len(self._items) >= self._limit:
+            return False
+        self._items.append(event)
+        self._wake()
+        return True
+
+    def take(self) -> Event | None:
+        return self._items.pop(0) if self._items else None
 
     def close(self, reason: str) -> None:
-        if not self.closed.is_set():
-            self.reason = reason
-            self.closed.set()
+        if self.reason:
+            return
+        self.reason = reason
+        self._wake()
+        if self.on_close is not None:
+            self.on_close()
+
+    async def wait(self, deadline: float) -> None:
+        """Until an event waits, the subscription closes, or the loop's clock reaches
+        ``deadline``, whichever comes first."""
+        if self._items or self.reason:
+            return
+        loop = asyncio.get_running_loop()
+        waiter = self._waiter = loop.create_future()
+        timer = loop.call_at(deadline, _resolve, waiter)
+        try:
+            await waiter
+        finally:
+            timer.cancel()
+            self._waiter = None
+
+    def _wake(self) -> None:
+        if self._waiter is not None:
+            _resolve(self._waiter)
+
+
+def _resolve(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
 
 
 class EventBus:
@@ -199,17 +251,13 @@ class EventBus:
         if self.on_deliver is not None:
             self.on_deliver(event)
         for sub in list(self._subscribers.get(event.user_id, ())):
-            if sub.closed.is_set():
-                continue
-            try:
-                sub.queue.put_nowait(event)
-            except asyncio.QueueFull:
+            if not sub.closed and not sub.put(event):
                 sub.close("overflow")
                 if self.on_overflow is not None:
                     self.on_overflow()
 
     def subscribe(self, user_id: str) -> Subscription:
-        sub = Subscription(user_id, asyncio.Queue(self._queue_size))
+        sub = Subscription(user_id, self._queue_size)
         self._subscribers.setdefault(user_id, set()).add(sub)
         return sub
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import enum
 import json
 from dataclasses import dataclass, field
+from functools import cached_property
 from datetime import UTC, datetime
 from typing import Any
 
@@ -148,6 +149,14 @@ class Event:
     user_id: str
     event: str
     data: dict[str, Any] = field(default_factory=dict)
+
+    @cached_property
+    def message(self) -> bytes:
+        """The event as one SSE message: ``id:`` (only for events that have one),
+        ``event:``, and the data as one line of JSON (``to_json``: no text can break
+        the stream). Cached: one event goes to every open stream of its user."""
+        head = "" if self.id is None else f"id: {self.id}\n"
+        return f"{head}event: {self.event}\ndata: {to_json(self.data)}\n\n".encode()
 
 
 @dataclass(frozen=True)

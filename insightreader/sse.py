@@ -30,11 +30,13 @@ subscription and has a larger id; every stored event up to the horizon is commit
 so the reader sees it. The backlog covers ids in (N, horizon], the live part the ids
 above — and anything at or below the last id sent is skipped.
 
-A stream never holds up the publisher: the bus puts events into a bounded queue and
-closes the subscription when it is full. A guard task ends the stream when its
-session expires, and cancels the request task if a closed stream has not finished
+A stream never holds up the publisher: the bus puts events into a bounded buffer and
+closes the subscription when it is full. A timer ends the stream when its session
+expires, and another cancels the request task if a closed stream has not finished
 within ``close_grace`` seconds (a client that stopped reading blocks the write of
 the final message), so a stuck client cannot hold its subscription or a shutdown.
+An idle stream is its subscription, a pending future and a timer: no task of its
+own beside its request's.
 """
 
 from __future__ import annotations
@@ -76,13 +78,6 @@ RETRY = f"retry: {RETRY_MS}\n\n".encode()
 # -- wire --------------------------------------------------------------------
 
 
-def encode(event: Event) -> bytes:
-    """One SSE message: ``id:`` (only for events that have one), ``event:``, and the
-    data as one line of JSON (``to_json``: no text can break the stream)."""
-    head = "" if event.id is None else f"id: {event.id}\n"
-    return f"{head}event: {event.event}\ndata: {to_json(event.data)}\n\n".encode()
-
-
 def parse_last_event_id(header: str | None, query: str | None) -> int | None:
     """The id to resume after, or None for a fresh stream.
 
@@ -118,7 +113,7 @@ async def wire(stream: EventStream) -> AsyncGenerator[bytes, None]:
         yield RETRY
         async with contextlib.aclosing(stream.events()) as events:
             async for event in events:
-                yield encode(event)
+                yield event.message
     finally:
         stream.close()
 
@@ -160,24 +155,34 @@ class EventStream:
         self._sub: Subscription | None = None
         self._horizon = 0
         self._progress: list[Event] = []
-        self._closing: asyncio.Future[None] | None = None
-        self._guard: asyncio.Task[None] | None = None
-        self._getter: asyncio.Task[Event] | None = None
+        #: The session's expiry, then the grace after a close: timers, not tasks.
+        self._timers: list[asyncio.TimerHandle] = []
 
     def open(self) -> None:
         """Subscribe, unless the user has ``max_streams`` open already. Synchronous, so
         no two concurrent opens can both pass the limit, and the subscription, the
-        horizon and the deltas so far are taken at one instant."""
+        horizon and the deltas so far are taken at one instant.
+
+        The task that opens the stream is the one that iterates it: if the stream has
+        closed and that task has not finished ``close_grace`` seconds later (its client
+        takes no data, so the final write blocks), it is cancelled."""
         if self._bus.subscriber_count(self.user_id) >= self._max_streams:
             raise TooManyStreams(
                 f"you already have {self._max_streams} open event streams; close one first"
             )
         loop = asyncio.get_running_loop()
-        self._sub = self._bus.subscribe(self.user_id)
+        owner = asyncio.current_task()
+        sub = self._sub = self._bus.subscribe(self.user_id)
         self._horizon = self._bus.delivered_id
         self._progress = self._bus.progress_so_far(self.user_id)
-        self._closing = loop.create_future()
-        self._guard = loop.create_task(self._watch(asyncio.current_task()), name="sse-guard")
+
+        def closed() -> None:
+            self._timers.append(loop.call_later(self._close_grace, self._end, owner))
+
+        sub.on_close = closed
+        if self._expires_at is not None:
+            at = loop.time() + max(0.0, self._expires_at - time.time())
+            self._timers.append(loop.call_at(at, sub.close, "session_expired"))
 
     @property
     def overflowed(self) -> bool:
@@ -187,36 +192,20 @@ class EventStream:
         return self._sub is not None and self._sub.reason == "overflow"
 
     def close(self) -> None:
-        """Unsubscribe and stop the helper tasks."""
-        if self._guard is not None:
-            self._guard.cancel()
-        if self._getter is not None:
-            self._getter.cancel()
-            self._getter = None
+        """Unsubscribe and cancel the timers (any number of times)."""
+        for timer in self._timers:
+            timer.cancel()
+        self._timers.clear()
         if self._sub is not None:
+            self._sub.on_close = None
             self._bus.unsubscribe(self._sub)
 
-    async def _watch(self, owner: asyncio.Task[Any] | None) -> None:
-        """Close the subscription when the session expires; wake :meth:`events` when it
-        is closed (for any reason); cancel the request task that iterates the stream
-        (``owner``) if it has not ended ``close_grace`` seconds later."""
-        sub = self._sub
-        assert sub is not None and self._closing is not None
-        try:
-            if self._expires_at is None:
-                await sub.closed.wait()
-            else:
-                async with asyncio.timeout(max(0.0, self._expires_at - time.time())):
-                    await sub.closed.wait()
-        except TimeoutError:
-            sub.close("session_expired")
-        if not self._closing.done():
-            self._closing.set_result(None)
-        await asyncio.sleep(self._close_grace)
+    def _end(self, owner: asyncio.Task[Any] | None) -> None:
         if owner is not None and not owner.done():
+            assert self._sub is not None
             log.info(
                 "ending a stream whose client takes no data (closed: %s)",
-                sub.reason,
+                self._sub.reason,
                 extra={"user_id": self.user_id},
             )
             owner.cancel()
@@ -239,21 +228,20 @@ class EventStream:
         floor = max(self._horizon, replay_after or 0)
         async with contextlib.aclosing(self._backlog(replay_after)) as backlog:
             async for event in backlog:
-                if sub.closed.is_set():
+                if sub.closed:
                     break
                 yield event
 
         loop = asyncio.get_running_loop()
         idle_until = loop.time() + self._heartbeat
         while True:
-            if sub.closed.is_set():
-                yield _control(user_id, "closed", {"reason": sub.reason or "closed"})
+            if sub.closed:
+                yield _control(user_id, "closed", {"reason": sub.reason})
                 return
-            event = await self._next_live(idle_until)
-            if sub.closed.is_set():
-                continue
+            event = sub.take()
             if event is None:
                 if loop.time() < idle_until:
+                    await sub.wait(idle_until)
                     continue
                 yield _control(user_id, "heartbeat", {})
             elif event.id is None or event.id <= floor:
@@ -297,27 +285,6 @@ class EventStream:
                     cursor = page[-1].id
         while progress:
             yield progress.popleft()
-
-    async def _next_live(self, deadline: float) -> Event | None:
-        """The next live event; None at ``deadline`` or when the subscription closed.
-        One pending ``queue.get()`` is kept across calls, so a heartbeat never loses
-        an event."""
-        sub = self._sub
-        assert sub is not None and self._closing is not None
-        try:
-            return sub.queue.get_nowait()
-        except asyncio.QueueEmpty:
-            pass
-        if self._getter is None:
-            self._getter = asyncio.get_running_loop().create_task(sub.queue.get())
-        timeout = max(0.0, deadline - asyncio.get_running_loop().time())
-        done, _ = await asyncio.wait(
-            (self._getter, self._closing), timeout=timeout, return_when=asyncio.FIRST_COMPLETED
-        )
-        if self._getter in done:
-            getter, self._getter = self._getter, None
-            return getter.result()
-        return None
 
 
 # -- retention of the event log ------------------------------------------------
