@@ -39,8 +39,8 @@ _HWM_KEY = "event_id_reserved"
 
 
 class Subscription:
-    """One open stream's buffer of events: the bus :meth:`put`\s, the stream
-    :meth:`take`\s and :meth:`wait`\s. It is closed when it overflowed (more than
+    """One open stream's buffer of events: the bus puts events in (:meth:`put`), the
+    stream takes them (:meth:`take`, :meth:`wait`). It is closed when it overflowed (more than
     ``limit`` events waiting), when the server shuts down, or by the stream (its
     session expired); the stream then ends and the client resumes from the log.
 

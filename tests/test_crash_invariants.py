@@ -22,6 +22,10 @@ settle and checks:
 
 ``CRASH_SEEDS=7,8,9`` runs other seeds; a failure names its seed (not an
 ``INSIGHTREADER_*`` name: the server refuses unknown variables of its own prefix).
+The default seeds take a few seconds each. Seed 1 takes a minute: its scripted
+provider failures keep failing the circuit's half-open trials, so the probe backs
+off to its 30 s maximum before the provider is tried again (a slow run, not a
+failing one).
 """
 
 from __future__ import annotations
@@ -49,7 +53,7 @@ from tests.support.sse import Message, open_stream
 
 StartServer = Callable[..., ServerProcess]
 
-SEEDS = [int(s) for s in os.environ.get("CRASH_SEEDS", "1,2,3").split(",") if s.strip()]
+SEEDS = [int(s) for s in os.environ.get("CRASH_SEEDS", "2,3,4,5").split(",") if s.strip()]
 STEPS = 24
 MAX_RESTARTS = 2
 MAX_CONCURRENCY = 2
