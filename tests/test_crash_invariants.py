@@ -271,6 +271,8 @@ async def test_random_interleavings_keep_the_crash_invariants(
                     api = await kill_and_restart(api, run, server, fake, database, n)
             else:
                 await step(op, rng, api, run, fake, n)
+            # The pending-task counter moves with every row, across kills too.
+            assert not db.unfinished_count_drift(database), run.fail(f"counter drift after {op}")
         if run.restarts == 0:  # every seed crashes at least once
             run.note("kill")
             api = await kill_and_restart(api, run, server, fake, database, STEPS)
@@ -295,6 +297,7 @@ async def test_random_interleavings_keep_the_crash_invariants(
     ids = [m.id for m in recorder.messages]
     assert all(a < b for a, b in zip(ids, ids[1:])), run.fail(f"event ids not increasing: {ids}")
     assert not recorder.resets, run.fail(f"resets: {recorder.resets}")
+    assert not db.unfinished_count_drift(database), run.fail("counter drift at the end")
     most = most_running(recorder.messages, run.boundaries)
     assert 0 < most <= MAX_CONCURRENCY, run.fail(f"{most} tasks running at once")
     assert recorder.connections > run.restarts

@@ -40,8 +40,9 @@ async def test_submit_path_queries_do_not_walk_a_users_history(tmp_path: Path) -
     for sql, plan in plans.items():
         assert "SCAN tasks" not in plan, (sql, plan)
         assert "tasks_user_seq" not in plan, (sql, plan)  # the user's whole history
-    count = next(plan for sql, plan in plans.items() if "count(*)" in sql)
-    assert "tasks_unfinished_by_user" in count
+    # The pending-task limit reads one counter row, never the user's tasks.
+    count = next(plan for sql, plan in plans.items() if "unfinished_counts" in sql)
+    assert "tasks" not in count.replace("unfinished_counts", "")
     # The token budget sums reservations over the user's unfinished tasks only.
     reserved = next(plan for sql, plan in plans.items() if "reserved_tokens" in sql)
     assert "tasks_unfinished_by_user" in reserved

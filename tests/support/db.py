@@ -41,3 +41,15 @@ def terminal_counts(path: Path) -> Counter[str]:
     return Counter(
         {task_id: sum(e in TERMINAL for e in names) for task_id, names in task_events(path).items()}
     )
+
+
+def unfinished_count_drift(path: Path) -> dict[str, tuple[int, int]]:
+    """Users whose pending-task counter (``unfinished_counts``) differs from their
+    pending and running rows, as ``{user_id: (counter, rows)}``; read in one snapshot."""
+    with closing(connect(path)) as conn:
+        rows = conn.execute(
+            "SELECT u.id, coalesce(c.tasks, 0),"
+            " (SELECT count(*) FROM tasks t WHERE t.user_id = u.id AND t.status IN ('pending', 'running'))"
+            " FROM users u LEFT JOIN unfinished_counts c ON c.user_id = u.id"
+        ).fetchall()
+    return {row[0]: (row[1], row[2]) for row in rows if row[1] != row[2]}
