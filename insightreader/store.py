@@ -224,14 +224,14 @@ class Reader:
     async def has_users(self) -> bool:
         return await self._one("SELECT 1 FROM users LIMIT 1") is not None
 
-    async def session_user(self, session_id: str, user_id: str, now: str) -> User | None:
-        """The user of an open session (one query: every authenticated request asks)."""
+    async def session_user(self, session_id: str, user_id: str, now: str) -> tuple[User, str] | None:
+        """The user of an open session and when the session expires (one query)."""
         row = await self._one(
-            "SELECT u.* FROM sessions s JOIN users u ON u.id = s.user_id"
+            "SELECT u.*, s.expires_at AS session_expires_at FROM sessions s JOIN users u ON u.id = s.user_id"
             " WHERE s.id = ? AND s.user_id = ? AND s.expires_at > ?",
             (session_id, user_id, now),
         )
-        return _user(row) if row else None
+        return (_user(row), row["session_expires_at"]) if row else None
 
     async def sessions(self, user_id: str, now: str) -> list[SessionRecord]:
         """The user's open sessions, most recently used first."""

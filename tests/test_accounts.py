@@ -17,6 +17,8 @@ from typing import Any
 import httpx
 import pytest
 
+from insightreader.accounts.open_sessions import OpenSessions
+from insightreader.records import User
 from tests.conftest import base_config
 from tests.support import db
 from tests.support.cli import one_line_error, run_cli
@@ -349,3 +351,24 @@ async def test_the_sessions_list_and_ending_one(http: httpx.AsyncClient) -> None
     assert (await http.delete(f"/api/v1/auth/sessions/{phone_id}", headers=bearer(laptop["access_token"]))).status_code == 404
     left = (await http.get("/api/v1/auth/sessions", headers=bearer(laptop["access_token"]))).json()["sessions"]
     assert [s["current"] for s in left] == [True]
+
+
+def test_open_sessions_forget_on_change_and_never_keep_a_read_that_raced_one() -> None:
+    user = User("u1", "reader", "hash", False, "2026-12-01T00:00:00.000Z")
+    cache = OpenSessions()
+    now, later = "2026-12-03T00:00:00.000Z", "2026-12-17T00:00:00.000Z"
+    cache.remember("s1", user, later, cache.generation)
+    assert cache.user("s1", "u1", now) is user
+    assert cache.user("s1", "someone-else", now) is None  # a token naming another user
+    assert cache.user("s1", "u1", later) is None  # expired
+    cache.invalidate()  # a session ended somewhere
+    assert cache.user("s1", "u1", now) is None
+    # A read that began before the change and answers after it is not kept.
+    before = cache.generation
+    cache.invalidate()
+    cache.remember("s1", user, later, before)
+    assert cache.user("s1", "u1", now) is None
+    small = OpenSessions(max_entries=2)
+    for n in range(3):
+        small.remember(f"s{n}", user, later, small.generation)
+    assert small.user("s2", "u1", now) is user and small.user("s0", "u1", now) is None

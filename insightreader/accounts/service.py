@@ -37,6 +37,7 @@ from ..errors import (
 )
 from ..records import SessionRecord, User, format_time, utcnow
 from ..store import Store, Tx
+from .open_sessions import OpenSessions
 from .passwords import Hasher, check_password, check_username
 from .throttle import LoginThrottle, Network, client_address, parse_networks
 from .tokens import ACCESS, REFRESH, TokenPair, Tokens, digest
@@ -90,6 +91,7 @@ class Accounts:
         self._throttle = LoginThrottle(settings.max_failed_logins, settings.lockout_window)
         self._trusted: tuple[Network, ...] = parse_networks(trusted_proxies)
         self._dummy_hash = ""
+        self._open = OpenSessions()
 
     async def start(self) -> None:
         """Prepare the hash an unknown user's login is checked against."""
@@ -188,7 +190,8 @@ class Accounts:
         )
 
         def job(tx: Tx) -> None:
-            tx.insert_session(record, keep=MAX_SESSIONS_PER_USER)
+            tx.insert_session(record, keep=MAX_SESSIONS_PER_USER)  # may end the oldest
+            tx.after_commit(self._open.invalidate)
 
         await self._store.write(job)
         return pair
@@ -207,6 +210,7 @@ class Accounts:
             now = utcnow()
             if session is None or session.expires_at <= now:
                 return "ended"
+            tx.after_commit(self._open.invalidate)
             if not secrets.compare_digest(session.refresh_digest, digest(jti)):
                 tx.delete_session(session_id, user_id)
                 return "reused"
@@ -236,10 +240,16 @@ class Accounts:
         return self.tokens.issue_ticket(session.user.id, session.id, session.expires)
 
     async def _session(self, claims: dict[str, Any], expires: int) -> Session:
-        user = await self._store.read.session_user(claims["sid"], claims["sub"], utcnow())
+        session_id, user_id, now = claims["sid"], claims["sub"], utcnow()
+        user = self._open.user(session_id, user_id, now)
         if user is None:
-            raise Unauthorized("the session has ended: sign in again")
-        return Session(user, claims["sid"], expires)
+            generation = self._open.generation
+            found = await self._store.read.session_user(session_id, user_id, now)
+            if found is None:
+                raise Unauthorized("the session has ended: sign in again")
+            user, session_expires = found
+            self._open.remember(session_id, user, session_expires, generation)
+        return Session(user, session_id, expires)
 
     # -- the signed-in user's own account ---------------------------------------------------
 
@@ -250,6 +260,7 @@ class Accounts:
         """End one of the user's sessions (404 when it is not theirs, or over)."""
 
         def job(tx: Tx) -> bool:
+            tx.after_commit(self._open.invalidate)
             return tx.delete_session(session_id, session.user.id)
 
         if not await self._store.write(job):
@@ -283,6 +294,7 @@ class Accounts:
         password_hash = await self._hasher.hash(new)
 
         def job(tx: Tx) -> int:
+            tx.after_commit(self._open.invalidate)
             tx.set_password(user.id, password_hash)
             return tx.delete_sessions_except(user.id, session.id)
 
