@@ -36,7 +36,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, Generic, TypeVar
+from typing import IO, Any, Generic, TypeVar, cast
 
 import aiosqlite
 
@@ -87,6 +87,10 @@ def translate(exc: sqlite3.Error) -> Exception:
     if name.startswith("SQLITE_FULL") or "full" in str(exc):
         return StorageFull("the database cannot grow: the disk is full")
     return exc
+
+
+def _queued_task(_cursor: sqlite3.Cursor, row: tuple[Any, ...]) -> QueuedTask:
+    return QueuedTask(*row)
 
 
 def _task(row: sqlite3.Row) -> Task:
@@ -318,12 +322,14 @@ class Reader:
     async def unfinished_tasks(self) -> list[QueuedTask]:
         """Every pending or running task, oldest first (for recovery at start): only
         what the scheduler needs, through the index of unfinished tasks, so 10,000 of
-        them with large inputs load in milliseconds."""
-        rows = await self._conn.execute_fetchall(
+        them with large inputs load in milliseconds. The records are made on the
+        database's thread, not on the loop."""
+        async with self._conn.execute(
             "SELECT id, user_id, priority FROM tasks WHERE status IN ('pending', 'running')"
             " ORDER BY seq"
-        )
-        return [QueuedTask(*row) for row in rows]
+        ) as cursor:
+            cursor.row_factory = _queued_task
+            return cast(list[QueuedTask], await cursor.fetchall())
 
     async def events_after(self, user_id: str, after_id: int, limit: int) -> list[StoredEvent]:
         rows = await self._all(
