@@ -30,7 +30,7 @@ def create_app(services: Services, *, metrics: Metrics | None = None) -> Quart:
     for blueprint in (health.bp, auth.bp, tasks.bp, articles.bp, insights.bp, events.bp, page.bp):
         app.register_blueprint(blueprint)
     app.asgi_app = asgi.ConnectionGuard(  # type: ignore[method-assign]
-        asgi.ExposureHeaders(app.asgi_app),
+        asgi.StreamHandoff(asgi.ExposureHeaders(app.asgi_app)),
         read_timeout=services.settings.server.read_timeout,
         end_grace=sse.CLOSE_GRACE,
     )
