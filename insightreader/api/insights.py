@@ -23,7 +23,7 @@ USAGE_DAYS = 30
 
 @bp.post("/insights/generate-buttons")
 @validate_request(ButtonsRequest)
-@validate_response(SubmitOut, 202)
+@document_response(SubmitOut, 202)
 @document_response(SubmitOut, 200)
 @errors((409, "The `Idempotency-Key` was used with a different request.", "conflict"), (429, None, "too_many_pending", "quota_exceeded"), 503)
 async def generate_buttons(data: ButtonsRequest) -> tuple[dict[str, Any], int]:
@@ -43,7 +43,7 @@ async def generate_buttons(data: ButtonsRequest) -> tuple[dict[str, Any], int]:
 
 @bp.post("/insights/generate")
 @validate_request(InsightRequest)
-@validate_response(SubmitOut, 202)
+@document_response(SubmitOut, 202)
 @document_response(SubmitOut, 200)
 @errors((404, "No such article (`article_id`).", "not_found"), (409, "The `Idempotency-Key` was used with a different request.", "conflict"), (429, None, "too_many_pending", "quota_exceeded"), 503)
 async def generate_insight(data: InsightRequest) -> tuple[dict[str, Any], int]:
