@@ -54,7 +54,7 @@ from typing import Any
 
 from .errors import InvalidLastEventId, TooManyStreams
 from .events import EventBus, Subscription
-from .records import Event, format_time, to_json
+from .records import Event, format_time
 from .store import Store, Tx
 from .supervisor import Supervisor
 
