@@ -40,7 +40,7 @@ from typing import IO, Any, Generic, TypeVar, cast
 
 import aiosqlite
 
-from . import migrate
+from . import migrate, search
 from .config import DatabaseSettings
 from .errors import AlreadyRunning, ShuttingDown, StorageBusy, StorageFull
 from .records import (
@@ -249,6 +249,12 @@ class Reader:
         """The task, or None; with ``user_id``, only when it is that user's."""
         row = await self._one(*_task_query(task_id, user_id))
         return _task(row) if row else None
+
+    async def search(self, user_id: str, query: search.Query, limit: int, offset: int) -> list[search.Hit]:
+        """The user's articles matching ``query``, best first."""
+        sql, params = search.search_sql(query)
+        rows = await self._all(sql, (*params, user_id, limit, offset))
+        return [search.hit(row) for row in rows]
 
     async def article(self, article_id: str, user_id: str) -> Article | None:
         """The user's article with its analyses and lens results, or None."""
@@ -498,6 +504,11 @@ class Tx:
             (user_id, content_hash),
         )
         return None if row is None else (str(row[0]), str(row[1]))
+
+    def index_search_backlog(self, limit: int) -> int:
+        """Index up to ``limit`` articles saved before the search index existed; how
+        many are left."""
+        return search.index_backlog(self._conn, limit)
 
     def library_usage(self, user_id: str) -> tuple[int, int]:
         """The user's stored articles and their bytes (title and text, UTF-8)."""
@@ -871,6 +882,7 @@ def _run_batch(conn: sqlite3.Connection, jobs: list[_Job[Any]]) -> _Batch:
                 if isolated:
                     conn.execute("RELEASE job")
         if conn.in_transaction:
+            search.reindex_dirty(conn)  # what the batch changed, in its transaction
             conn.execute("COMMIT")
     except sqlite3.Error as exc:
         if runs:

@@ -13,6 +13,7 @@ operation:
   the data schema of each event (``x-events``), ``/metrics``
   as Prometheus text, the reading page as HTML, 204s;
 * ``requestBody.required`` (true for validated bodies; false for :func:`optional_request`),
+  ``required`` on the query parameters a model requires,
   the bearer security requirement, and a description for every answer.
 
 ``/docs`` is Swagger UI from the ``swagger-ui-py`` package's bundled files, served
@@ -53,6 +54,7 @@ TAGS = {
     "auth": ("auth", "Accounts, tokens and stream tickets."),
     "insights": ("insights", "Insights and follow-up buttons on a selection; usage."),
     "articles": ("articles", "Saved articles and their analyses."),
+    "search": ("articles", "Saved articles and their analyses."),
     "tasks": ("tasks", "The tasks every submit creates: read, list, cancel, retry."),
     "events": ("events", "The Server-Sent Events stream of task events."),
     "health": ("operations", "Health, readiness and metrics."),
@@ -219,6 +221,16 @@ class Provider(OpenAPIProvider):
                     operation["tags"] = [tag[0]]
                 operations[method] = operation
         return paths, components
+
+    def build_querystring_parameters(self, model: type[BaseModel]) -> tuple[list[dict[str, Any]], dict[str, Any]]:  # type: ignore[override]
+        """quart-schema's parameters, marking the required ones (it looks for
+        ``required`` on each property, where pydantic never puts it)."""
+        parameters, definitions = super().build_querystring_parameters(model)
+        required = {name for name, info in model.model_fields.items() if info.is_required()}
+        for parameter in parameters:
+            if parameter["name"] in required:
+                parameter["required"] = True
+        return parameters, definitions
 
     @cache  # noqa: B019 (one provider per app, built once)
     def _error_schema(self) -> tuple[dict[str, Any], dict[str, Any]]:

@@ -6,6 +6,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
 
+from .. import search
 from ..accounts.passwords import MAX_LENGTH, USERNAME_MAX, USERNAME_MIN, USERNAME_PATTERN
 
 
@@ -375,6 +376,43 @@ class ArticleList(BaseModel):
 class PageQuery(BaseModel):
     limit: int = 20
     cursor: str | None = None
+
+
+class SearchQuery(BaseModel):
+    q: str = Field(
+        min_length=1,
+        max_length=search.MAX_QUERY_CHARS,
+        description="Words, \"a phrase\", or Chinese (城市); every part must match."
+        " A `q` without a letter or digit finds nothing.",
+    )
+    limit: int = 20
+    cursor: str | None = None
+
+
+class SearchHit(BaseModel):
+    article_id: str
+    title: str
+    snippet: str = Field(description="The text around the best match, as plain text.")
+    score: float = Field(description="BM25 relevance: higher is better.")
+
+
+class SearchResults(BaseModel):
+    model_config = _examples(
+        {
+            "items": [
+                {
+                    "article_id": "5d1b7c2a-9e4f-4a3b-8c6d-2f1e0a9b8c7d",
+                    "title": "Street trees cool the city",
+                    "snippet": "…a row of street trees lowers the air temperature by two degrees…",
+                    "score": 7.42,
+                }
+            ],
+            "next_cursor": None,
+        }
+    )
+
+    items: list[SearchHit]
+    next_cursor: str | None
 
 
 class LensOut(BaseModel):
