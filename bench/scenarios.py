@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 import httpx
 
-from . import lagprobe, wrk
+from . import lagprobe, search, wrk
 from .loadgen import percentile
 from .procs import (
     Server,
@@ -365,4 +365,6 @@ SCENARIOS: dict[str, list[Scenario]] = {
     ],
     "restart": [Scenario("restart", "", ("insightreader",), restart,
                          ("first_dispatch_s", "listening_s", "empty_db_listening_s", "lag_p99_ms"))],
+    "search": [Scenario("search", "", ("insightreader",), search.search,
+                        ("search_p50_ms", "search_p99_ms", "save_slowdown", "backlog_index_s"))],
 }

@@ -251,10 +251,18 @@ class Reader:
         return _task(row) if row else None
 
     async def search(self, user_id: str, query: search.Query, limit: int, offset: int) -> list[search.Hit]:
-        """The user's articles matching ``query``, best first."""
-        sql, params = search.search_sql(query)
-        rows = await self._all(sql, (*params, user_id, limit, offset))
-        return [search.hit(row) for row in rows]
+        """The user's articles matching ``query``, best first: a page of ranks, then
+        the text shown for that page only."""
+        sql, params = search.page_sql(query)
+        page = [(row[0], row[1]) for row in await self._all(sql, (*params, user_id, limit, offset))]
+        if not page:
+            return []
+        rowids = [rowid for rowid, _ in page]
+        rows = await self._all(
+            search.shown_sql(len(rowids)),
+            (search.FALLBACK_SNIPPET_CHARS, search.SNIPPET_TOKENS, query.any_part, *rowids, *rowids),
+        )
+        return search.hits(page, {row[0]: (row[1], row[2], row[3]) for row in rows})
 
     async def article(self, article_id: str, user_id: str) -> Article | None:
         """The user's article with its analyses and lens results, or None."""
@@ -953,6 +961,8 @@ class Store:
                 if row is None or str(row[0]).lower() != "wal":
                     raise RuntimeError(f"could not switch {self.path} to WAL mode")
                 applied = await migrate.apply(setup)
+                for statement in search.DEFER_DIRTY:
+                    await setup.execute(statement)
             finally:
                 await setup.close()
             for migration in applied:

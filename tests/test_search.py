@@ -140,8 +140,10 @@ def test_queries_never_reach_fts5_as_syntax(tmp_path: Path) -> None:
         query = search.parse_query(typed)
         if query is None:
             return
-        sql, params = search.search_sql(query)
+        sql, params = search.page_sql(query)
         conn.execute(sql, (*params, "u", 10, 0)).fetchall()
+        shown = search.shown_sql(2)
+        conn.execute(shown, (200, 24, query.any_part, 1, 2, 1, 2)).fetchall()
 
     check()
     conn.close()
@@ -170,6 +172,8 @@ async def test_articles_saved_before_the_index_existed_are_indexed_at_start(
     await asyncio.to_thread(server.wait_for_log, "the search index holds every saved article")
     with closing(sqlite3.connect(database)) as conn:
         assert conn.execute("SELECT count(*) FROM search_backlog").fetchone()[0] == 0
-        sql, params = search.search_sql(search.parse_query("kites 风筝"))
+        query = search.parse_query("kites 风筝")
+        assert query is not None
+        sql, params = search.page_sql(query)
         assert len(conn.execute(sql, (*params, "u", 1000, 0)).fetchall()) == 250
     assert server.alive
