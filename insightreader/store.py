@@ -281,6 +281,46 @@ class Reader:
         }
         return _article(row, lenses)
 
+    async def articles_after(self, user_id: str, after_seq: int, limit: int) -> list[Article]:
+        """The user's articles saved after ``after_seq``, oldest first, in full with
+        their lens results: an export reads a library a page at a time."""
+        rows = await self._all(
+            "SELECT * FROM articles WHERE user_id = ? AND seq > ? ORDER BY seq LIMIT ?",
+            (user_id, after_seq, limit),
+        )
+        if not rows:
+            return []
+        ids = [row["id"] for row in rows]
+        lenses: dict[str, dict[str, Any]] = {}
+        for r in await self._all(
+            f"SELECT article_id, lens_type, result FROM article_lenses WHERE article_id IN ({','.join('?' * len(ids))})"
+            " ORDER BY lens_type",
+            ids,
+        ):
+            lenses.setdefault(r["article_id"], {})[r["lens_type"]] = _loads(r["result"])
+        return [_article(row, lenses.get(row["id"], {})) for row in rows]
+
+    async def insights_about(self, user_id: str, article_ids: list[str]) -> dict[str, list[dict[str, Any]]]:
+        """The completed insights asked about these articles, oldest first, by article:
+        ``{selected_text, question, insight, created_at}``."""
+        if not article_ids:
+            return {}
+        found: dict[str, list[dict[str, Any]]] = {}
+        for row in await self._all(
+            "SELECT article_id, input, result, created_at FROM tasks"
+            f" WHERE user_id = ? AND article_id IN ({','.join('?' * len(article_ids))})"
+            " AND task_type = 'insight_generation' AND status = 'completed' ORDER BY seq",
+            (user_id, *article_ids),
+        ):
+            asked, answer = _loads(row["input"]) or {}, _loads(row["result"]) or {}
+            found.setdefault(row["article_id"], []).append({
+                "selected_text": asked.get("selected_text"),
+                "question": asked.get("question"),
+                "insight": answer.get("insight"),
+                "created_at": row["created_at"],
+            })
+        return found
+
     async def tokens_used(self, user_id: str, day: str) -> int:
         row = await self._one(_TOKENS_USED, (user_id, day))
         assert row is not None

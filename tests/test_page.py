@@ -11,7 +11,9 @@ something. Screenshots of the main states go to docs/screenshots/ (see the READM
 from __future__ import annotations
 
 import asyncio
+import json
 import re
+import zipfile
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -515,5 +517,34 @@ async def test_the_search_box_finds_articles_as_one_types(
     await page.click(".search-hit .card-link")
     await page.wait_for_selector(".article-text p")
     assert await page.input_value("#search-input") == ""
+    watch.assert_clean()
+    await context.close()
+
+
+async def test_the_library_downloads_as_markdown_and_as_json_from_the_account_page(
+    start_server: Callable[..., ServerProcess], browser: Any
+) -> None:
+    server = start_server()
+    context, page, watch = await open_page(browser, page_url(server))
+    await register_in_page(page, "exporter")
+    token = await access_token(page)
+    async with httpx.AsyncClient(base_url=server.url, timeout=10, headers={"Authorization": f"Bearer {token}"}) as http:
+        saved = await http.post("/api/v1/articles/save-with-analysis", json={"title": TITLE, "content": ARTICLE})
+        await wait_task(http, saved.json()["task_id"], "completed")
+    await page.click("#who")
+    await page.wait_for_selector("#export button[data-format=json]")
+    await page.locator("#export").scroll_into_view_if_needed()
+    await screenshot(page, "export.png")
+    async with page.expect_download() as downloading:
+        await page.click("#export button[data-format=json]")
+    download = await downloading.value
+    assert download.suggested_filename.endswith(".json")
+    document = json.loads(Path(await download.path()).read_text())
+    assert [a["title"] for a in document["articles"]] == [TITLE]
+    async with page.expect_download() as downloading:
+        await page.click("#export button[data-format=markdown]")
+    download = await downloading.value
+    with zipfile.ZipFile(await download.path()) as vault:
+        assert vault.namelist() == [f"{TITLE}.md"]
     watch.assert_clean()
     await context.close()

@@ -55,6 +55,7 @@ TAGS = {
     "insights": ("insights", "Insights and follow-up buttons on a selection; usage."),
     "articles": ("articles", "Saved articles and their analyses."),
     "search": ("articles", "Saved articles and their analyses."),
+    "export": ("articles", "Saved articles and their analyses."),
     "tasks": ("tasks", "The tasks every submit creates: read, list, cancel, retry."),
     "events": ("events", "The Server-Sent Events stream of task events."),
     "health": ("operations", "Health, readiness and metrics."),
@@ -147,7 +148,8 @@ def raw_response(
     schema: dict[str, Any] | None = None,
     extensions: dict[str, Any] | None = None,
 ) -> Callable[[T], T]:
-    """Document an answer that is not a validated JSON model (a stream, text, HTML, a 204)."""
+    """Document an answer that is not a validated JSON model (a stream, text, HTML, a 204).
+    Given twice for one status, the answer has both media types."""
 
     def decorator(func: T) -> T:
         answer: dict[str, Any] = {"description": description}
@@ -157,7 +159,10 @@ def raw_response(
                 content["example"] = example
             content.update(extensions or {})
             answer["content"] = {media_type: content}
-        _doc(func).raw[status] = answer
+        raw = _doc(func).raw
+        if status in raw and "content" in raw[status] and "content" in answer:
+            answer["content"] = {**raw[status]["content"], **answer["content"]}
+        raw[status] = answer
         return func
 
     return decorator
@@ -198,7 +203,7 @@ class Provider(OpenAPIProvider):
     def schema(self) -> dict[str, Any]:
         spec = super().schema()
         components = spec.setdefault("components", {}).setdefault("schemas", {})
-        for model in schemas.EVENT_MODELS.values():
+        for model in (*schemas.EVENT_MODELS.values(), *schemas.DOCUMENT_MODELS):
             components.update(_component(model))
         spec["tags"] = [
             {"name": name, "description": description}

@@ -537,3 +537,41 @@ EVENT_MODELS: dict[str, type[BaseModel]] = {
     "heartbeat": EventHeartbeat,
     "closed": EventClosed,
 }
+
+
+class ExportedInsight(BaseModel):
+    selected_text: str | None
+    question: str | None
+    insight: str | None
+    created_at: str
+
+
+class ExportedArticle(BaseModel):
+    article_id: str
+    url: str | None
+    title: str
+    content: str
+    tags: list[str]
+    archived: bool
+    favorite: bool
+    saved_at: str
+    updated_at: str
+    highlights: list[dict[str, Any]]
+    analysis: dict[str, Any] | None
+    meta_analysis: dict[str, Any] | None
+    lenses: dict[str, dict[str, Any]]
+    insights: list[ExportedInsight]
+
+
+class ExportDocument(BaseModel):
+    """``GET /export?format=json``: everything a user owns (docs/import-export.md)."""
+
+    format: Literal["insightreader"]
+    version: int
+    exported_at: str
+    username: str
+    articles: list[ExportedArticle]
+
+
+#: Models the spec lists among its components without a route returning them as JSON.
+DOCUMENT_MODELS: tuple[type[BaseModel], ...] = (ExportDocument,)
