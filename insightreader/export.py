@@ -18,7 +18,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from .analyses import LENSES
-from .records import Article, utcnow
+from .records import Article, Highlight, utcnow
 from .store import Reader
 
 FORMATS = ("markdown", "json")
@@ -27,6 +27,8 @@ PAGE = 50
 FORMAT_VERSION = 1
 #: Characters a file name keeps of the title (Obsidian shows the name as the note's title).
 NAME_CHARS = 80
+#: An article with the insights asked about it and its highlights.
+Entry = tuple[Article, list[dict[str, Any]], list[Highlight]]
 _UNSAFE_IN_NAMES = re.compile(r'[\x00-\x1f\x7f/\\:*?"<>|#^\[\]]+')
 
 
@@ -41,7 +43,7 @@ def file_name(fmt: str, day: str) -> str:
 # -- the JSON document ------------------------------------------------------------------
 
 
-def article_document(article: Article, insights: list[dict[str, Any]]) -> dict[str, Any]:
+def article_document(article: Article, insights: list[dict[str, Any]], highlights: list[Highlight]) -> dict[str, Any]:
     """One article as the export holds it; keys an import does not know are kept for
     the reader, never required."""
     public = article.public()
@@ -55,7 +57,7 @@ def article_document(article: Article, insights: list[dict[str, Any]]) -> dict[s
         "favorite": public.get("favorite", False),
         "saved_at": article.created_at,
         "updated_at": article.updated_at,
-        "highlights": public.get("highlights", []),
+        "highlights": [h.public() for h in highlights],
         "analysis": article.analysis,
         "meta_analysis": article.meta_analysis,
         "lenses": article.lenses,
@@ -63,14 +65,16 @@ def article_document(article: Article, insights: list[dict[str, Any]]) -> dict[s
     }
 
 
-async def _pages(reader: Reader, user_id: str) -> AsyncIterator[list[tuple[Article, list[dict[str, Any]]]]]:
+async def _pages(reader: Reader, user_id: str) -> AsyncIterator[list[Entry]]:
     after = 0
     while True:
         articles = await reader.articles_after(user_id, after, PAGE)
         if not articles:
             return
-        insights = await reader.insights_about(user_id, [a.id for a in articles])
-        yield [(a, insights.get(a.id, [])) for a in articles]
+        ids = [a.id for a in articles]
+        insights = await reader.insights_about(user_id, ids)
+        highlights = await reader.highlights_of(user_id, ids)
+        yield [(a, insights.get(a.id, []), highlights.get(a.id, [])) for a in articles]
         after = articles[-1].seq
 
 
@@ -80,8 +84,8 @@ async def json_export(reader: Reader, user_id: str, username: str) -> AsyncItera
     yield (json.dumps(head, ensure_ascii=False).removesuffix("}") + ', "articles": [').encode()
     first = True
     async for page in _pages(reader, user_id):
-        def encode(page: list[tuple[Article, list[dict[str, Any]]]] = page, lead: bool = first) -> bytes:
-            parts = [json.dumps(article_document(a, i), ensure_ascii=False) for a, i in page]
+        def encode(page: list[Entry] = page, lead: bool = first) -> bytes:
+            parts = [json.dumps(article_document(*entry), ensure_ascii=False) for entry in page]
             return (("" if lead else ",") + ",".join(parts)).encode()
 
         yield await asyncio.to_thread(encode)
@@ -247,10 +251,11 @@ async def markdown_export(reader: Reader, user_id: str) -> AsyncIterator[bytes]:
     archive = zipfile.ZipFile(sink, "w", compression=zipfile.ZIP_DEFLATED)  # type: ignore[call-overload]
     taken: set[str] = set()
 
-    def write_page(page: list[tuple[Article, list[dict[str, Any]]]]) -> bytes:
-        for article, insights in page:
+    def write_page(page: list[Entry]) -> bytes:
+        for entry in page:
+            article = entry[0]
             name = note_name(article.title, article.id, taken)
-            archive.writestr(name, markdown(article_document(article, insights)))
+            archive.writestr(name, markdown(article_document(*entry)))
         return sink.take()
 
     async for page in _pages(reader, user_id):

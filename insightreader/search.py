@@ -137,8 +137,11 @@ def _analysis_text(raw: str | None) -> str:
 
 
 def _document(row: sqlite3.Row | tuple[Any, ...]) -> tuple[Any, ...]:
-    seq, user_id, title, content, analysis = row[:5]
-    return (seq, user_id, index_text(title), index_text(content), index_text(_analysis_text(analysis)), "", "")
+    seq, user_id, title, content, analysis, notes = row[:6]
+    return (
+        seq, user_id, index_text(title), index_text(content), index_text(_analysis_text(analysis)),
+        "", index_text(notes or ""),
+    )
 
 
 #: The one text of an article in search_stems, from its row in search (deleting a row
@@ -159,7 +162,10 @@ def reindex(conn: sqlite3.Connection, seqs: list[int]) -> None:
     )
     conn.execute(f"DELETE FROM search WHERE rowid IN ({marks})", seqs)
     rows = conn.execute(
-        f"SELECT seq, user_id, title, content, analysis FROM articles WHERE seq IN ({marks})", seqs
+        "SELECT seq, user_id, title, content, analysis,"
+        " (SELECT group_concat(quote || char(10) || note, char(10)) FROM highlights h WHERE h.article_id = articles.id)"
+        f" FROM articles WHERE seq IN ({marks})",
+        seqs,
     ).fetchall()
     conn.executemany(
         "INSERT INTO search (rowid, user_id, title, body, analysis, tags, notes) VALUES (?, ?, ?, ?, ?, ?, ?)",

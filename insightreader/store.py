@@ -46,6 +46,7 @@ from .errors import AlreadyRunning, ShuttingDown, StorageBusy, StorageFull
 from .records import (
     Article,
     ArticleItem,
+    Highlight,
     NewTask,
     QueuedTask,
     SessionRecord,
@@ -91,6 +92,14 @@ def translate(exc: sqlite3.Error) -> Exception:
 
 def _queued_task(_cursor: sqlite3.Cursor, row: tuple[Any, ...]) -> QueuedTask:
     return QueuedTask(*row)
+
+
+def _highlight(row: sqlite3.Row) -> Highlight:
+    return Highlight(
+        id=row["id"], user_id=row["user_id"], article_id=row["article_id"], quote=row["quote"],
+        prefix=row["prefix"], suffix=row["suffix"], position=row["position"], note=row["note"],
+        created_at=row["created_at"], updated_at=row["updated_at"],
+    )
 
 
 def _task(row: sqlite3.Row) -> Task:
@@ -300,6 +309,23 @@ class Reader:
             lenses.setdefault(r["article_id"], {})[r["lens_type"]] = _loads(r["result"])
         return [_article(row, lenses.get(row["id"], {})) for row in rows]
 
+    async def highlights_of(self, user_id: str, article_ids: list[str]) -> dict[str, list[Highlight]]:
+        """The highlights of these articles of the user, in text order, by article."""
+        if not article_ids:
+            return {}
+        found: dict[str, list[Highlight]] = {}
+        for row in await self._all(
+            f"SELECT * FROM highlights WHERE user_id = ? AND article_id IN ({','.join('?' * len(article_ids))})"
+            " ORDER BY article_id, position, seq",
+            (user_id, *article_ids),
+        ):
+            found.setdefault(row["article_id"], []).append(_highlight(row))
+        return found
+
+    async def highlight(self, highlight_id: str, user_id: str) -> Highlight | None:
+        row = await self._one("SELECT * FROM highlights WHERE id = ? AND user_id = ?", (highlight_id, user_id))
+        return None if row is None else _highlight(row)
+
     async def insights_about(self, user_id: str, article_ids: list[str]) -> dict[str, list[dict[str, Any]]]:
         """The completed insights asked about these articles, oldest first, by article:
         ``{selected_text, question, insight, created_at}``."""
@@ -316,6 +342,7 @@ class Reader:
             found.setdefault(row["article_id"], []).append({
                 "selected_text": asked.get("selected_text"),
                 "question": asked.get("question"),
+                "highlight_id": asked.get("highlight_id"),
                 "insight": answer.get("insight"),
                 "created_at": row["created_at"],
             })
@@ -544,6 +571,9 @@ class Tx:
         """An article's estimated size in tokens (without reading its text)."""
         row = self._one("SELECT tokens FROM articles WHERE id = ?", (article_id,))
         return None if row is None else int(row[0])
+
+    def article_exists(self, article_id: str, user_id: str) -> bool:
+        return self._one("SELECT 1 FROM articles WHERE id = ? AND user_id = ?", (article_id, user_id)) is not None
 
     def article_ref_by_hash(self, user_id: str, content_hash: str) -> tuple[str, str] | None:
         """The id and title of the user's article with this content, if saved."""
@@ -781,6 +811,24 @@ class Tx:
             " result = excluded.result, updated_at = excluded.updated_at",
             (lens_type, to_json(result), now, article_id),
         )
+
+    def insert_highlight(self, highlight: Highlight) -> None:
+        self._execute(
+            "INSERT INTO highlights (id, user_id, article_id, quote, prefix, suffix, position, note,"
+            " created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (highlight.id, highlight.user_id, highlight.article_id, highlight.quote, highlight.prefix,
+             highlight.suffix, highlight.position, highlight.note, highlight.created_at, highlight.updated_at),
+        )
+
+    def set_highlight_note(self, highlight_id: str, user_id: str, note: str, now: str) -> Highlight | None:
+        row = self._one(
+            "UPDATE highlights SET note = ?, updated_at = ? WHERE id = ? AND user_id = ? RETURNING *",
+            (note, now, highlight_id, user_id),
+        )
+        return None if row is None else _highlight(row)
+
+    def delete_highlight(self, highlight_id: str, user_id: str) -> bool:
+        return self._execute("DELETE FROM highlights WHERE id = ? AND user_id = ?", (highlight_id, user_id)) == 1
 
     def delete_article(self, article_id: str, user_id: str) -> bool:
         return (

@@ -56,6 +56,7 @@ TAGS = {
     "articles": ("articles", "Saved articles and their analyses."),
     "search": ("articles", "Saved articles and their analyses."),
     "export": ("articles", "Saved articles and their analyses."),
+    "highlights": ("articles", "Saved articles and their analyses."),
     "tasks": ("tasks", "The tasks every submit creates: read, list, cancel, retry."),
     "events": ("events", "The Server-Sent Events stream of task events."),
     "health": ("operations", "Health, readiness and metrics."),

@@ -352,6 +352,9 @@ class InsightRequest(Submit):
     intent: Short | None = None
     article_id: NonEmptyText | None = None
     question: Annotated[str, StringConstraints(max_length=2000), AfterValidator(_encodable)] | None = None
+    highlight_id: NonEmptyText | None = Field(
+        None, description="The highlight the passage is (of `article_id`): the insight is kept with it."
+    )
 
 
 class ArticleOut(BaseModel):
@@ -376,6 +379,47 @@ class ArticleList(BaseModel):
 class PageQuery(BaseModel):
     limit: int = 20
     cursor: str | None = None
+
+
+Quote = Annotated[str, StringConstraints(min_length=1, max_length=10_000), AfterValidator(_encodable)]
+Context = Annotated[str, StringConstraints(max_length=2_000), AfterValidator(_encodable)]
+Note = Annotated[str, StringConstraints(max_length=10_000), AfterValidator(_encodable)]
+
+
+class NewHighlight(Wire):
+    model_config = _examples({
+        "quote": "Shade lowers the temperature of the pavement",
+        "prefix": "On a summer afternoon, ",
+        "suffix": " by several degrees.",
+        "note": "Compare with the council's heat map.",
+    })
+
+    quote: Quote = Field(description="Text of the article, exactly as it stands there.")
+    prefix: Context = Field("", description="Text just before the quote (finds the right one of several).")
+    suffix: Context = Field("", description="Text just after the quote.")
+    note: Note = ""
+
+
+class HighlightChange(Wire):
+    model_config = _examples({"note": "Compare with the council's heat map."})
+
+    note: Note
+
+
+class HighlightOut(BaseModel):
+    highlight_id: str
+    article_id: str
+    quote: str
+    prefix: str
+    suffix: str
+    position: int = Field(description="Where the quote starts in the article's text (characters).")
+    note: str
+    created_at: str
+    updated_at: str
+
+
+class HighlightList(BaseModel):
+    items: list[HighlightOut]
 
 
 class SearchQuery(BaseModel):
@@ -542,6 +586,7 @@ EVENT_MODELS: dict[str, type[BaseModel]] = {
 class ExportedInsight(BaseModel):
     selected_text: str | None
     question: str | None
+    highlight_id: str | None
     insight: str | None
     created_at: str
 
@@ -556,7 +601,7 @@ class ExportedArticle(BaseModel):
     favorite: bool
     saved_at: str
     updated_at: str
-    highlights: list[dict[str, Any]]
+    highlights: list[HighlightOut]
     analysis: dict[str, Any] | None
     meta_analysis: dict[str, Any] | None
     lenses: dict[str, dict[str, Any]]
