@@ -2,14 +2,17 @@
 after it (as the W3C Web Annotation ``TextQuoteSelector`` does) so that it is found
 again in the text, and the reader's note. No web imports; the API calls these.
 
-A highlight is saved only when its quote occurs in the article's text; where it occurs
-more than once, the occurrence whose surroundings agree best with ``prefix`` and
-``suffix`` wins, and its position is kept (the page marks the text there).
+A highlight is saved only when its quote occurs in the article's text (exactly, or but
+for white space: a browser's selection collapses line breaks), and is kept as it stands
+there; where it occurs more than once, the occurrence whose surroundings agree best
+with ``prefix`` and ``suffix`` wins, and its position is kept.
 """
 
 from __future__ import annotations
 
+import re
 import uuid
+from collections.abc import Iterator
 
 from .errors import NotFound, QuoteNotFound
 from .records import Highlight, User, utcnow
@@ -36,21 +39,35 @@ def _agreement(content: str, at: int, quote: str, prefix: str, suffix: str) -> i
     return score
 
 
-def locate(content: str, quote: str, prefix: str = "", suffix: str = "") -> int | None:
-    """Where ``quote`` stands in ``content``: the occurrence whose surroundings agree best
-    with the context (the first among equals), or None. Linear in the text (each
-    occurrence is compared over at most the context's length, and stops early once the
-    context agrees entirely)."""
+def _occurrences(content: str, quote: str) -> Iterator[tuple[int, str]]:
+    """Where ``quote`` stands in ``content``, as it stands there: exactly, or else with
+    any run of white space for each of the quote's (a selection in a browser collapses
+    line breaks and indentation into single spaces)."""
+    at = content.find(quote)
+    if at != -1:
+        while at != -1:
+            yield at, quote
+            at = content.find(quote, at + 1)
+        return
+    words = quote.split()
+    if words:
+        for match in re.finditer(r"\s+".join(map(re.escape, words)), content):
+            yield match.start(), match.group()
+
+
+def locate(content: str, quote: str, prefix: str = "", suffix: str = "") -> tuple[int, str] | None:
+    """Where ``quote`` stands in ``content`` and its text there: the occurrence whose
+    surroundings agree best with the context (the first among equals), or None. Linear
+    in the text (each occurrence is compared over at most the context's length, and the
+    search stops once the context agrees entirely)."""
     best, best_score = None, -1
     whole = len(prefix) + len(suffix)
-    at = content.find(quote)
-    while at != -1:
-        score = _agreement(content, at, quote, prefix, suffix)
+    for at, text in _occurrences(content, quote):
+        score = _agreement(content, at, text, prefix, suffix)
         if score > best_score:
-            best, best_score = at, score
+            best, best_score = (at, text), score
             if score == whole:
                 break
-        at = content.find(quote, at + 1)
     return best
 
 
@@ -60,9 +77,10 @@ async def add(
     article = await store.read.article(article_id, user.id)
     if article is None:
         raise NotFound("no such article")
-    position = locate(article.content, quote, prefix[-CONTEXT_CHARS:], suffix[:CONTEXT_CHARS])
-    if position is None:
+    found = locate(article.content, quote, prefix[-CONTEXT_CHARS:], suffix[:CONTEXT_CHARS])
+    if found is None:
         raise QuoteNotFound("quote: it does not occur in the article's text")
+    position, quote = found
     now = utcnow()
     highlight = Highlight(
         id=str(uuid.uuid4()), user_id=user.id, article_id=article.id, quote=quote,

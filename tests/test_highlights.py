@@ -62,7 +62,7 @@ async def test_highlights_find_their_place_survive_a_restart_and_belong_to_their
         assert [h["quote"] for h in items] == ["Trees cool the street", "trees cool the street"]  # in text order
         for h in items:
             assert TEXT[h["position"] : h["position"] + len(h["quote"])] == h["quote"]
-            assert locate(TEXT, h["quote"], h["prefix"], h["suffix"]) == h["position"]
+            assert locate(TEXT, h["quote"], h["prefix"], h["suffix"]) == (h["position"], h["quote"])
         assert items[1]["note"] == "Measured at 3 pm."
         assert (await api.delete(f"/api/v1/highlights/{items[0]['highlight_id']}")).status_code == 204
         assert (await api.delete(f"/api/v1/highlights/{items[0]['highlight_id']}")).status_code == 404
@@ -80,6 +80,10 @@ async def test_notes_are_searched_exported_and_insights_keep_their_highlight(
             "quote": "people stay longer", "note": "Ask the shopkeepers about footfall.",
         })
         hid = made.json()["highlight_id"]
+        across = await api.post(f"/api/v1/articles/{article}/highlights", {"quote": "is thin. By the afternoon"})
+        assert across.status_code == 201  # as a selection across paragraphs gives it
+        assert across.json()["quote"] == "is thin.\n\nBy the afternoon"
+        assert (await api.delete(f"/api/v1/highlights/{across.json()['highlight_id']}")).status_code == 204
         found = (await api.get("/api/v1/search", params={"q": "footfall"})).json()["items"]
         assert [f["article_id"] for f in found] == [article]
 
@@ -102,12 +106,15 @@ async def test_notes_are_searched_exported_and_insights_keep_their_highlight(
         assert (await api.get("/api/v1/search", params={"q": "footfall"})).json()["items"] == []
 
 
-def test_locate_prefers_the_context_and_stays_linear() -> None:
+def test_locate_prefers_the_context_tolerates_white_space_and_stays_linear() -> None:
     text = "ab ab ab"
-    assert locate(text, "ab") == 0
-    assert locate(text, "ab", prefix="ab ab ") == 6
-    assert locate(text, "ab", suffix=" ab ab") == 0
-    assert locate(text, "ab", prefix="b ", suffix=" ab") == 3
+    assert locate(text, "ab") == (0, "ab")
+    assert locate(text, "ab", prefix="ab ab ") == (6, "ab")
+    assert locate(text, "ab", suffix=" ab ab") == (0, "ab")
+    assert locate(text, "ab", prefix="b ", suffix=" ab") == (3, "ab")
     assert locate(text, "zz") is None
+    # as a browser's selection gives it: line breaks and indents collapsed
+    assert locate("one\n\n  two three", "one two three") == (0, "one\n\n  two three")
+    assert locate("x  y", "x y z") is None
     huge = "a" * 400_000
-    assert locate(huge, "a", prefix="a" * 200, suffix="a" * 200) == 200  # stops at the first full agreement
+    assert locate(huge, "a", prefix="a" * 200, suffix="a" * 200) == (200, "a")  # stops at the first full agreement
