@@ -585,3 +585,29 @@ async def test_highlight_a_passage_write_a_note_and_find_it_after_a_reload(
     await page.wait_for_selector(".article-text mark.highlight", state="detached")
     watch.assert_clean()
     await context.close()
+
+
+async def test_asking_about_a_highlighted_passage_keeps_the_insight_with_the_highlight(
+    start_server: Callable[..., ServerProcess], browser: Any
+) -> None:
+    server = start_server()
+    context, page, watch = await open_page(browser, page_url(server))
+    await register_in_page(page, "asker")
+    await save_article(page)
+    await page.wait_for_selector(".article-card[data-state=ready]")
+    await open_first_article(page)
+    paragraph = page.locator(".article-text p").nth(2)
+    await paragraph.click(click_count=3)
+    await page.locator(".selection-popover button[data-action=highlight]").click()
+    await page.wait_for_selector(".article-text mark.highlight")
+    await ask_about_paragraph(page, 2)
+    token = await access_token(page)
+    async with httpx.AsyncClient(base_url=server.url, timeout=10, headers={"Authorization": f"Bearer {token}"}) as http:
+        [insight] = (await http.get("/api/v1/tasks", params={"task_type": "insight_generation"})).json()["items"]
+        task = await wait_task(http, insight["task_id"], "completed")
+        article_id = task["article_id"]
+        [highlight] = (await http.get(f"/api/v1/articles/{article_id}/highlights")).json()["items"]
+        [exported] = (await http.get("/api/v1/export", params={"format": "json"})).json()["articles"]
+    assert [i["highlight_id"] for i in exported["insights"]] == [highlight["highlight_id"]]
+    watch.assert_clean()
+    await context.close()

@@ -19,8 +19,11 @@ export const freshTurns = new Set();
 const asking = new Set();
 export const buttonErrors = new Map();
 
-export async function startThread(articleId, selection) {
+/** Start a conversation about ``selection``; ``highlightId``: the highlight it is, so
+ * the server keeps the insights with it. */
+export async function startThread(articleId, selection, highlightId = null) {
   const thread = { id: randomId(), selection, created_at: new Date().toISOString(), turns: [] };
+  if (highlightId) thread.highlight_id = highlightId;
   const answer = await submitInsight(articleId, thread, {});
   memory.addThread(articleId, thread);
   addTurn(articleId, thread, answer, {});
@@ -35,6 +38,7 @@ export async function askNext(articleId, thread, { label = null, question = null
 
 function submitInsight(articleId, thread, { question, intent }) {
   const body = { selected_text: thread.selection, article_id: articleId };
+  if (thread.highlight_id) body.highlight_id = thread.highlight_id;
   if (intent) body.intent = intent;
   if (question) body.question = question.slice(0, 2000);
   return api('POST', '/insights/generate', body, { headers: { 'Idempotency-Key': randomId() } });

@@ -459,7 +459,9 @@ export function mountReader(main, articleId) {
     }
     busy(askButton, async () => {
       try {
-        await startThread(articleId, passage);
+        // A passage that is one of the article's highlights: the insight is kept with it.
+        const same = highlightsView.items().find((hl) => hl.quote.replace(/\s+/g, ' ').trim() === passage);
+        await startThread(articleId, passage, same ? same.highlight_id : null);
         document.getSelection()?.removeAllRanges();
         hidePopover();
         setNotesOpen(true);
