@@ -53,6 +53,13 @@ def text(value: object, where: str, name: str) -> str | None:
     return value.strip() or None
 
 
+def line(value: object, where: str, name: str) -> str | None:
+    """A one-line field such as a title: white space runs (line breaks too) become one
+    space; None when absent or empty."""
+    kept = text(value, where, name)
+    return " ".join(kept.split()) if kept is not None else None
+
+
 def tags(values: Iterable[object], where: str) -> tuple[str, ...]:
     """Trimmed, empty ones dropped, case-insensitively unique keeping the first spelling."""
     kept: list[str] = []

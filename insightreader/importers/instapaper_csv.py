@@ -22,7 +22,7 @@ def parse(data: bytes, limits: Limits) -> ImportResult:
         collector.add(
             ImportItem(
                 url=fields.url(row.get("url"), where),
-                title=fields.text(row.get("title"), where, "the title"),
+                title=fields.line(row.get("title"), where, "the title"),
                 content=None,
                 tags=fields.tags([*_tags(row.get("tags", ""), where), *custom], where),
                 archived=kind == "archive",

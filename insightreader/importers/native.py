@@ -30,13 +30,13 @@ def parse(data: bytes, limits: Limits) -> ImportResult:
 def _item(article: dict[str, Any], where: str) -> ImportItem:
     return ImportItem(
         url=fields.url(article.get("url"), where),
-        title=fields.text(article.get("title"), where, "title"),
+        title=fields.line(article.get("title"), where, "title"),
         content=fields.text(article.get("content"), where, "content"),
         tags=fields.tags(json_doc.array(article.get("tags"), f"{where}: tags"), where),
         archived=fields.flag(article.get("archived"), where, "archived"),
         favorite=fields.flag(article.get("favorite"), where, "favorite"),
         saved_at=fields.timestamp(article.get("saved_at"), where),
-        author=fields.text(article.get("author"), where, "author"),
+        author=fields.line(article.get("author"), where, "author"),
         highlights=tuple(_highlights(article, where)),
     )
 

@@ -49,12 +49,12 @@ def _item(entry: dict[str, Any], files: dict[str, bytes], root: str, state: str,
         highlights = files.get(posixpath.join(root, "highlights", f"{slug}.md"))
     return ImportItem(
         url=fields.url(entry.get("url"), where),
-        title=fields.text(entry.get("title"), where, "title"),
+        title=fields.line(entry.get("title"), where, "title"),
         content=html_to_text(fields.decode(content)) if content else None,
         tags=fields.tags(_label_names(json_doc.array(entry.get("labels"), f"{where}: labels")), where),
         archived=state.lower() == "archived",
         saved_at=fields.timestamp(entry.get("savedAt"), where),
-        author=fields.text(entry.get("author"), where, "author"),
+        author=fields.line(entry.get("author"), where, "author"),
         highlights=parse_highlights(fields.decode(highlights)) if highlights else (),
     )
 

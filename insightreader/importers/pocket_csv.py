@@ -18,7 +18,7 @@ def parse(data: bytes, limits: Limits) -> ImportResult:
         collector.add(
             ImportItem(
                 url=fields.url(row.get("url"), where),
-                title=fields.text(row.get("title"), where, "the title"),
+                title=fields.line(row.get("title"), where, "the title"),
                 content=None,
                 tags=fields.tags(row.get("tags", "").split("|"), where),
                 archived=status == "archive",

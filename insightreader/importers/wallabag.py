@@ -32,7 +32,7 @@ def _item(entry: dict[str, Any], where: str) -> ImportItem:
     authors = [name.strip() for name in published_by if isinstance(name, str) and name.strip()]
     return ImportItem(
         url=fields.url(entry.get("url"), where),
-        title=fields.text(entry.get("title"), where, "title"),
+        title=fields.line(entry.get("title"), where, "title"),
         content=html_to_text(content) if content else None,
         tags=fields.tags(_tag_names(json_doc.array(entry.get("tags"), f"{where}: tags")), where),
         archived=fields.flag(entry.get("is_archived"), where, "is_archived"),
