@@ -198,8 +198,8 @@ def test_omnivore_zip() -> None:
             saved_at="2024-01-15T10:30:00.000Z",
             author="Jane Doe",
             highlights=(
-                ImportedHighlight(quote="Write it down & keep it.", note="My favourite line."),
-                ImportedHighlight(quote="First"),
+                ImportedHighlight(quote="Write it down & keep it.", note="My favourite line.\n\nIt still is."),
+                ImportedHighlight(quote="First\nand second paragraph"),
             ),
         ),
         ImportItem(
@@ -209,13 +209,13 @@ def test_omnivore_zip() -> None:
             saved_at="2024-02-01T08:00:00.000Z",
         ),
     )
-    assert result.skipped == 1  # the deleted item
+    assert result.skipped == 0
 
 
-def test_omnivore_multi_line_quotes() -> None:
-    markdown = "> line one\n> line two [⤴️](https://omnivore.app/me/x#1)\nnote one\nnote two\n\n> next\n"
+def test_omnivore_highlight_blocks() -> None:
+    markdown = "A page note before any quote\n\n> one\nline two \n\n#tag\n\n#not only labels\n\n> next \n"
     assert parse_highlights(markdown) == (
-        ImportedHighlight(quote="line one\nline two", note="note one\nnote two"),
+        ImportedHighlight(quote="one\nline two", note="#not only labels"),
         ImportedHighlight(quote="next"),
     )
 

@@ -63,22 +63,13 @@ class Collector:
         self._skipped = 0
 
     def add(self, item: ImportItem) -> None:
-        self.count()
+        if self._seen >= self._limits.max_items:
+            raise BadImport(f"the file holds more than {self._limits.max_items} items")
+        self._seen += 1
         if item.url is None and item.content is None:
             self._skipped += 1
         else:
             self._items.append(item)
-
-    def count(self) -> None:
-        """Counts an item the file holds (kept or not) against ``max_items``."""
-        if self._seen >= self._limits.max_items:
-            raise BadImport(f"the file holds more than {self._limits.max_items} items")
-        self._seen += 1
-
-    def skip(self) -> None:
-        """An item the file holds that is not imported (e.g. deleted at the source)."""
-        self.count()
-        self._skipped += 1
 
     def result(self) -> ImportResult:
         return ImportResult(items=tuple(self._items), skipped=self._skipped)

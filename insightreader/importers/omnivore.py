@@ -1,9 +1,9 @@
 """Omnivore's export zip: ``metadata_*.json`` (arrays of items with ``slug``, ``url``,
 ``title``, ``author``, ``labels``, ``state``, ``savedAt``), ``content/<slug>.html``
-(made plain text) and ``highlights/<slug>.md`` (each highlight a ``> quote
-[⤴️](link)`` block, the note on the lines after it). ``state`` ``Archived`` is
-archived and ``Deleted`` items are skipped; ``description``, ``thumbnail``,
-``readingProgress`` and the other dates are ignored. Omnivore has no favourites."""
+(made plain text) and ``highlights/<slug>.md`` (each highlight a ``> quote`` block,
+its note in the blocks after it). ``state`` ``Archived`` is archived (the others are
+``Active`` and ``Unknown``); ``description``, ``thumbnail``, ``readingProgress`` and
+the other dates are ignored. Omnivore has no favourites."""
 
 from __future__ import annotations
 
@@ -14,9 +14,6 @@ from ..errors import BadImport
 from . import fields, json_doc, zip_archive
 from .html_text import html_to_text
 from .items import Collector, ImportedHighlight, ImportItem, ImportResult, Limits
-
-_LINK_MARK = " [⤴️]("
-
 
 def parse(data: bytes, limits: Limits) -> ImportResult:
     files = zip_archive.members(data, limits)
@@ -33,15 +30,12 @@ def parse(data: bytes, limits: Limits) -> ImportResult:
         for index, value in enumerate(document):
             where = f"{name}, item {index + 1}"
             entry = json_doc.obj(value, where)
-            state = fields.text(entry.get("state"), where, "state") or ""
-            if state.lower() == "deleted":
-                collector.skip()
-                continue
-            collector.add(_item(entry, files, posixpath.dirname(name), state, where))
+            collector.add(_item(entry, files, posixpath.dirname(name), where))
     return collector.result()
 
 
-def _item(entry: dict[str, Any], files: dict[str, bytes], root: str, state: str, where: str) -> ImportItem:
+def _item(entry: dict[str, Any], files: dict[str, bytes], root: str, where: str) -> ImportItem:
+    state = fields.text(entry.get("state"), where, "state") or ""
     slug = fields.text(entry.get("slug"), where, "slug")
     content = highlights = None
     if slug is not None:
@@ -65,31 +59,36 @@ def _label_names(labels: list[Any]) -> list[Any]:
 
 
 def parse_highlights(markdown: str) -> tuple[ImportedHighlight, ...]:
-    """The highlights of one ``highlights/<slug>.md``: a quote is a run of ``>`` lines
-    (the link back to Omnivore at its end dropped), its note the text up to the next."""
+    """The highlights of one ``highlights/<slug>.md`` as Omnivore writes it (its
+    ``highlightToMarkdown``): blocks separated by blank lines; a block starting with
+    ``>`` is a quote (its paragraphs on ``> `` lines), an optional block of ``#label``
+    words after it is ignored, and the blocks up to the next quote are its note."""
     found: list[ImportedHighlight] = []
-    quote: list[str] = []
+    quote: str | None = None
     note: list[str] = []
 
     def finish() -> None:
         if quote:
-            text = "\n".join(quote).strip()
-            if text:
-                found.append(ImportedHighlight(quote=text, note="\n".join(note).strip() or None))
-        quote.clear()
+            found.append(ImportedHighlight(quote=quote, note="\n\n".join(note) or None))
         note.clear()
 
-    for line in markdown.splitlines():
-        if line.startswith(">"):
-            if note:
-                finish()
-            quote.append(_without_link(line[1:].strip()))
-        elif quote:
-            note.append(line)
+    for block in _blocks(markdown):
+        if block[0].startswith(">"):
+            finish()
+            quote = "\n".join(line[1:].strip() if line.startswith(">") else line.strip() for line in block).strip()
+        elif quote is not None and not note and all(word.startswith("#") for word in " ".join(block).split()):
+            continue
+        elif quote is not None:
+            note.append("\n".join(block).strip())
     finish()
     return tuple(found)
 
 
-def _without_link(line: str) -> str:
-    at = line.rfind(_LINK_MARK)
-    return line[:at] if at >= 0 and line.endswith(")") else line
+def _blocks(markdown: str) -> list[list[str]]:
+    blocks: list[list[str]] = [[]]
+    for line in markdown.splitlines():
+        if line.strip():
+            blocks[-1].append(line)
+        elif blocks[-1]:
+            blocks.append([])
+    return [block for block in blocks if block]
