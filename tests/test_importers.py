@@ -306,6 +306,12 @@ def test_text_that_is_not_utf8_is_refused(fmt: str) -> None:
         importers.parse(fmt, data)
 
 
+def test_a_zip_member_that_is_not_utf8_is_named() -> None:
+    archive = _zip({"metadata_0.json": b'[{"slug": "s", "url": "https://e.com"}]', "content/s.html": b"<p>\xff</p>"})
+    with pytest.raises(BadImport, match="content/s.html is not UTF-8 text"):
+        importers.parse("omnivore", archive)
+
+
 # --- limits ------------------------------------------------------------------------------------
 
 
@@ -401,3 +407,54 @@ def test_tags_are_trimmed_and_unique_ignoring_case() -> None:
 )
 def test_urls(value: str, expected: str | None) -> None:
     assert fields.url(value, "here") == expected
+
+
+# --- hostile input -----------------------------------------------------------------------------
+
+
+def _fixtures() -> list[tuple[str, bytes]]:
+    return [
+        ("netscape", (DATA / "bookmarks.html").read_bytes()),
+        ("netscape", (DATA / "pocket.html").read_bytes()),
+        ("pocket_csv", (DATA / "pocket.csv").read_bytes()),
+        ("instapaper_csv", (DATA / "instapaper.csv").read_bytes()),
+        ("readwise_csv", (DATA / "readwise.csv").read_bytes()),
+        ("wallabag", (DATA / "wallabag.json").read_bytes()),
+        ("insightreader", (DATA / "insightreader.json").read_bytes()),
+        ("omnivore", _omnivore_zip()),
+    ]
+
+
+@pytest.mark.parametrize(("fmt", "data"), _fixtures())
+def test_a_cut_or_damaged_file_is_read_or_refused_never_a_crash(fmt: str, data: bytes) -> None:
+    """Every prefix of each fixture, and each with one byte changed, either parses or is a
+    BadImport; no other exception escapes."""
+    variants = [data[:end] for end in range(0, len(data), max(1, len(data) // 60))]
+    variants += [data[:at] + bytes([data[at] ^ 0x5A]) + data[at + 1 :] for at in range(0, len(data), max(1, len(data) // 60))]
+    refused = 0
+    for variant in variants:
+        try:
+            importers.parse(fmt, variant)
+        except BadImport:
+            refused += 1
+    assert refused > 0
+
+
+@pytest.mark.parametrize(
+    ("fmt", "data"),
+    [
+        ("wallabag", b'[{"url": "https://e.com", "created_at": ' + b"1" * 5000 + b"}]"),
+        ("wallabag", b'[{"url": "https://e.com", "created_at": NaN}]'),
+        ("wallabag", b'[{"url": "https://e.com", "created_at": 1e300}]'),
+        ("instapaper_csv", b"URL,Tags\nhttps://e.com," + b"1" * 5000 + b"\n"),
+        ("readwise_csv", b'URL,Document tags\nhttps://e.com,"' + b"[" * 5000 + b'"\n'),
+        ("readwise_csv", b'URL,Document tags\nhttps://e.com,"[' + b"1" * 5000 + b']"\n'),
+        ("pocket_csv", b'url,title\nhttps://e.com,"' + b"x" * 200_000 + b'"\n'),
+        ("netscape", b'<DL><DT><A HREF="https://e.com">x</A><![--oops'),
+        ("wallabag", b'[{"url": "https://e.com", "content": "<p>x</p><![--oops"}]'),
+        ("omnivore", _zip({"metadata_0.json": b"[]"}).replace(b"PK\x01\x02\x14\x03\x14", b"PK\x01\x02\x14\x03\x7d")),
+    ],
+)
+def test_hostile_values_are_refused(fmt: str, data: bytes) -> None:
+    with pytest.raises(BadImport):
+        importers.parse(fmt, data)

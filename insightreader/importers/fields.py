@@ -17,12 +17,13 @@ MAX_URL_CHARS = 8192
 _MILLISECONDS_FROM = 10**11
 
 
-def decode(data: bytes) -> str:
-    """The file as text: UTF-8, with or without a byte-order mark."""
+def decode(data: bytes, name: str = "the file") -> str:
+    """``name`` (the file, or a member of its zip) as text: UTF-8, with or without a
+    byte-order mark."""
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        raise BadImport(f"the file is not UTF-8 text (invalid byte at offset {exc.start})") from exc
+        raise BadImport(f"{name} is not UTF-8 text (invalid byte at offset {exc.start})") from exc
 
 
 def url(value: object, where: str) -> str | None:

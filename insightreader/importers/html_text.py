@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from html.parser import HTMLParser
 
+from ..errors import BadImport
+
 _BLOCKS = frozenset(
     "address article aside blockquote body br dd details div dl dt figcaption figure footer form "
     "h1 h2 h3 h4 h5 h6 header hr li main nav ol p pre section summary table td th tr ul".split()
@@ -46,11 +48,14 @@ class _TextParser(HTMLParser):
             self._words = []
 
 
-def html_to_text(html: str) -> str | None:
+def html_to_text(html: str, where: str) -> str | None:
     """The readable text of ``html``, paragraphs separated by a blank line; None when
     there is none."""
     parser = _TextParser()
-    parser.feed(html)
-    parser.close()
+    try:
+        parser.feed(html)
+        parser.close()
+    except AssertionError as exc:  # html.parser's answer to some malformed declarations
+        raise BadImport(f"{where}: malformed HTML at line {parser.getpos()[0]} ({exc})") from exc
     parser.flush()
     return "\n\n".join(parser.paragraphs) or None

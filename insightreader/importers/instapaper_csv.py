@@ -38,7 +38,7 @@ def _tags(cell: str, where: str) -> list[object]:
         return []
     try:
         names = json.loads(cell)
-    except (json.JSONDecodeError, RecursionError) as exc:
+    except (ValueError, RecursionError) as exc:
         raise BadImport(f"{where}: Tags is not a JSON array of names") from exc
     if not isinstance(names, list):
         raise BadImport(f"{where}: Tags is not a JSON array of names")

@@ -12,13 +12,15 @@ from . import fields
 def load(data: bytes | str, depth: int, name: str = "the file") -> Any:
     """The parsed document; :class:`BadImport` when it is not JSON or nests deeper
     than ``depth`` arrays and objects."""
-    text = fields.decode(data) if isinstance(data, bytes) else data
+    text = fields.decode(data, name) if isinstance(data, bytes) else data
     try:
         document = json.loads(text)
     except RecursionError as exc:
         raise BadImport(f"{name} nests arrays and objects deeper than {depth} levels") from exc
     except json.JSONDecodeError as exc:
         raise BadImport(f"{name} is not JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}") from exc
+    except ValueError as exc:  # a number too long to convert
+        raise BadImport(f"{name} is not JSON this server reads ({exc})") from exc
     _check_depth(document, depth, name)
     return document
 

@@ -103,6 +103,9 @@ def parse(data: bytes, limits: Limits) -> ImportResult:
         raise BadImport("the file is not a bookmark HTML file (no <DL> list and no <A> link)")
     collector = Collector(limits)
     parser = _BookmarkParser(collector)
-    parser.feed(text)
-    parser.close()
+    try:
+        parser.feed(text)
+        parser.close()
+    except AssertionError as exc:  # html.parser's answer to some malformed declarations
+        raise BadImport(f"line {parser.getpos()[0]}: malformed HTML ({exc})") from exc
     return collector.result()

@@ -37,19 +37,19 @@ def parse(data: bytes, limits: Limits) -> ImportResult:
 def _item(entry: dict[str, Any], files: dict[str, bytes], root: str, where: str) -> ImportItem:
     state = fields.text(entry.get("state"), where, "state") or ""
     slug = fields.text(entry.get("slug"), where, "slug")
-    content = highlights = None
-    if slug is not None:
-        content = files.get(posixpath.join(root, "content", f"{slug}.html"))
-        highlights = files.get(posixpath.join(root, "highlights", f"{slug}.md"))
+    content_name = posixpath.join(root, "content", f"{slug}.html")
+    highlights_name = posixpath.join(root, "highlights", f"{slug}.md")
+    content = files.get(content_name) if slug is not None else None
+    highlights = files.get(highlights_name) if slug is not None else None
     return ImportItem(
         url=fields.url(entry.get("url"), where),
         title=fields.line(entry.get("title"), where, "title"),
-        content=html_to_text(fields.decode(content)) if content else None,
+        content=html_to_text(fields.decode(content, content_name), content_name) if content else None,
         tags=fields.tags(_label_names(json_doc.array(entry.get("labels"), f"{where}: labels")), where),
         archived=state.lower() == "archived",
         saved_at=fields.timestamp(entry.get("savedAt"), where),
         author=fields.line(entry.get("author"), where, "author"),
-        highlights=parse_highlights(fields.decode(highlights)) if highlights else (),
+        highlights=parse_highlights(fields.decode(highlights, highlights_name)) if highlights else (),
     )
 
 

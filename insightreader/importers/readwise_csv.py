@@ -43,7 +43,7 @@ def _tags(cell: str, where: str) -> list[object]:
         return list(cell.split(","))
     try:
         names = json.loads(cell)
-    except (json.JSONDecodeError, RecursionError):
+    except (ValueError, RecursionError):
         try:
             names = ast.literal_eval(cell)
         except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError) as exc:

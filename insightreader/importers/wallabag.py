@@ -33,7 +33,7 @@ def _item(entry: dict[str, Any], where: str) -> ImportItem:
     return ImportItem(
         url=fields.url(entry.get("url"), where),
         title=fields.line(entry.get("title"), where, "title"),
-        content=html_to_text(content) if content else None,
+        content=html_to_text(content, where) if content else None,
         tags=fields.tags(_tag_names(json_doc.array(entry.get("tags"), f"{where}: tags")), where),
         archived=fields.flag(entry.get("is_archived"), where, "is_archived"),
         favorite=fields.flag(entry.get("is_starred"), where, "is_starred"),

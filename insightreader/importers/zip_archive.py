@@ -15,7 +15,7 @@ def members(data: bytes, limits: Limits) -> dict[str, bytes]:
     """Every file in the archive by its name (directories left out)."""
     try:
         archive = zipfile.ZipFile(io.BytesIO(data))
-    except (zipfile.BadZipFile, ValueError) as exc:
+    except (zipfile.BadZipFile, NotImplementedError, ValueError) as exc:
         raise BadImport(f"the file is not a zip archive ({exc})") from exc
     with archive:
         infos = [info for info in archive.infolist() if not info.is_dir()]
