@@ -11,10 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from insightreader import importers
+from insightreader import export, importers
 from insightreader.errors import BadImport, BadRequest, ValidationFailed
 from insightreader.importers import ImportedHighlight, ImportItem, Limits, fields
 from insightreader.importers.omnivore import parse_highlights
+from insightreader.records import Article
 
 DATA = Path(__file__).parent / "data" / "imports"
 
@@ -239,6 +240,38 @@ def test_own_export() -> None:
             content="Only text, no link.",
             archived=True,
             saved_at="2026-11-29T08:00:00.000Z",
+        ),
+    )
+
+
+def test_own_export_reads_back_what_the_exporter_writes() -> None:
+    article = Article(
+        id="a1",
+        seq=1,
+        user_id="u1",
+        title="Street trees",
+        content="Trees cool streets.",
+        url="https://example.com/trees",
+        content_hash="h",
+        analysis={"summary": "About trees."},
+        meta_analysis=None,
+        lenses={},
+        created_at="2026-12-01T10:00:00.000Z",
+        updated_at="2026-12-02T10:00:00.000Z",
+    )
+    document = {
+        "format": "insightreader",
+        "version": export.FORMAT_VERSION,
+        "exported_at": "2026-12-05T07:00:00.000Z",
+        "username": "reader",
+        "articles": [export.article_document(article, [{"question": "Why?", "answer": "Shade."}])],
+    }
+    assert importers.parse("insightreader", json.dumps(document).encode()).items == (
+        ImportItem(
+            url="https://example.com/trees",
+            title="Street trees",
+            content="Trees cool streets.",
+            saved_at="2026-12-01T10:00:00.000Z",
         ),
     )
 
