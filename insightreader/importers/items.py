@@ -49,7 +49,8 @@ class Limits:
     max_items: int = 100_000
     max_zip_members: int = 250_000
     max_unzipped_bytes: int = 512 * 1024 * 1024
-    max_json_depth: int = 64
+    #: Nesting of JSON arrays and objects, and of bookmark folders.
+    max_depth: int = 64
 
 
 class Collector:

@@ -15,7 +15,7 @@ VERSION = 1
 
 
 def parse(data: bytes, limits: Limits) -> ImportResult:
-    document = json_doc.obj(json_doc.load(data, limits.max_json_depth), "the file")
+    document = json_doc.obj(json_doc.load(data, limits.max_depth), "the file")
     if document.get("format") != "insightreader":
         raise BadImport('the file is not an InsightReader export (its "format" is not "insightreader")')
     if document.get("version") != VERSION:

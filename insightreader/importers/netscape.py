@@ -11,53 +11,55 @@ icons and ``TOREAD``/``PRIVATE`` are ignored.
 
 from __future__ import annotations
 
-from html.parser import HTMLParser
+from collections.abc import Mapping
 
 from ..errors import BadImport
 from . import fields
+from .html_text import HtmlEvents, feed
 from .items import Collector, ImportItem, ImportResult, Limits
 
 _CONTAINER_ATTRIBUTES = ("personal_toolbar_folder", "unfiled_bookmarks_folder")
 _ARCHIVE_HEADING = "read archive"
 
 
-class _BookmarkParser(HTMLParser):
-    def __init__(self, collector: Collector) -> None:
-        super().__init__(convert_charrefs=True)
+class _Bookmarks(HtmlEvents):
+    def __init__(self, collector: Collector, max_depth: int) -> None:
         self._collector = collector
-        #: Folder name (None for a container) of each open ``<DL>``.
+        self._max_depth = max_depth
+        #: Folder name (None for a container or a list without a heading) of each open ``<DL>``.
         self._folders: list[str | None] = []
         self._heading: str | None = None
         self._heading_is_container = False
         self._heading_text: list[str] | None = None
         self._section: str | None = None
-        self._link: dict[str, str | None] | None = None
+        self._link: dict[str, str] | None = None
         self._link_text: list[str] = []
-        self._link_line = 0
+        self._links = 0
 
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+    def start(self, tag: str, attrib: Mapping[str, str]) -> None:
         if tag == "a":
             self._finish_link()
-            self._link = {name: value for name, value in attrs}
+            self._link = {name.lower(): value for name, value in attrib.items()}
             self._link_text = []
-            self._link_line = self.getpos()[0]
         elif tag in ("h1", "h3"):
             self._finish_link()
             self._heading_text = []
             self._heading_is_container = any(
-                name in _CONTAINER_ATTRIBUTES and (value or "").lower() == "true" for name, value in attrs
+                name.lower() in _CONTAINER_ATTRIBUTES and value.lower() == "true" for name, value in attrib.items()
             )
         elif tag == "dl":
             self._finish_link()
+            if len(self._folders) >= self._max_depth:
+                raise BadImport(f"after link {self._links}: folders nested deeper than {self._max_depth} levels")
             self._folders.append(None if self._heading_is_container else self._heading)
             self._heading = None
             self._heading_is_container = False
 
-    def handle_endtag(self, tag: str) -> None:
+    def end(self, tag: str) -> None:
         if tag == "a":
             self._finish_link()
         elif tag in ("h1", "h3") and self._heading_text is not None:
-            name = " ".join(" ".join(self._heading_text).split())
+            name = " ".join("".join(self._heading_text).split())
             self._heading_text = None
             if tag == "h1":
                 self._section = name.lower()
@@ -67,14 +69,13 @@ class _BookmarkParser(HTMLParser):
             self._finish_link()
             self._folders.pop()
 
-    def handle_data(self, data: str) -> None:
+    def data(self, data: str) -> None:
         if self._link is not None:
             self._link_text.append(data)
         elif self._heading_text is not None:
             self._heading_text.append(data)
 
     def close(self) -> None:
-        super().close()
         self._finish_link()
 
     def _finish_link(self) -> None:
@@ -82,13 +83,14 @@ class _BookmarkParser(HTMLParser):
         if link is None:
             return
         self._link = None
-        where = f"line {self._link_line}"
-        tag_list = (link.get("tags") or "").split(",")
+        self._links += 1
+        where = f"link {self._links}"
+        tag_list = link.get("tags", "").split(",")
         folders = [name for name in self._folders if name]
         self._collector.add(
             ImportItem(
                 url=fields.url(link.get("href"), where),
-                title=" ".join(" ".join(self._link_text).split()) or None,
+                title=" ".join("".join(self._link_text).split()) or None,
                 content=None,
                 tags=fields.tags([*tag_list, *folders], where),
                 archived=self._section == _ARCHIVE_HEADING,
@@ -99,13 +101,9 @@ class _BookmarkParser(HTMLParser):
 
 def parse(data: bytes, limits: Limits) -> ImportResult:
     text = fields.decode(data)
-    if "<a" not in text.lower() and "<dl" not in text.lower():
+    lowered = text.lower()
+    if "<a" not in lowered and "<dl" not in lowered:
         raise BadImport("the file is not a bookmark HTML file (no <DL> list and no <A> link)")
     collector = Collector(limits)
-    parser = _BookmarkParser(collector)
-    try:
-        parser.feed(text)
-        parser.close()
-    except AssertionError as exc:  # html.parser's answer to some malformed declarations
-        raise BadImport(f"line {parser.getpos()[0]}: malformed HTML ({exc})") from exc
+    feed(text, _Bookmarks(collector, limits.max_depth), "the file")
     return collector.result()

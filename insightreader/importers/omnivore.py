@@ -24,7 +24,7 @@ def parse(data: bytes, limits: Limits) -> ImportResult:
         raise BadImport("the zip archive has no metadata_*.json file: not an Omnivore export")
     collector = Collector(limits)
     for name in metadata:
-        document = json_doc.load(files[name], limits.max_json_depth, name)
+        document = json_doc.load(files[name], limits.max_depth, name)
         if not isinstance(document, list):
             raise BadImport(f"{name} is not a JSON array of items")
         for index, value in enumerate(document):

@@ -15,7 +15,7 @@ from .items import Collector, ImportedHighlight, ImportItem, ImportResult, Limit
 
 
 def parse(data: bytes, limits: Limits) -> ImportResult:
-    document = json_doc.load(data, limits.max_json_depth)
+    document = json_doc.load(data, limits.max_depth)
     if not isinstance(document, list):
         raise BadImport("a wallabag export is a JSON array of entries")
     collector = Collector(limits)
