@@ -16,7 +16,7 @@ from insightreader import export, importers
 from insightreader.errors import BadImport, BadRequest, ValidationFailed
 from insightreader.importers import ImportedHighlight, ImportItem, Limits, fields
 from insightreader.importers.omnivore import parse_highlights
-from insightreader.records import Article
+from insightreader.records import Article, Highlight
 
 DATA = Path(__file__).parent / "data" / "imports"
 
@@ -260,12 +260,24 @@ def test_own_export_reads_back_what_the_exporter_writes() -> None:
         created_at="2026-12-01T10:00:00.000Z",
         updated_at="2026-12-02T10:00:00.000Z",
     )
+    highlight = Highlight(
+        id="h1",
+        user_id="u1",
+        article_id="a1",
+        quote="cool",
+        prefix="Trees ",
+        suffix=" streets.",
+        position=6,
+        note="Shade helps.",
+        created_at="2026-12-01T11:00:00.000Z",
+        updated_at="2026-12-01T11:00:00.000Z",
+    )
     document = {
         "format": "insightreader",
         "version": export.FORMAT_VERSION,
         "exported_at": "2026-12-05T07:00:00.000Z",
         "username": "reader",
-        "articles": [export.article_document(article, [{"question": "Why?", "answer": "Shade."}])],
+        "articles": [export.article_document(article, [{"question": "Why?", "answer": "Shade."}], [highlight])],
     }
     assert importers.parse("insightreader", json.dumps(document).encode()).items == (
         ImportItem(
@@ -273,6 +285,7 @@ def test_own_export_reads_back_what_the_exporter_writes() -> None:
             title="Street trees",
             content="Trees cool streets.",
             saved_at="2026-12-01T10:00:00.000Z",
+            highlights=(ImportedHighlight(quote="cool", note="Shade helps.", prefix="Trees ", suffix=" streets."),),
         ),
     )
 
