@@ -54,6 +54,12 @@ class InvalidLastEventId(BadRequest):
     code = "invalid_last_event_id"
 
 
+class BadImport(BadRequest):
+    """An import file that cannot be read as its format; the message says where."""
+
+    code = "bad_import"
+
+
 class ValidationFailed(ApiError):
     """The request parsed but its values are not acceptable."""
 
