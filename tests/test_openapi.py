@@ -15,7 +15,7 @@ import pytest
 from quart_schema.validation import QUART_SCHEMA_REQUEST_ATTRIBUTE, QUART_SCHEMA_RESPONSE_ATTRIBUTE
 
 from insightreader import config
-from insightreader.analyses import task_types
+from insightreader.tasktypes import task_types
 from insightreader.app import create_app
 from insightreader.services import Services
 from tests.conftest import base_config
@@ -69,7 +69,7 @@ async def app_routes(tmp_path: Path) -> list[tuple[str, str, set[str], Any]]:
     """(path in OpenAPI form, endpoint, methods, view function) of every route of the
     app the server runs, built here in-process from the same code (on its own database)."""
     settings = config.load(write_config(tmp_path / "config.toml", base_config(tmp_path)))
-    services = await Services.open(settings, {**task_types(settings.llm), **TEST_TASK_TYPES})
+    services = await Services.open(settings, {**task_types(settings), **TEST_TASK_TYPES})
     try:
         app = create_app(services)
         configure(app)

@@ -1,0 +1,70 @@
+"""``page_fetch``: fetch the page of an article saved from its URL, extract its text and
+metadata, fill the article and queue its ``article_analysis``, all in the transaction
+that completes the task. Not an LLM task: it spends no tokens."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import replace
+from typing import Any
+
+from . import extraction, fetching, library, text
+from .analyses import article as article_analysis
+from .analyses.common import load_article
+from .config import LibrarySettings
+from .engine import Submission, TaskContext
+from .errors import StorageQuotaExceeded, TaskError
+from .records import utcnow
+from .store import Tx
+
+NAME = library.PAGE_FETCH
+PROMPT_VERSION = "1"
+
+
+def rules(settings: LibrarySettings) -> fetching.FetchRules:
+    return fetching.FetchRules(
+        allow_private=settings.fetch_allow_private,
+        timeout=settings.fetch_timeout,
+        max_bytes=settings.fetch_max_bytes,
+    )
+
+
+async def run(ctx: TaskContext, *, settings: LibrarySettings) -> dict[str, Any]:
+    article = await load_article(ctx)
+    if article.fetch_status == "fetched":
+        return {"article_id": article.id, "title": article.title, "fetched": False}
+
+    def failed(tx: Tx) -> None:
+        tx.set_fetch_status(article.id, "failed", utcnow())
+
+    ctx.on_failure(failed)
+    page = await fetching.fetch(ctx.task.input["url"], rules(settings))
+    found = await asyncio.to_thread(extraction.extract, page)
+    filled = replace(
+        article,
+        title=found.title[: library.TITLE_CHARS],
+        content=found.text,
+        excerpt=library.excerpt(found.text),
+        tokens=await asyncio.to_thread(text.estimate_tokens, found.text),
+        page_meta=found.metadata(),
+        updated_at=utcnow(),
+    )
+
+    def room(tx: Tx) -> None:
+        size = library.stored_bytes(filled.title, filled.content) - library.stored_bytes(article.title, "")
+        try:
+            library.check_quota(tx, article.user_id, size, settings, new_article=False)
+        except StorageQuotaExceeded as exc:
+            raise TaskError("storage_quota_exceeded", exc.message) from exc
+
+    await ctx.store.write(room)
+
+    def store(tx: Tx, result: dict[str, Any]) -> None:
+        tx.fill_fetched_article(filled)
+
+    ctx.on_complete(store)
+    ctx.then_submit(
+        article_analysis.NAME,
+        Submission({"article_id": article.id, "content_hash": article.content_hash}, filled.title, article.id),
+    )
+    return {"article_id": article.id, "title": filled.title, "url": page.url, "page": filled.page_meta, "fetched": True}
