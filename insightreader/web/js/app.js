@@ -1,6 +1,7 @@
 // InsightReader's reading page: start-up, routing (#/ and #/article/<id>), the
 // header (connection indicator, task panel, account, sign out) and the live event stream.
 
+import { saveLink, sharedLink } from './actions.js';
 import { api, getSession, onSessionChange, signOut } from './api.js';
 import './conversation.js';
 import { setText } from './dom.js';
@@ -69,8 +70,23 @@ async function resync(reason) {
 
 // -- routing ------------------------------------------------------------------------------
 
+/** A link to save, from the share target (``/?url=&title=&text=``) or the bookmarklet
+ * (``#/save?url=&title=``); the address is then cleaned so a reload saves nothing. */
+function takeSharedLink() {
+  const hash = location.hash.match(/^#\/save\?(.*)$/);
+  const link = sharedLink(new URLSearchParams(hash ? hash[1] : location.search));
+  if (hash || location.search) history.replaceState(null, '', `${location.pathname}${hash ? '#/' : location.hash}`);
+  return link;
+}
+
 function route() {
   if (!running) return;
+  const link = takeSharedLink();
+  if (link) {
+    // Saved first, so the library that mounts next lists it (as "Fetching the page…").
+    saveLink(link).finally(route);
+    return;
+  }
   const match = location.hash.match(/^#\/article\/([^/?#]+)$/);
   if (view) view.unmount();
   window.scrollTo(0, 0);
