@@ -5,6 +5,7 @@ by calling the guard on their addresses, never by sending them a packet."""
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 from collections.abc import AsyncIterator, Callable, Iterable
 from typing import Any
@@ -282,8 +283,7 @@ async def test_saving_a_url_fetches_fills_and_analyses_the_article(site: Site, f
 
 async def test_the_same_url_saved_twice_at_once_is_one_article(site: Site, fetching_server: ServerProcess, connect: Callable[[ServerProcess], Any]) -> None:
     api = await register(connect(fetching_server))
-    first = await _save(api, site.url("/article"))
-    second = await _save(api, site.url("/article#comments"))
+    first, second = await asyncio.gather(_save(api, site.url("/article")), _save(api, site.url("/article#comments")))
     assert (second["article_id"], second["task_id"]) == (first["article_id"], first["task_id"])
     await api.wait_status(first["task_id"], "completed")
     assert site.hits.count("/article") == 1

@@ -34,6 +34,8 @@ NOT_JSON = {
     ("get", "/metrics", 200): "text/plain; version=0.0.4; charset=utf-8",
     ("get", "/", 200): "text/html; charset=utf-8",
     ("get", "/", 304): None,
+    ("get", "/manifest.webmanifest", 200): "application/manifest+json",
+    ("get", "/manifest.webmanifest", 304): None,
     ("delete", "/api/v1/articles/{article_id}", 204): None,
     ("post", "/api/v1/auth/logout", 204): None,
     ("post", "/api/v1/auth/password", 204): None,
