@@ -454,7 +454,10 @@ class Engine:
     def _submit_follow_up(self, tx: Tx, user_id: str, task_type: str, spec: Submission) -> None:
         """Submit a task a completing run asked for, in its completing transaction. A
         refused one (too many pending, the token budget) is logged and left out: the
-        run's own result stands, and the user can ask for the follow-up again."""
+        run's own result stands, and the user can ask for the follow-up again. One about
+        an article deleted meanwhile is left out too."""
+        if spec.article_id is not None and tx.article_tokens(spec.article_id) is None:
+            return
         kind = self.task_types[task_type]
         digest = input_hash(kind, self.model, spec.payload)
         try:

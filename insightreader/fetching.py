@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from urllib.parse import urljoin, urlsplit
 
 import httpcore
+import httpx
 
 from .errors import TaskError
 
@@ -125,7 +126,7 @@ async def checked_addresses(host: str, port: int, resolver: Resolver, guard: Gua
     else:
         try:
             candidates = await resolver(host, port)
-        except OSError as exc:
+        except (OSError, UnicodeError) as exc:
             raise TaskError("fetch_http_error", f"the host name {host!r} does not resolve ({exc})") from exc
         if not candidates:
             raise TaskError("fetch_http_error", f"the host name {host!r} has no addresses")
@@ -134,7 +135,7 @@ async def checked_addresses(host: str, port: int, resolver: Resolver, guard: Gua
         reason = guard(ip)
         if reason is not None:
             raise _forbidden(
-                f"{host} resolves to {reason}; fetching it is not allowed (library.fetch_allow_private is off)"
+                f"{host}: {reason}; fetching it is not allowed (library.fetch_allow_private is off)"
             )
     return [str(ip) for ip in addresses]
 
@@ -201,9 +202,20 @@ def _header(headers: list[tuple[bytes, bytes]], name: bytes) -> str | None:
     return None
 
 
-def _check_scheme(url: str) -> None:
-    if urlsplit(url).scheme not in ("http", "https"):
-        raise TaskError("fetch_unsupported_type", f"only http and https pages are fetched, not {url[:100]!r}")
+def _request_target(url: str) -> str:
+    """``url`` as sent: http(s) only, the host IDNA-encoded and the rest percent-encoded
+    (httpx's URL parser); a URL that cannot be sent is refused, not retried."""
+    try:
+        if urlsplit(url).scheme.lower() not in ("http", "https"):
+            raise TaskError("fetch_unsupported_type", f"only http and https pages are fetched, not {url[:100]!r}")
+        parsed = httpx.URL(url)
+        if not parsed.host:
+            raise httpx.InvalidURL("no host")
+        if parsed.port is not None and not 0 < parsed.port < 65536:
+            raise httpx.InvalidURL(f"port {parsed.port} out of range")
+    except (httpx.InvalidURL, ValueError, UnicodeError) as exc:
+        raise TaskError("fetch_http_error", f"not a URL that can be fetched: {url[:100]!r} ({exc})") from exc
+    return str(parsed)
 
 
 def _http_error(status: int, url: str) -> TaskError:
@@ -225,7 +237,7 @@ async def _read_body(response: httpcore.Response, limit: int) -> bytes:
 
 async def _follow(pool: httpcore.AsyncConnectionPool, url: str, rules: FetchRules) -> Page:
     for _ in range(MAX_REDIRECTS + 1):
-        _check_scheme(url)
+        url = _request_target(url)
         headers = [
             (b"User-Agent", USER_AGENT.encode()),
             (b"Accept", b"text/html,application/xhtml+xml,text/plain;q=0.9"),

@@ -5,6 +5,7 @@ that completes the task. Not an LLM task: it spends no tokens."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
@@ -34,10 +35,12 @@ async def run(ctx: TaskContext, *, settings: LibrarySettings) -> dict[str, Any]:
     if article.fetch_status == "fetched":
         return {"article_id": article.id, "title": article.title, "fetched": False}
 
-    def failed(tx: Tx) -> None:
-        tx.set_fetch_status(article.id, "failed", utcnow())
+    def status(value: str) -> Callable[[Tx], None]:
+        return lambda tx: tx.set_fetch_status(article.id, value, utcnow())
 
-    ctx.on_failure(failed)
+    if article.fetch_status == "failed":  # a retry: fetching again
+        await ctx.store.write(status("fetching"))
+    ctx.on_failure(status("failed"))
     page = await fetching.fetch(ctx.task.input["url"], rules(settings))
     found = await asyncio.to_thread(extraction.extract, page)
     filled = replace(

@@ -23,15 +23,15 @@ def normalise(url: str) -> str:
     """Scheme and host lower-cased, a user name and password dropped (they would be
     stored and shown), the default port, the fragment and tracking parameters
     (``utm_*``, ``fbclid``, ``gclid``, …) dropped, an empty path made ``/``. A URL
-    that does not parse (a bad port, no host) is kept as given, its scheme lower-cased:
-    its fetch then fails, with the reason, on the task."""
-    parts = urlsplit(url.strip())
-    scheme = parts.scheme.lower()
+    that does not parse (a bad port, no host) is kept as given: its fetch then fails,
+    with the reason, on the task."""
     try:
+        parts = urlsplit(url.strip())
         port = parts.port
     except ValueError:
-        port = -1
-    if scheme not in _DEFAULT_PORTS or not parts.hostname or port == -1:
+        return url.strip()
+    scheme = parts.scheme.lower()
+    if scheme not in _DEFAULT_PORTS or not parts.hostname:
         return urlunsplit((scheme, parts.netloc, parts.path, parts.query, parts.fragment))
     host = parts.hostname.lower()
     if ":" in host:

@@ -188,6 +188,20 @@ async def test_the_connection_goes_to_the_checked_address_with_the_host_name(sit
     assert page.url == f"http://news.test:{site.port}/article" and asked == ["news.test"]
 
 
+async def _unknown(host: str, port: int) -> list[str]:
+    raise OSError(f"no such host {host} (the tests resolve nothing)")
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["http://[::1", "http://a:99999/", "http://" + "a" * 300 + "/", "http://a..b/", "http://ä%/x",
+     "http://exa\u200bmple.com/", "http:///x", "http://", "http://é.example/ü", "http://[zz]/"],
+)
+async def test_a_url_that_cannot_be_fetched_fails_with_a_code_not_a_crash(url: str) -> None:
+    error = await _failure(urls.normalise(url), GUARDED, resolver=_unknown)
+    assert error.code == "fetch_http_error" and not error.retryable
+
+
 async def test_a_slow_page_times_out_retryably(site: Site) -> None:
     error = await _failure(site.url("/slow"), FetchRules(allow_private=True, timeout=0.5, max_bytes=1024 * 1024))
     assert (error.code, error.retryable) == ("fetch_timeout", True)
@@ -301,6 +315,18 @@ async def test_a_failed_fetch_marks_the_article_and_saving_again_fetches_again(s
     again = await _save(api, site.url("/paper.pdf"))
     assert again["article_id"] == saved["article_id"] and again["task_id"] != saved["task_id"]
     assert (await api.wait_status(again["task_id"], "failed"))["error"]["code"] == "fetch_unsupported_type"
+
+
+async def test_a_retryable_failure_fetches_again_on_retry(site: Site, fetching_server: ServerProcess, connect: Callable[[ServerProcess], Any]) -> None:
+    api = await register(connect(fetching_server))
+    saved = await _save(api, site.url("/flaky"))
+    failed = await api.wait_status(saved["task_id"], "failed")
+    assert (failed["error"]["code"], failed["error"]["retryable"]) == ("fetch_http_error", True)
+    assert (await api.post(f"/api/v1/tasks/{saved['task_id']}/retry")).status_code == 202
+    await api.wait_status(saved["task_id"], "completed")
+    article = (await api.get(f"/api/v1/articles/{saved['article_id']}")).json()
+    assert (article["fetch_status"], article["title"]) == ("fetched", ARTICLE_TITLE)
+    assert site.hits == ["/flaky", "/flaky"]
 
 
 @pytest.mark.parametrize(("path", "code", "retryable"), [("/slow", "fetch_timeout", True), ("/status/503", "fetch_http_error", True), ("/empty", "fetch_no_content", False)])
