@@ -134,7 +134,12 @@ async def index() -> Response:
 
 
 @bp.get("/manifest.webmanifest")
-@raw_response(200, "application/manifest+json", "The web app manifest: installable, with a `share_target` for links.")
+@raw_response(
+    200,
+    "application/manifest+json",
+    "The web app manifest: installable, with a `share_target` for links.",
+    schema={"type": "object", "required": ["name", "start_url", "icons", "share_target"]},
+)
 @raw_response(304, None, "Not modified: the manifest matches the ETag sent in If-None-Match.")
 async def manifest() -> Response:
     """The web app manifest of the reading page."""

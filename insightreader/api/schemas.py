@@ -316,7 +316,10 @@ class SaveArticle(Submit):
                 },
                 {"url": "https://example.com/street-trees"},
             ],
-            "anyOf": [{"required": ["content"]}, {"required": ["url"]}],
+            "anyOf": [
+                {"required": ["content"], "properties": {"content": {"type": "string"}}},
+                {"required": ["url"], "properties": {"url": {"type": "string"}}},
+            ],
         }
     )
 
