@@ -9,6 +9,8 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
+from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_random_exponential
+
 from . import extraction, fetching, library, text
 from .analyses import article as article_analysis
 from .analyses.common import load_article
@@ -20,6 +22,12 @@ from .store import Tx
 
 NAME = library.PAGE_FETCH
 PROMPT_VERSION = "1"
+#: Fetches within one run for a failure marked retryable (429, 5xx, a timeout, a
+#: connection that failed), with full-jitter exponential backoff between them (the
+#: one retry layer for fetching; the run then fails, still retryable by the user).
+FETCH_ATTEMPTS = 3
+BACKOFF_BASE = 0.5
+BACKOFF_MAX = 8.0
 
 
 def rules(settings: LibrarySettings) -> fetching.FetchRules:
@@ -28,6 +36,23 @@ def rules(settings: LibrarySettings) -> fetching.FetchRules:
         timeout=settings.fetch_timeout,
         max_bytes=settings.fetch_max_bytes,
     )
+
+
+def _retryable(exc: BaseException) -> bool:
+    return isinstance(exc, TaskError) and exc.retryable
+
+
+async def _fetch(url: str, rules: fetching.FetchRules) -> fetching.Page:
+    retrying = AsyncRetrying(
+        stop=stop_after_attempt(FETCH_ATTEMPTS),
+        wait=wait_random_exponential(multiplier=BACKOFF_BASE, max=BACKOFF_MAX),
+        retry=retry_if_exception(_retryable),
+        reraise=True,
+    )
+    async for attempt in retrying:
+        with attempt:
+            return await fetching.fetch(url, rules)
+    raise AssertionError("tenacity ends with a result or the last error")
 
 
 async def run(ctx: TaskContext, *, settings: LibrarySettings) -> dict[str, Any]:
@@ -41,7 +66,7 @@ async def run(ctx: TaskContext, *, settings: LibrarySettings) -> dict[str, Any]:
     if article.fetch_status == "failed":  # a retry: fetching again
         await ctx.store.write(status("fetching"))
     ctx.on_failure(status("failed"))
-    page = await fetching.fetch(ctx.task.input["url"], rules(settings))
+    page = await _fetch(ctx.task.input["url"], rules(settings))
     found = await asyncio.to_thread(extraction.extract, page)
     filled = replace(
         article,

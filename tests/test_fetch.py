@@ -256,7 +256,7 @@ def test_urls_are_normalised(given: str, normal: str) -> None:
 
 @pytest.fixture
 def fetching_server(start_server: Callable[..., ServerProcess]) -> ServerProcess:
-    return start_server(library={"fetch_allow_private": True, "fetch_timeout": 2})
+    return start_server(library={"fetch_allow_private": True, "fetch_timeout": 1})
 
 
 async def _save(api: Api, url: str) -> dict[str, Any]:
@@ -317,16 +317,27 @@ async def test_a_failed_fetch_marks_the_article_and_saving_again_fetches_again(s
     assert (await api.wait_status(again["task_id"], "failed"))["error"]["code"] == "fetch_unsupported_type"
 
 
-async def test_a_retryable_failure_fetches_again_on_retry(site: Site, fetching_server: ServerProcess, connect: Callable[[ServerProcess], Any]) -> None:
+async def test_a_retryable_failure_is_fetched_again_with_backoff(site: Site, fetching_server: ServerProcess, connect: Callable[[ServerProcess], Any]) -> None:
     api = await register(connect(fetching_server))
-    saved = await _save(api, site.url("/flaky"))
+    saved = await _save(api, site.url("/flaky/2"))
+    task = await api.wait_status(saved["task_id"], "completed", "failed")
+    assert task["status"] == "completed" and task["attempts"] == 1, task
+    assert site.hits == ["/flaky/2"] * 3
+    assert (await api.get(f"/api/v1/articles/{saved['article_id']}")).json()["title"] == ARTICLE_TITLE
+
+
+async def test_when_the_retries_run_out_the_user_can_retry(site: Site, fetching_server: ServerProcess, connect: Callable[[ServerProcess], Any]) -> None:
+    api = await register(connect(fetching_server))
+    saved = await _save(api, site.url("/flaky/4"))
     failed = await api.wait_status(saved["task_id"], "failed")
     assert (failed["error"]["code"], failed["error"]["retryable"]) == ("fetch_http_error", True)
+    assert site.hits == ["/flaky/4"] * 3
+    assert (await api.get(f"/api/v1/articles/{saved['article_id']}")).json()["fetch_status"] == "failed"
     assert (await api.post(f"/api/v1/tasks/{saved['task_id']}/retry")).status_code == 202
     await api.wait_status(saved["task_id"], "completed")
     article = (await api.get(f"/api/v1/articles/{saved['article_id']}")).json()
     assert (article["fetch_status"], article["title"]) == ("fetched", ARTICLE_TITLE)
-    assert site.hits == ["/flaky", "/flaky"]
+    assert site.hits == ["/flaky/4"] * 5
 
 
 @pytest.mark.parametrize(("path", "code", "retryable"), [("/slow", "fetch_timeout", True), ("/status/503", "fetch_http_error", True), ("/empty", "fetch_no_content", False)])

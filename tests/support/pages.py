@@ -72,9 +72,9 @@ def _answer(status: str, content_type: str, body: bytes, **extra: str) -> bytes:
 
 
 async def _respond(site: Site, path: str, writer: asyncio.StreamWriter) -> None:
-    if path == "/article" or (path == "/flaky" and site.hits.count(path) > 1):
+    if path == "/article" or (path.startswith("/flaky/") and site.hits.count(path) > int(path.rsplit("/", 1)[1])):
         writer.write(_answer("200 OK", "text/html; charset=utf-8", ARTICLE_HTML.encode()))
-    elif path == "/flaky":  # down at the first request, up afterwards
+    elif path.startswith("/flaky/"):  # /flaky/N: down for the first N requests, then up
         writer.write(_answer("503 Service Unavailable", "text/html", b"<p>try later</p>"))
     elif path.startswith("/redirect/"):
         left = int(path.rsplit("/", 1)[1])
