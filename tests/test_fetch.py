@@ -426,6 +426,9 @@ async def test_the_page_saves_a_link_shows_it_fetching_and_fills_it_in_live(site
         await page.evaluate("document.querySelectorAll('.toast .icon-button').forEach((b) => b.click())")
         await screenshot(page, "save-fetching.png", full_page=True)
         await page.wait_for_selector(".article-card[data-state=fetch-failed]:has-text('took too long')")
+        # The reader says so too, with a way to try again.
+        await page.click(".article-card[data-state=fetch-failed] .card-link")
+        await page.wait_for_selector(".glance [data-state=fetch-failed] button:has-text('Try again')")
         watch.assert_clean()
         await context.close()
 

@@ -39,8 +39,9 @@ export function analysisBlock(article, task, { full = false } = {}) {
   return h('p', { class: 'muted', dataset: { state: 'none' } }, 'No analysis yet.');
 }
 
-/** An article saved from a link whose page has not arrived: fetching, or why not. */
-function fetchBlock(article, task) {
+/** An article saved from a link whose page has not arrived: fetching, or why not
+ * (shared with the reader). */
+export function fetchBlock(article, task) {
   if (article.fetch_status === 'failed') {
     const why = task && task.error ? describeTaskError(task.error) : 'The page could not be fetched.';
     return h('p', { class: 'analysis-problem', dataset: { state: 'fetch-failed' } },
