@@ -37,7 +37,13 @@ PINNED = shutil.which("taskset") is not None and len(os.sched_getaffinity(0)) >=
 SERVER_CORE = "0"
 LOAD_CORE = "1"
 
-TARGETS = ("insightreader", "original", "ceiling")
+TARGETS = ("insightreader", "original", "ceiling", "insightreader-uvloop", "insightreader-uvicorn", "ceiling-uvicorn")
+#: The comparison targets (bench/other_servers.py): (server, loop, app).
+OTHER_SERVERS = {
+    "insightreader-uvloop": ("hypercorn", "uvloop", "insightreader"),
+    "insightreader-uvicorn": ("uvicorn", "uvloop", "insightreader"),
+    "ceiling-uvicorn": ("uvicorn", "uvloop", "ceiling"),
+}
 #: InsightReader's ``database.synchronous`` in the bench config (``--synchronous``).
 OPTIONS = {"synchronous": "FULL"}
 
@@ -174,6 +180,16 @@ def start_server(target: str, workdir: Path, upstream: Upstream | None, *, heart
         lag_files = {"loop": Path(f"{lag}.main"), "taskmanager_loop": Path(f"{lag}.taskmanager")}
     elif target == "ceiling":
         argv = [py, "-m", "bench.lagprobe", str(lag), "-m", "bench.ceiling", "--port", str(port)]
+        lag_files = {"loop": lag}
+    elif target in OTHER_SERVERS:
+        http, loop, app = OTHER_SERVERS[target]
+        argv = [py, "-m", "bench.other_servers", str(lag), "--server", http, "--loop", loop, app]
+        if app == "insightreader":
+            assert upstream is not None
+            config = config or insightreader_config(workdir, port, upstream, heartbeat=heartbeat)
+            argv += ["--config", str(config)]
+        else:
+            argv += ["--port", str(port)]
         lag_files = {"loop": lag}
     else:
         raise ValueError(target)

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 import httpx
 
-from . import lagprobe, wrk
+from . import lagprobe, search, wrk
 from .loadgen import percentile
 from .procs import (
     Server,
@@ -79,7 +79,7 @@ def loop_lag(server: Server, start: float, end: float) -> Metrics:
 
 def scrape_lag_metric(server: Server) -> dict[str, float]:
     """InsightReader's own loop-lag metric from /metrics, when the server has one."""
-    if server.target != "insightreader":
+    if not server.target.startswith("insightreader"):
         return {}
     try:
         text = httpx.get(f"{server.url}/metrics", timeout=10).text
@@ -339,9 +339,11 @@ def restart(target: str, quick: bool, workdir: Path) -> Metrics:
 
 BOTH = ("insightreader", "original")
 ALL = ("insightreader", "original", "ceiling")
+#: The same apps on uvloop and on uvicorn (bench/other_servers.py): how much is the server's.
+OTHERS = ("insightreader-uvloop", "insightreader-uvicorn", "ceiling-uvicorn")
 
 SCENARIOS: dict[str, list[Scenario]] = {
-    "submit-closed": [Scenario("submit-closed", "", ALL, submit_closed,
+    "submit-closed": [Scenario("submit-closed", "", ALL + OTHERS, submit_closed,
                                ("submit_rps", "submit_p99_ms", "me_rps", "submit_over_me", "lag_p99_ms"))],
     "submit-paced": [Scenario("submit-paced", "", ALL, submit_paced,
                               ("p99_ms", "p50_ms", "achieved_rate", "generator_send_lag_p99_ms", "lag_p99_ms"))],
@@ -353,14 +355,16 @@ SCENARIOS: dict[str, list[Scenario]] = {
         Scenario("end-to-end", "burst-1s", BOTH, end_to_end(1.0, (100, 10), None),
                  ("ratio", "lost", "duplicated", "added_p99_ms", "lag_p99_ms")),
     ],
-    "fanout": [Scenario("fanout", "", BOTH, fanout,
+    "fanout": [Scenario("fanout", "", (*BOTH, "insightreader-uvicorn"), fanout,
                         ("submit_to_first_ms", "first_to_last_ms", "received_min", "lag_p99_ms"))],
     "idle-streams": [
-        Scenario("idle-streams", "2000", BOTH, idle_streams((2000, 50)),
+        Scenario("idle-streams", "2000", (*BOTH, "insightreader-uvicorn"), idle_streams((2000, 50)),
                  ("kb_per_stream", "every_heartbeat_delivered", "max_gap_s", "lag_p99_ms")),
-        Scenario("idle-streams", "10000", BOTH, idle_streams((10_000, 200)),
+        Scenario("idle-streams", "10000", (*BOTH, "insightreader-uvicorn"), idle_streams((10_000, 200)),
                  ("kb_per_stream", "every_heartbeat_delivered", "max_gap_s", "lag_p99_ms")),
     ],
     "restart": [Scenario("restart", "", ("insightreader",), restart,
                          ("first_dispatch_s", "listening_s", "empty_db_listening_s", "lag_p99_ms"))],
+    "search": [Scenario("search", "", ("insightreader",), search.search,
+                        ("search_p50_ms", "search_p99_ms", "save_slowdown", "backlog_index_s"))],
 }

@@ -268,9 +268,10 @@ def admin_retry_failed(config_path: Path | None, since: Any, dry_run: bool, as_j
 
 
 # The client verbs, which talk to a running server (insightreader/client_cli.py, docs/client.md).
-from .client_cli import analyze, insight, login, tasks  # noqa: E402
+from .client_cli import analyze, insight, login, search, tasks  # noqa: E402
 
 main.add_command(login)
 main.add_command(analyze)
 main.add_command(insight)
 main.add_command(tasks)
+main.add_command(search)

@@ -521,6 +521,11 @@ class Client:
         """One page: ``{items, next_cursor}`` (newest first, without the text)."""
         return await self.request("GET", f"{API}/articles", params={"limit": limit, "cursor": cursor})  # type: ignore[no-any-return]
 
+    async def search(self, q: str, *, limit: int = 20, cursor: str | None = None) -> dict[str, Any]:
+        """One page of the articles matching ``q``: ``{items: [{article_id, title,
+        snippet, score}], next_cursor}``, best first."""
+        return await self.request("GET", f"{API}/search", params={"q": q, "limit": limit, "cursor": cursor})  # type: ignore[no-any-return]
+
     async def iter_articles(self, *, page_size: int = 100) -> AsyncIterator[dict[str, Any]]:
         """Every article, following ``next_cursor``."""
         cursor = None

@@ -345,6 +345,29 @@ def insight(text: str, intent: str | None, article_id: str | None, question: str
 
 
 @click.command()
+@click.argument("query")
+@click.option("--limit", type=click.IntRange(1, 100), default=10, show_default=True, help="How many (best first).")
+@click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
+def search(query: str, limit: int, as_json: bool) -> None:
+    """Search your articles: words (also the start of a word), "a phrase", or Chinese."""
+
+    async def go() -> None:
+        async with connect() as client:
+            page = await client.search(query, limit=limit)
+        items = page["items"]
+        if as_json:
+            click.echo(json.dumps(items, ensure_ascii=False, indent=2))
+            return
+        for hit in items:
+            click.echo(f"{hit['article_id']}  {_one_line(hit['title'], 60)}")
+            click.echo(_wrap(hit["snippet"]))
+        if not items:
+            click.echo("(nothing found)")
+
+    run(go())
+
+
+@click.command()
 @click.option("--status", type=click.Choice(STATUSES), help="Only tasks in this state.")
 @click.option("--type", "task_type", help="Only tasks of this type (e.g. insight_generation).")
 @click.option("--limit", type=click.IntRange(1, 100), default=20, show_default=True, help="How many (newest first).")

@@ -45,6 +45,8 @@ log = logging.getLogger(__name__)
 CANCEL_WAIT = 5.0
 #: Seconds before a task whose start could not be written is tried again.
 RETRY_START_AFTER = 1.0
+#: Recovered tasks queued per turn of the loop at start.
+RECOVERY_BATCH = 1_000
 
 
 @dataclass(frozen=True)
@@ -271,8 +273,10 @@ class Engine:
 
         interrupted = await self._store.write(recover)
         pending = await self._store.read.unfinished_tasks()
-        for task in pending:
-            self._ready.push(task)
+        for start in range(0, len(pending), RECOVERY_BATCH):
+            for task in pending[start : start + RECOVERY_BATCH]:
+                self._ready.push(task)
+            await asyncio.sleep(0)  # 10,000 pushes in one go held the loop ~10 ms
         if pending:
             log.info("recovered %d unfinished tasks (%d were interrupted)", len(pending), interrupted)
         self._accepting = True

@@ -61,6 +61,12 @@ class ValidationFailed(ApiError):
     code = "validation_error"
 
 
+class QuoteNotFound(ValidationFailed):
+    """A highlight's quote does not occur in its article's text."""
+
+    code = "quote_not_found"
+
+
 class Unauthorized(ApiError):
     """No credentials, or credentials that are invalid or expired."""
 

@@ -24,7 +24,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Callable
 from typing import Any
 
@@ -35,6 +35,11 @@ from .supervisor import Supervisor
 log = logging.getLogger(__name__)
 
 ID_BLOCK = 100_000
+#: Streams woken per turn of the event loop. Each woken stream writes its events in a
+#: step of its own (about 30 µs through Quart and Hypercorn); waking all 1,000 streams
+#: of a user at once held the loop for one long turn (34 ms p99 lag at fan-out), a
+#: batch of this size holds it for about 4 ms, and the next batch follows on the next turn.
+WAKE_BATCH = 128
 _HWM_KEY = "event_id_reserved"
 
 
@@ -46,9 +51,12 @@ class Subscription:
 
     No task and no queue per stream: a list and, while the stream waits, one future
     (thousands of idle streams are thousands of these; an empty list is a tenth of an
-    empty deque, and the buffer is short, so taking from its front is cheap)."""
+    empty deque, and the buffer is short, so taking from its front is cheap).
 
-    __slots__ = ("user_id", "reason", "on_close", "_limit", "_items", "_waiter")
+    :meth:`put` does not wake the stream: the bus wakes the streams an event reached
+    a batch at a time (:meth:`needs_wake`, :meth:`wake`), see :class:`EventBus`."""
+
+    __slots__ = ("user_id", "reason", "on_close", "_limit", "_items", "_waiter", "_wake_queued")
 
     def __init__(self, user_id: str, limit: int) -> None:
         self.user_id = user_id
@@ -59,6 +67,7 @@ class Subscription:
         self._limit = limit
         self._items: list[Event] = []
         self._waiter: asyncio.Future[None] | None = None
+        self._wake_queued = False
 
     @property
     def closed(self) -> bool:
@@ -69,8 +78,20 @@ class Subscription:
         if len(self._items) >= self._limit:
             return False
         self._items.append(event)
-        self._wake()
         return True
+
+    def needs_wake(self) -> bool:
+        """True when the stream waits and no wake is queued for it yet (the caller then
+        queues one: :meth:`wake` comes later, whatever waiter is there by then)."""
+        if self._waiter is None or self._wake_queued:
+            return False
+        self._wake_queued = True
+        return True
+
+    def wake(self) -> None:
+        self._wake_queued = False
+        if self._waiter is not None:
+            _resolve(self._waiter)
 
     def take(self) -> Event | None:
         return self._items.pop(0) if self._items else None
@@ -79,7 +100,7 @@ class Subscription:
         if self.reason:
             return
         self.reason = reason
-        self._wake()
+        self.wake()
         if self.on_close is not None:
             self.on_close()
 
@@ -96,10 +117,6 @@ class Subscription:
         finally:
             timer.cancel()
             self._waiter = None
-
-    def _wake(self) -> None:
-        if self._waiter is not None:
-            _resolve(self._waiter)
 
 
 def _resolve(waiter: asyncio.Future[None]) -> None:
@@ -123,6 +140,8 @@ class EventBus:
         self._outbox: OrderedDict[int, tuple[Event, bool]] = OrderedDict()
         self._subscribers: dict[str, set[Subscription]] = {}
         self._progress: dict[str, list[Event]] = {}
+        self._to_wake: deque[Subscription] = deque()
+        self._waking = False
         #: Observed for metrics: (event name) for each delivered event, and overflow closes.
         self.on_deliver: Callable[[Event], None] | None = None
         self.on_overflow: Callable[[], None] | None = None
@@ -251,10 +270,27 @@ class EventBus:
         if self.on_deliver is not None:
             self.on_deliver(event)
         for sub in list(self._subscribers.get(event.user_id, ())):
-            if not sub.closed and not sub.put(event):
+            if sub.closed:
+                continue
+            if not sub.put(event):
                 sub.close("overflow")
                 if self.on_overflow is not None:
                     self.on_overflow()
+            elif sub.needs_wake():
+                self._to_wake.append(sub)
+        if self._to_wake and not self._waking:
+            self._waking = True
+            asyncio.get_running_loop().call_soon(self._wake_batch)
+
+    def _wake_batch(self) -> None:
+        """Wake :data:`WAKE_BATCH` streams, and come back on the next turn for the rest."""
+        to_wake = self._to_wake
+        for _ in range(min(WAKE_BATCH, len(to_wake))):
+            to_wake.popleft().wake()
+        if to_wake:
+            asyncio.get_running_loop().call_soon(self._wake_batch)
+        else:
+            self._waking = False
 
     def subscribe(self, user_id: str) -> Subscription:
         sub = Subscription(user_id, self._queue_size)

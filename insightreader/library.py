@@ -9,16 +9,19 @@ nothing of the save is kept.
 from __future__ import annotations
 
 import asyncio
+import logging
 import hashlib
 import uuid
 
-from . import text, urls
+from . import search, text, urls
 from .analyses import article as article_analysis
 from .config import LibrarySettings
 from .engine import Engine, SubmitOutcome, Submission
 from .errors import StorageQuotaExceeded
 from .records import Article, User, utcnow
-from .store import Tx
+from .store import Store, Tx
+
+log = logging.getLogger(__name__)
 
 #: The task type that fetches an article saved from its URL (``page_fetch.py``).
 PAGE_FETCH = "page_fetch"
@@ -26,6 +29,8 @@ PAGE_FETCH = "page_fetch"
 TITLE_CHARS = 500
 #: Characters of an article's text that lists show.
 EXCERPT_CHARS = 300
+#: Articles indexed per write while the search index catches up after its migration.
+SEARCH_BACKLOG_BATCH = 100
 
 
 def content_hash(content: str) -> str:
@@ -155,3 +160,28 @@ async def save_url(
         idempotency_key=idempotency_key,
         privileged=user.is_admin,
     )
+
+
+async def search_library(store: Store, user_id: str, query: str, *, limit: int, offset: int) -> list[search.Hit]:
+    """The user's articles matching what they typed, best first (``search``)."""
+    parsed = search.parse_query(query)
+    return [] if parsed is None else await store.read.search(user_id, parsed, limit, offset)
+
+
+async def index_search_backlog(store: Store) -> None:
+    """Index the articles saved before the search index existed (migration 0007), a
+    batch per write so that saves and submits go on meanwhile."""
+
+    def batch(tx: Tx) -> int:
+        return tx.index_search_backlog(SEARCH_BACKLOG_BATCH)
+
+    try:
+        left = await store.write(batch)
+        if left:
+            log.info("indexing about %d saved articles for search", left + SEARCH_BACKLOG_BATCH)
+        while left:
+            left = await store.write(batch)
+            if not left:
+                log.info("the search index holds every saved article")
+    except Exception:  # search stays incomplete; the next start tries again
+        log.exception("could not index the saved articles for search")

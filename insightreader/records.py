@@ -233,3 +233,32 @@ class Article:
             "created_at": self.created_at,
             "updated_at": self.updated_at,
         }
+
+
+@dataclass(frozen=True)
+class Highlight:
+    """A quote of an article's text with its context and the reader's note."""
+
+    id: str
+    user_id: str
+    article_id: str
+    quote: str
+    prefix: str
+    suffix: str
+    position: int
+    note: str
+    created_at: str
+    updated_at: str
+
+    def public(self) -> dict[str, Any]:
+        return {
+            "highlight_id": self.id,
+            "article_id": self.article_id,
+            "quote": self.quote,
+            "prefix": self.prefix,
+            "suffix": self.suffix,
+            "position": self.position,
+            "note": self.note,
+            "created_at": self.created_at,
+            "updated_at": self.updated_at,
+        }

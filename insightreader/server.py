@@ -8,7 +8,7 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 
 from hypercorn.asyncio import serve as hypercorn_serve
 from hypercorn.config import Config as HypercornConfig
@@ -17,6 +17,7 @@ from hypercorn.typing import ResponseSummary, WWWScope
 from quart import Quart
 
 from . import logs
+from .api.asgi import ASGIApp
 from .api.middleware import REQUEST_ID_HEADER, SCOPE_REQUEST_ID, SCOPE_STATUS
 from .app import create_app
 from .accounts import load_secret
@@ -76,6 +77,11 @@ class AccessLogger(HypercornLogger):
         )
 
 
+#: Runs ``app`` on ``settings.server.bind`` until the trigger returns: Hypercorn
+#: (:func:`run_hypercorn`), or another ASGI server that the benchmarks compare it with.
+HttpServer = Callable[[ASGIApp, Settings, Callable[[], Awaitable[None]]], Awaitable[None]]
+
+
 def hypercorn_config(settings: Settings) -> HypercornConfig:
     config = HypercornConfig()
     config.bind = [settings.server.bind]
@@ -91,11 +97,16 @@ def hypercorn_config(settings: Settings) -> HypercornConfig:
     return config
 
 
+async def run_hypercorn(app: ASGIApp, settings: Settings, shutdown_trigger: Callable[[], Awaitable[None]]) -> None:
+    await hypercorn_serve(app, hypercorn_config(settings), shutdown_trigger=shutdown_trigger)  # type: ignore[arg-type]
+
+
 async def serve(
     settings: Settings,
     task_types: Mapping[str, TaskType],
     *,
     configure: Callable[[Quart], None] | None = None,
+    http: HttpServer = run_hypercorn,
 ) -> None:
     """Serve until SIGTERM or SIGINT, then drain: submits get 503, running tasks get
     ``server.graceful_timeout`` seconds, streams end, the rest stays pending.
@@ -110,7 +121,8 @@ async def serve(
     logs.add_secret(load_secret(settings.auth, settings.database.path))
     app = create_app(services)
     # What start-up made lives as long as the process: out of every later collection.
-    gc.collect()
+    # No gc.collect() first: start-up leaves next to no garbage (it found none), and a
+    # full collection of the ~115,000 objects imports make held the loop 25-40 ms.
     gc.freeze()
     if configure is not None:
         configure(app)
@@ -131,9 +143,7 @@ async def serve(
         await services.bus.stop()
         drained.set()
 
-    serving = asyncio.create_task(
-        hypercorn_serve(app, hypercorn_config(settings), shutdown_trigger=shutdown_trigger)
-    )
+    serving = asyncio.create_task(http(app, settings, shutdown_trigger))
     stuck = False
     try:
         waiting = asyncio.create_task(drained.wait())

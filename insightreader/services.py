@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import IO
 
+from . import library
 from .accounts import Accounts, Tokens, load_secret
 from .config import Settings, admin_credentials
 from .engine import Engine, TaskType
@@ -53,6 +54,7 @@ class Services:
             # The first administrator, from INSIGHTREADER_ADMIN_USERNAME/_PASSWORD (docs/deploy.md).
             await accounts.bootstrap_admin(*admin_credentials())
             await engine.start()
+            supervisor.start(library.index_search_backlog(store), name="search-backlog", until_stopped=False)
         except BaseException:
             supervisor.shutdown()
             await pruner.stop()

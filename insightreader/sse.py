@@ -35,8 +35,9 @@ closes the subscription when it is full. A timer ends the stream when its sessio
 expires, and another cancels the request task if a closed stream has not finished
 within ``close_grace`` seconds (a client that stopped reading blocks the write of
 the final message), so a stuck client cannot hold its subscription or a shutdown.
-An idle stream is its subscription, a pending future and a timer: no task of its
-own beside its request's.
+An idle stream is its subscription, a pending future and a timer; its body is sent
+outside Quart's request cycle, from the connection's own task, with one small task
+waiting for the client to leave (``api/asgi.py``, ``StreamHandoff``).
 """
 
 from __future__ import annotations
@@ -53,7 +54,7 @@ from typing import Any
 
 from .errors import InvalidLastEventId, TooManyStreams
 from .events import EventBus, Subscription
-from .records import Event, format_time, to_json
+from .records import Event, format_time
 from .store import Store, Tx
 from .supervisor import Supervisor
 
@@ -157,13 +158,14 @@ class EventStream:
         self._progress: list[Event] = []
         #: The session's expiry, then the grace after a close: timers, not tasks.
         self._timers: list[asyncio.TimerHandle] = []
+        self._owner: asyncio.Task[Any] | None = None
 
     def open(self) -> None:
         """Subscribe, unless the user has ``max_streams`` open already. Synchronous, so
         no two concurrent opens can both pass the limit, and the subscription, the
         horizon and the deltas so far are taken at one instant.
 
-        The task that opens the stream is the one that iterates it: if the stream has
+        The task that iterates :meth:`events` is the stream's owner: if the stream has
         closed and that task has not finished ``close_grace`` seconds later (its client
         takes no data, so the final write blocks), it is cancelled."""
         if self._bus.subscriber_count(self.user_id) >= self._max_streams:
@@ -171,13 +173,12 @@ class EventStream:
                 f"you already have {self._max_streams} open event streams; close one first"
             )
         loop = asyncio.get_running_loop()
-        owner = asyncio.current_task()
         sub = self._sub = self._bus.subscribe(self.user_id)
         self._horizon = self._bus.delivered_id
         self._progress = self._bus.progress_so_far(self.user_id)
 
         def closed() -> None:
-            self._timers.append(loop.call_later(self._close_grace, self._end, owner))
+            self._timers.append(loop.call_later(self._close_grace, self._end))
 
         sub.on_close = closed
         if self._expires_at is not None:
@@ -200,7 +201,8 @@ class EventStream:
             self._sub.on_close = None
             self._bus.unsubscribe(self._sub)
 
-    def _end(self, owner: asyncio.Task[Any] | None) -> None:
+    def _end(self) -> None:
+        owner = self._owner
         if owner is not None and not owner.done():
             assert self._sub is not None
             log.info(
@@ -214,6 +216,7 @@ class EventStream:
         """What to send, from ``connected`` to ``closed`` (see the module docstring)."""
         sub = self._sub
         assert sub is not None, "open() first"
+        self._owner = asyncio.current_task()
         user_id = self.user_id
         resume = self._resume
         reset = None if resume is None else await self._reset_reason(resume)

@@ -36,16 +36,17 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, Generic, TypeVar
+from typing import IO, Any, Generic, TypeVar, cast
 
 import aiosqlite
 
-from . import migrate
+from . import migrate, search
 from .config import DatabaseSettings
 from .errors import AlreadyRunning, ShuttingDown, StorageBusy, StorageFull
 from .records import (
     Article,
     ArticleItem,
+    Highlight,
     NewTask,
     QueuedTask,
     SessionRecord,
@@ -87,6 +88,18 @@ def translate(exc: sqlite3.Error) -> Exception:
     if name.startswith("SQLITE_FULL") or "full" in str(exc):
         return StorageFull("the database cannot grow: the disk is full")
     return exc
+
+
+def _queued_task(_cursor: sqlite3.Cursor, row: tuple[Any, ...]) -> QueuedTask:
+    return QueuedTask(*row)
+
+
+def _highlight(row: sqlite3.Row) -> Highlight:
+    return Highlight(
+        id=row["id"], user_id=row["user_id"], article_id=row["article_id"], quote=row["quote"],
+        prefix=row["prefix"], suffix=row["suffix"], position=row["position"], note=row["note"],
+        created_at=row["created_at"], updated_at=row["updated_at"],
+    )
 
 
 def _task(row: sqlite3.Row) -> Task:
@@ -250,6 +263,20 @@ class Reader:
         row = await self._one(*_task_query(task_id, user_id))
         return _task(row) if row else None
 
+    async def search(self, user_id: str, query: search.Query, limit: int, offset: int) -> list[search.Hit]:
+        """The user's articles matching ``query``, best first: a page of ranks, then
+        the text shown for that page only."""
+        sql, params = search.page_sql(query)
+        page = [(row[0], row[1]) for row in await self._all(sql, (*params, user_id, limit, offset))]
+        if not page:
+            return []
+        rowids = [rowid for rowid, _ in page]
+        rows = await self._all(
+            search.shown_sql(len(rowids)),
+            (search.FALLBACK_SNIPPET_CHARS, search.SNIPPET_TOKENS, query.any_part, *rowids, *rowids),
+        )
+        return search.hits(page, {row[0]: (row[1], row[2], row[3]) for row in rows})
+
     async def article(self, article_id: str, user_id: str) -> Article | None:
         """The user's article with its analyses and lens results, or None."""
         row = await self._one(
@@ -266,6 +293,64 @@ class Reader:
             )
         }
         return _article(row, lenses)
+
+    async def articles_after(self, user_id: str, after_seq: int, limit: int) -> list[Article]:
+        """The user's articles saved after ``after_seq``, oldest first, in full with
+        their lens results: an export reads a library a page at a time."""
+        rows = await self._all(
+            "SELECT * FROM articles WHERE user_id = ? AND seq > ? ORDER BY seq LIMIT ?",
+            (user_id, after_seq, limit),
+        )
+        if not rows:
+            return []
+        ids = [row["id"] for row in rows]
+        lenses: dict[str, dict[str, Any]] = {}
+        for r in await self._all(
+            f"SELECT article_id, lens_type, result FROM article_lenses WHERE article_id IN ({','.join('?' * len(ids))})"
+            " ORDER BY lens_type",
+            ids,
+        ):
+            lenses.setdefault(r["article_id"], {})[r["lens_type"]] = _loads(r["result"])
+        return [_article(row, lenses.get(row["id"], {})) for row in rows]
+
+    async def highlights_of(self, user_id: str, article_ids: list[str]) -> dict[str, list[Highlight]]:
+        """The highlights of these articles of the user, in text order, by article."""
+        if not article_ids:
+            return {}
+        found: dict[str, list[Highlight]] = {}
+        for row in await self._all(
+            f"SELECT * FROM highlights WHERE user_id = ? AND article_id IN ({','.join('?' * len(article_ids))})"
+            " ORDER BY article_id, position, seq",
+            (user_id, *article_ids),
+        ):
+            found.setdefault(row["article_id"], []).append(_highlight(row))
+        return found
+
+    async def highlight(self, highlight_id: str, user_id: str) -> Highlight | None:
+        row = await self._one("SELECT * FROM highlights WHERE id = ? AND user_id = ?", (highlight_id, user_id))
+        return None if row is None else _highlight(row)
+
+    async def insights_about(self, user_id: str, article_ids: list[str]) -> dict[str, list[dict[str, Any]]]:
+        """The completed insights asked about these articles, oldest first, by article:
+        ``{selected_text, question, insight, created_at}``."""
+        if not article_ids:
+            return {}
+        found: dict[str, list[dict[str, Any]]] = {}
+        for row in await self._all(
+            "SELECT article_id, input, result, created_at FROM tasks"
+            f" WHERE user_id = ? AND article_id IN ({','.join('?' * len(article_ids))})"
+            " AND task_type = 'insight_generation' AND status = 'completed' ORDER BY seq",
+            (user_id, *article_ids),
+        ):
+            asked, answer = _loads(row["input"]) or {}, _loads(row["result"]) or {}
+            found.setdefault(row["article_id"], []).append({
+                "selected_text": asked.get("selected_text"),
+                "question": asked.get("question"),
+                "highlight_id": asked.get("highlight_id"),
+                "insight": answer.get("insight"),
+                "created_at": row["created_at"],
+            })
+        return found
 
     async def tokens_used(self, user_id: str, day: str) -> int:
         row = await self._one(_TOKENS_USED, (user_id, day))
@@ -322,12 +407,14 @@ class Reader:
     async def unfinished_tasks(self) -> list[QueuedTask]:
         """Every pending or running task, oldest first (for recovery at start): only
         what the scheduler needs, through the index of unfinished tasks, so 10,000 of
-        them with large inputs load in milliseconds."""
-        rows = await self._conn.execute_fetchall(
+        them with large inputs load in milliseconds. The records are made on the
+        database's thread, not on the loop."""
+        async with self._conn.execute(
             "SELECT id, user_id, priority FROM tasks WHERE status IN ('pending', 'running')"
             " ORDER BY seq"
-        )
-        return [QueuedTask(*row) for row in rows]
+        ) as cursor:
+            cursor.row_factory = _queued_task
+            return cast(list[QueuedTask], await cursor.fetchall())
 
     async def events_after(self, user_id: str, after_id: int, limit: int) -> list[StoredEvent]:
         rows = await self._all(
@@ -489,6 +576,9 @@ class Tx:
         row = self._one("SELECT tokens FROM articles WHERE id = ?", (article_id,))
         return None if row is None else int(row[0])
 
+    def article_exists(self, article_id: str, user_id: str) -> bool:
+        return self._one("SELECT 1 FROM articles WHERE id = ? AND user_id = ?", (article_id, user_id)) is not None
+
     def article_ref_by_hash(self, user_id: str, content_hash: str) -> tuple[str, str] | None:
         """The id and title of the user's article with this content, if saved."""
         row = self._one(
@@ -505,6 +595,11 @@ class Tx:
             (user_id, url_key),
         )
         return None if row is None else (str(row[0]), str(row[1]), row[2])
+
+    def index_search_backlog(self, limit: int) -> int:
+        """Index up to ``limit`` articles saved before the search index existed; how
+        many are left."""
+        return search.index_backlog(self._conn, limit)
 
     def library_usage(self, user_id: str) -> tuple[int, int]:
         """The user's stored articles and their bytes (title and text, UTF-8)."""
@@ -774,6 +869,24 @@ class Tx:
             (lens_type, to_json(result), now, article_id),
         )
 
+    def insert_highlight(self, highlight: Highlight) -> None:
+        self._execute(
+            "INSERT INTO highlights (id, user_id, article_id, quote, prefix, suffix, position, note,"
+            " created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (highlight.id, highlight.user_id, highlight.article_id, highlight.quote, highlight.prefix,
+             highlight.suffix, highlight.position, highlight.note, highlight.created_at, highlight.updated_at),
+        )
+
+    def set_highlight_note(self, highlight_id: str, user_id: str, note: str, now: str) -> Highlight | None:
+        row = self._one(
+            "UPDATE highlights SET note = ?, updated_at = ? WHERE id = ? AND user_id = ? RETURNING *",
+            (note, now, highlight_id, user_id),
+        )
+        return None if row is None else _highlight(row)
+
+    def delete_highlight(self, highlight_id: str, user_id: str) -> bool:
+        return self._execute("DELETE FROM highlights WHERE id = ? AND user_id = ?", (highlight_id, user_id)) == 1
+
     def delete_article(self, article_id: str, user_id: str) -> bool:
         return (
             self._execute(
@@ -922,6 +1035,7 @@ def _run_batch(conn: sqlite3.Connection, jobs: list[_Job[Any]]) -> _Batch:
                 if isolated:
                     conn.execute("RELEASE job")
         if conn.in_transaction:
+            search.reindex_dirty(conn)  # what the batch changed, in its transaction
             conn.execute("COMMIT")
     except sqlite3.Error as exc:
         if runs:
@@ -992,6 +1106,8 @@ class Store:
                 if row is None or str(row[0]).lower() != "wal":
                     raise RuntimeError(f"could not switch {self.path} to WAL mode")
                 applied = await migrate.apply(setup)
+                for statement in search.DEFER_DIRTY:
+                    await setup.execute(statement)
             finally:
                 await setup.close()
             for migration in applied:

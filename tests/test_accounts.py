@@ -18,6 +18,9 @@ import httpx
 import pytest
 
 from insightreader.accounts.open_sessions import OpenSessions
+from insightreader.accounts.tokens import ACCESS, TICKET, Tokens
+from insightreader.config import AuthSettings
+from insightreader.errors import Unauthorized
 from insightreader.records import User
 from tests.conftest import base_config
 from tests.support import db
@@ -372,3 +375,19 @@ def test_open_sessions_forget_on_change_and_never_keep_a_read_that_raced_one() -
     for n in range(3):
         small.remember(f"s{n}", user, later, small.generation)
     assert small.user("s2", "u1", now) is user and small.user("s0", "u1", now) is None
+
+
+def test_a_remembered_access_token_still_expires_and_other_kinds_are_checked_each_time(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    tokens = Tokens(AuthSettings(access_token_lifetime=60), "s" * 48)
+    access = tokens.issue_pair("u1", "s1").access_token
+    claims = tokens.decode(access, ACCESS)
+    assert tokens.decode(access, ACCESS) is claims  # remembered: not verified again
+    with pytest.raises(Unauthorized):
+        tokens.decode(access, TICKET)  # a remembered access token is still no ticket
+    with pytest.raises(Unauthorized):
+        tokens.decode(access[:-2] + "xx", ACCESS)  # a forged signature is verified
+    monkeypatch.setattr("insightreader.accounts.tokens.time.time", lambda: claims["exp"] + 1.0)
+    with pytest.raises(Unauthorized, match="expired"):
+        tokens.decode(access, ACCESS)

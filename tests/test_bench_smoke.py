@@ -7,19 +7,22 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from tests.support.process import REPO
 
 
-def test_fanout_quick_run_gives_a_json_line_with_its_metrics() -> None:
+@pytest.mark.parametrize("target", ["insightreader", "insightreader-uvicorn"])
+def test_fanout_quick_run_gives_a_json_line_with_its_metrics(target: str) -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "bench", "run", "fanout", "--quick", "--target", "insightreader"],
+        [sys.executable, "-m", "bench", "run", "fanout", "--quick", "--target", target],
         cwd=REPO, capture_output=True, text=True, timeout=100,
     )
     assert done.returncode == 0, done.stderr
     (line,) = [l for l in done.stdout.splitlines() if l.startswith("{")]
     result = json.loads(line)
     assert result["error"] is None, result["error"]
-    assert (result["scenario"], result["target"], result["runs"]) == ("fanout", "insightreader", 1)
+    assert (result["scenario"], result["target"], result["runs"]) == ("fanout", target, 1)
     metrics = result["metrics"]
     for key in ("submit_to_first_ms", "first_to_last_ms", "received_min", "lag_p99_ms"):
         assert set(metrics[key]) == {"median", "min", "max", "values"}

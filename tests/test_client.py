@@ -388,6 +388,15 @@ async def test_cli_verbs(live: ServerProcess, tmp_path: Path) -> None:
     result = cli("tasks", "--status", "failed", config=config)
     assert "(no tasks)" in result.stdout
 
+    # search: each article found, its snippet under it.
+    result = cli("search", "valleys", config=config)
+    assert result.returncode == 0, result.stderr
+    first, snippet, *_ = result.stdout.splitlines()
+    assert first.split()[0] == printed["article_id"] and first.split()[1] == "Rivers" and "valleys" in snippet
+    found = json.loads(cli("search", "urban tree", "--json", config=config).stdout)
+    assert [hit["title"] for hit in found] == ["Urban trees"]
+    assert "(nothing found)" in cli("search", "zyzzyva", config=config).stdout
+
     # Errors: one line on stderr, exit status 1.
     assert one_line_error(cli("insight", SELECTION, "--article", "nope", config=config)) == "error: not_found: no such article"
     assert one_line_error(cli("analyze", str(tmp_path / "missing.txt"), config=config)).startswith("error: cannot_read: ")

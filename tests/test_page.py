@@ -11,7 +11,9 @@ something. Screenshots of the main states go to docs/screenshots/ (see the READM
 from __future__ import annotations
 
 import asyncio
+import json
 import re
+import zipfile
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -480,3 +482,69 @@ async def test_signed_in_devices_can_be_signed_out_and_sign_out_ends_the_session
     watch.assert_clean()
     await context.close()
     await other_context.close()
+
+
+async def test_the_search_box_finds_articles_as_one_types(
+    start_server: Callable[..., ServerProcess], browser: Any
+) -> None:
+    server = start_server()
+    context, page, watch = await open_page(browser, page_url(server))
+    await register_in_page(page, "searcher")
+    token = await access_token(page)
+    async with httpx.AsyncClient(base_url=server.url, timeout=10, headers={"Authorization": f"Bearer {token}"}) as http:
+        for title, content in (
+            (TITLE, ARTICLE),
+            ("城市的树", "城市里的街道树让夏天的空气凉快。"),
+            ("Harbour notes", "Boats, ropes and a lighthouse."),
+        ):
+            saved = await http.post("/api/v1/articles/save-with-analysis", json={"title": title, "content": content})
+            assert saved.status_code == 202, saved.text
+            await wait_task(http, saved.json()["task_id"], "completed")
+    await page.fill("#search-input", "sha")  # the start of a word, as it is typed
+    await page.wait_for_selector(f".search-hit >> text={TITLE}")
+    assert await page.locator(".search-hit").count() == 1
+    assert "#/search?q=sha" in page.url
+    await page.fill("#search-input", "城市")
+    await page.wait_for_selector(".search-hit >> text=城市的树")
+    assert "城市里的街道树" in await page.inner_text(".search-hit .search-snippet")
+    await page.fill("#search-input", "lighthouse")
+    await page.wait_for_selector(".search-hit >> text=Harbour notes")
+    await screenshot(page, "search.png")
+    await page.fill("#search-input", "zyzzyva")
+    await page.wait_for_selector(".search-status:has-text('Nothing found')")
+    await page.click("#search-input")
+    await page.fill("#search-input", "lighthouse")
+    await page.click(".search-hit .card-link")
+    await page.wait_for_selector(".article-text p")
+    assert await page.input_value("#search-input") == ""
+    watch.assert_clean()
+    await context.close()
+
+
+async def test_the_library_downloads_as_markdown_and_as_json_from_the_account_page(
+    start_server: Callable[..., ServerProcess], browser: Any
+) -> None:
+    server = start_server()
+    context, page, watch = await open_page(browser, page_url(server))
+    await register_in_page(page, "exporter")
+    token = await access_token(page)
+    async with httpx.AsyncClient(base_url=server.url, timeout=10, headers={"Authorization": f"Bearer {token}"}) as http:
+        saved = await http.post("/api/v1/articles/save-with-analysis", json={"title": TITLE, "content": ARTICLE})
+        await wait_task(http, saved.json()["task_id"], "completed")
+    await page.click("#who")
+    await page.wait_for_selector("#export button[data-format=json]")
+    await page.locator("#export").scroll_into_view_if_needed()
+    await screenshot(page, "export.png")
+    async with page.expect_download() as downloading:
+        await page.click("#export button[data-format=json]")
+    download = await downloading.value
+    assert download.suggested_filename.endswith(".json")
+    document = json.loads(Path(await download.path()).read_text())
+    assert [a["title"] for a in document["articles"]] == [TITLE]
+    async with page.expect_download() as downloading:
+        await page.click("#export button[data-format=markdown]")
+    download = await downloading.value
+    with zipfile.ZipFile(await download.path()) as vault:
+        assert vault.namelist() == [f"{TITLE}.md"]
+    watch.assert_clean()
+    await context.close()

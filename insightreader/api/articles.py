@@ -53,7 +53,7 @@ async def _submit_on(found: Article, task_type: str, priority: int | None, **ext
 
 @bp.post("/articles/save-with-analysis")
 @validate_request(SaveArticle)
-@validate_response(SubmitOut, 202)
+@document_response(SubmitOut, 202)
 @document_response(SubmitOut, 200)
 @errors((409, "The `Idempotency-Key` was used with a different request.", "conflict"), (429, None, "too_many_pending", "quota_exceeded", "storage_quota_exceeded"), 503)
 async def save_with_analysis(data: SaveArticle) -> tuple[dict[str, Any], int]:
@@ -135,7 +135,7 @@ async def delete_article(article_id: str) -> tuple[str, int]:
 
 @bp.post("/meta-analysis/analyze")
 @validate_request(MetaAnalysisRequest)
-@validate_response(SubmitOut, 202)
+@document_response(SubmitOut, 202)
 @document_response(SubmitOut, 200)
 @errors(404, (409, "The `Idempotency-Key` was used with a different request.", "conflict"), (429, None, "too_many_pending", "quota_exceeded"), 503)
 async def meta_analysis(data: MetaAnalysisRequest) -> tuple[dict[str, Any], int]:
@@ -144,7 +144,7 @@ async def meta_analysis(data: MetaAnalysisRequest) -> tuple[dict[str, Any], int]
 
 
 @bp.post("/articles/<article_id>/thinking-lens/<lens_type>")
-@validate_response(SubmitOut, 202)
+@document_response(SubmitOut, 202)
 @document_response(SubmitOut, 200)
 @optional_request(Submit)
 @errors((404, "No such article, or no such lens.", "not_found"), (409, "The `Idempotency-Key` was used with a different request.", "conflict"), (429, None, "too_many_pending", "quota_exceeded"), 503)

@@ -35,7 +35,7 @@ import json
 import logging
 import socket
 import struct
-from collections.abc import Awaitable, Callable, Iterable, MutableMapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, MutableMapping
 from typing import Any
 
 log = logging.getLogger(__name__)
@@ -88,6 +88,85 @@ class ExposureHeaders:
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
+
+
+# -- event streams, outside Quart's request cycle ------------------------------------
+
+#: A scope key a route sets, before it answers ``200``, to the async iterator of the
+#: answer's body: :class:`StreamHandoff` sends that body once Quart is done with the
+#: request (the route's answer must have an empty body).
+SCOPE_STREAM_BODY = "insightreader.stream_body"
+
+
+class StreamHandoff:
+    """Serves an event stream's body after Quart has finished its request.
+
+    Quart keeps, for every request until its answer ends, the request object, its
+    contexts and two tasks (one reads the connection, one runs the handler): an event
+    stream lives for hours, and that was a quarter of what an idle one cost. So the
+    stream's route does everything a request does through Quart (authentication,
+    errors, request id, the stream limit, the subscription) and answers with its headers
+    and an empty body, leaving the body in the scope (:data:`SCOPE_STREAM_BODY`). Here
+    the answer's end is held back, Quart's request finishes and is freed, and the body is
+    sent from the connection's own task, while one small task waits for the client to
+    disconnect and then ends the stream (as Quart did, by cancelling the sender).
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        handed_off = False
+
+        async def send_or_hold(message: Message) -> None:
+            nonlocal handed_off
+            if message["type"] == "http.response.start":
+                handed_off = SCOPE_STREAM_BODY in scope and message["status"] == 200
+                if handed_off:  # the length of the empty body Quart answered is not the stream's
+                    headers = [(n, v) for n, v in message.get("headers", ()) if n.lower() != b"content-length"]
+                    message = {**message, "headers": headers}
+            elif handed_off and message["type"] == "http.response.body" and not message.get("more_body", False):
+                return  # the stream's body follows
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_or_hold)
+        finally:
+            body: AsyncIterator[bytes] | None = scope.pop(SCOPE_STREAM_BODY, None)
+            if body is not None and not handed_off:
+                await body.aclose()  # type: ignore[attr-defined]
+        if body is not None and handed_off:
+            await _send_stream(body, receive, send)
+
+
+async def _send_stream(body: AsyncIterator[bytes], receive: Receive, send: Send) -> None:
+    """Send ``body``; the client leaving ends it quietly. Any other cancellation (the
+    server stopping, the stream's own end for a client that takes no data) goes on up."""
+    sender = asyncio.current_task()
+    assert sender is not None
+    left = False
+
+    async def until_disconnect() -> None:
+        nonlocal left
+        while (await receive())["type"] != "http.disconnect":
+            pass
+        left = True
+        sender.cancel()
+
+    watcher = asyncio.get_running_loop().create_task(until_disconnect(), name="stream-disconnect")
+    try:
+        async for chunk in body:
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+    except asyncio.CancelledError:
+        if not left or sender.uncancel() > 0:
+            raise
+    finally:
+        watcher.cancel()
+        await body.aclose()  # type: ignore[attr-defined]
 
 
 # -- the connection -------------------------------------------------------------

@@ -15,7 +15,7 @@ from quart import Blueprint, Response, g, request
 from quart_schema import document_headers, document_querystring
 
 from .. import sse
-from .asgi import SCOPE_END_CONNECTION
+from .asgi import SCOPE_END_CONNECTION, SCOPE_STREAM_BODY
 from .deps import current_user, services
 from .openapi import errors, event_message_schema, event_stream_docs, raw_response
 
@@ -104,11 +104,9 @@ async def _open() -> Response:
     await anext(body)  # subscribes now, or raises TooManyStreams (429)
     # A client that fell too far behind loses the connection too, not just the stream.
     request.scope[SCOPE_END_CONNECTION] = lambda: stream.overflowed  # type: ignore[literal-required]
-    response = Response(body, status=200, content_type="text/event-stream", headers=headers)
-    # Quart ends every response after RESPONSE_TIMEOUT; a stream ends on its own
-    # (disconnect, overflow, shutdown, session expiry).
-    response.timeout = None
-    return response
+    # The body is sent outside Quart's request cycle (api/asgi.py, StreamHandoff).
+    request.scope[SCOPE_STREAM_BODY] = body  # type: ignore[literal-required]
+    return Response(b"", status=200, content_type="text/event-stream", headers=headers)
 
 
 @bp.get("/sse/analysis-notifications")

@@ -23,7 +23,7 @@ USAGE_DAYS = 30
 
 @bp.post("/insights/generate-buttons")
 @validate_request(ButtonsRequest)
-@validate_response(SubmitOut, 202)
+@document_response(SubmitOut, 202)
 @document_response(SubmitOut, 200)
 @errors((409, "The `Idempotency-Key` was used with a different request.", "conflict"), (429, None, "too_many_pending", "quota_exceeded"), 503)
 async def generate_buttons(data: ButtonsRequest) -> tuple[dict[str, Any], int]:
@@ -43,13 +43,21 @@ async def generate_buttons(data: ButtonsRequest) -> tuple[dict[str, Any], int]:
 
 @bp.post("/insights/generate")
 @validate_request(InsightRequest)
-@validate_response(SubmitOut, 202)
+@document_response(SubmitOut, 202)
 @document_response(SubmitOut, 200)
-@errors((404, "No such article (`article_id`).", "not_found"), (409, "The `Idempotency-Key` was used with a different request.", "conflict"), (429, None, "too_many_pending", "quota_exceeded"), 503)
+@errors((404, "No such article (`article_id`) or highlight (`highlight_id`).", "not_found"), (409, "The `Idempotency-Key` was used with a different request.", "conflict"), (429, None, "too_many_pending", "quota_exceeded"), 503)
 async def generate_insight(data: InsightRequest) -> tuple[dict[str, Any], int]:
-    """An insight on a selection; its text streams as `task_progress` events."""
+    """An insight on a selection; its text streams as `task_progress` events. With
+    `highlight_id` (a highlight of `article_id`, which it implies), the insight is kept
+    with that highlight."""
+    reader = services().store.read
+    if data.highlight_id is not None:
+        highlight = await reader.highlight(data.highlight_id, current_user().id)
+        if highlight is None or data.article_id not in (None, highlight.article_id):
+            raise NotFound("no such highlight (of this article)")
+        data = data.model_copy(update={"article_id": highlight.article_id})
     if data.article_id is not None:
-        if await services().store.read.article(data.article_id, current_user().id) is None:
+        if await reader.article(data.article_id, current_user().id) is None:
             raise NotFound("no such article")
     outcome = await services().engine.submit(
         current_user().id,

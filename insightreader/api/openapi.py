@@ -13,6 +13,7 @@ operation:
   the data schema of each event (``x-events``), ``/metrics``
   as Prometheus text, the reading page as HTML, 204s;
 * ``requestBody.required`` (true for validated bodies; false for :func:`optional_request`),
+  ``required`` on the query parameters a model requires,
   the bearer security requirement, and a description for every answer.
 
 ``/docs`` is Swagger UI from the ``swagger-ui-py`` package's bundled files, served
@@ -53,6 +54,9 @@ TAGS = {
     "auth": ("auth", "Accounts, tokens and stream tickets."),
     "insights": ("insights", "Insights and follow-up buttons on a selection; usage."),
     "articles": ("articles", "Saved articles and their analyses."),
+    "search": ("articles", "Saved articles and their analyses."),
+    "export": ("articles", "Saved articles and their analyses."),
+    "highlights": ("articles", "Saved articles and their analyses."),
     "tasks": ("tasks", "The tasks every submit creates: read, list, cancel, retry."),
     "events": ("events", "The Server-Sent Events stream of task events."),
     "health": ("operations", "Health, readiness and metrics."),
@@ -145,7 +149,8 @@ def raw_response(
     schema: dict[str, Any] | None = None,
     extensions: dict[str, Any] | None = None,
 ) -> Callable[[T], T]:
-    """Document an answer that is not a validated JSON model (a stream, text, HTML, a 204)."""
+    """Document an answer that is not a validated JSON model (a stream, text, HTML, a 204).
+    Given twice for one status, the answer has both media types."""
 
     def decorator(func: T) -> T:
         answer: dict[str, Any] = {"description": description}
@@ -155,7 +160,10 @@ def raw_response(
                 content["example"] = example
             content.update(extensions or {})
             answer["content"] = {media_type: content}
-        _doc(func).raw[status] = answer
+        raw = _doc(func).raw
+        if status in raw and "content" in raw[status] and "content" in answer:
+            answer["content"] = {**raw[status]["content"], **answer["content"]}
+        raw[status] = answer
         return func
 
     return decorator
@@ -196,7 +204,7 @@ class Provider(OpenAPIProvider):
     def schema(self) -> dict[str, Any]:
         spec = super().schema()
         components = spec.setdefault("components", {}).setdefault("schemas", {})
-        for model in schemas.EVENT_MODELS.values():
+        for model in (*schemas.EVENT_MODELS.values(), *schemas.DOCUMENT_MODELS):
             components.update(_component(model))
         spec["tags"] = [
             {"name": name, "description": description}
@@ -219,6 +227,16 @@ class Provider(OpenAPIProvider):
                     operation["tags"] = [tag[0]]
                 operations[method] = operation
         return paths, components
+
+    def build_querystring_parameters(self, model: type[BaseModel]) -> tuple[list[dict[str, Any]], dict[str, Any]]:  # type: ignore[override]
+        """quart-schema's parameters, marking the required ones (it looks for
+        ``required`` on each property, where pydantic never puts it)."""
+        parameters, definitions = super().build_querystring_parameters(model)
+        required = {name for name, info in model.model_fields.items() if info.is_required()}
+        for parameter in parameters:
+            if parameter["name"] in required:
+                parameter["required"] = True
+        return parameters, definitions
 
     @cache  # noqa: B019 (one provider per app, built once)
     def _error_schema(self) -> tuple[dict[str, Any], dict[str, Any]]:

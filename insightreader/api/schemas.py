@@ -6,6 +6,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints, model_validator
 
+from .. import search
 from ..accounts.passwords import MAX_LENGTH, USERNAME_MAX, USERNAME_MIN, USERNAME_PATTERN
 
 
@@ -369,6 +370,9 @@ class InsightRequest(Submit):
     intent: Short | None = None
     article_id: NonEmptyText | None = None
     question: Annotated[str, StringConstraints(max_length=2000), AfterValidator(_encodable)] | None = None
+    highlight_id: NonEmptyText | None = Field(
+        None, description="The highlight the passage is (of `article_id`): the insight is kept with it."
+    )
 
 
 class ArticleOut(BaseModel):
@@ -399,6 +403,84 @@ class ArticleList(BaseModel):
 class PageQuery(BaseModel):
     limit: int = 20
     cursor: str | None = None
+
+
+Quote = Annotated[str, StringConstraints(min_length=1, max_length=10_000), AfterValidator(_encodable)]
+Context = Annotated[str, StringConstraints(max_length=2_000), AfterValidator(_encodable)]
+Note = Annotated[str, StringConstraints(max_length=10_000), AfterValidator(_encodable)]
+
+
+class NewHighlight(Wire):
+    model_config = _examples({
+        "quote": "Shade lowers the temperature of the pavement",
+        "prefix": "On a summer afternoon, ",
+        "suffix": " by several degrees.",
+        "note": "Compare with the council's heat map.",
+    })
+
+    quote: Quote = Field(description="Text of the article, exactly as it stands there.")
+    prefix: Context = Field("", description="Text just before the quote (finds the right one of several).")
+    suffix: Context = Field("", description="Text just after the quote.")
+    note: Note = ""
+
+
+class HighlightChange(Wire):
+    model_config = _examples({"note": "Compare with the council's heat map."})
+
+    note: Note
+
+
+class HighlightOut(BaseModel):
+    highlight_id: str
+    article_id: str
+    quote: str
+    prefix: str
+    suffix: str
+    position: int = Field(description="Where the quote starts in the article's text (characters).")
+    note: str
+    created_at: str
+    updated_at: str
+
+
+class HighlightList(BaseModel):
+    items: list[HighlightOut]
+
+
+class SearchQuery(BaseModel):
+    q: str = Field(
+        min_length=1,
+        max_length=search.MAX_QUERY_CHARS,
+        description="Words, \"a phrase\", or Chinese (城市); every part must match."
+        " A `q` without a letter or digit finds nothing.",
+    )
+    limit: int = 20
+    cursor: str | None = None
+
+
+class SearchHit(BaseModel):
+    article_id: str
+    title: str
+    snippet: str = Field(description="The text around the best match, as plain text.")
+    score: float = Field(description="BM25 relevance: higher is better.")
+
+
+class SearchResults(BaseModel):
+    model_config = _examples(
+        {
+            "items": [
+                {
+                    "article_id": "5d1b7c2a-9e4f-4a3b-8c6d-2f1e0a9b8c7d",
+                    "title": "Street trees cool the city",
+                    "snippet": "…a row of street trees lowers the air temperature by two degrees…",
+                    "score": 7.42,
+                }
+            ],
+            "next_cursor": None,
+        }
+    )
+
+    items: list[SearchHit]
+    next_cursor: str | None
 
 
 class LensOut(BaseModel):
@@ -523,3 +605,42 @@ EVENT_MODELS: dict[str, type[BaseModel]] = {
     "heartbeat": EventHeartbeat,
     "closed": EventClosed,
 }
+
+
+class ExportedInsight(BaseModel):
+    selected_text: str | None
+    question: str | None
+    highlight_id: str | None
+    insight: str | None
+    created_at: str
+
+
+class ExportedArticle(BaseModel):
+    article_id: str
+    url: str | None
+    title: str
+    content: str
+    tags: list[str]
+    archived: bool
+    favorite: bool
+    saved_at: str
+    updated_at: str
+    highlights: list[HighlightOut]
+    analysis: dict[str, Any] | None
+    meta_analysis: dict[str, Any] | None
+    lenses: dict[str, dict[str, Any]]
+    insights: list[ExportedInsight]
+
+
+class ExportDocument(BaseModel):
+    """``GET /export?format=json``: everything a user owns (docs/import-export.md)."""
+
+    format: Literal["insightreader"]
+    version: int
+    exported_at: str
+    username: str
+    articles: list[ExportedArticle]
+
+
+#: Models the spec lists among its components without a route returning them as JSON.
+DOCUMENT_MODELS: tuple[type[BaseModel], ...] = (ExportDocument,)

@@ -59,6 +59,8 @@ class ServerProcess:
         self.proc: subprocess.Popen[str] | None = None
         #: Set once the process listens or its output ends (it exited).
         self._settled = threading.Event()
+        #: Notified at every new log line.
+        self._logged = threading.Condition()
         self._reader: threading.Thread | None = None
 
     def start(self) -> ServerProcess:
@@ -99,12 +101,21 @@ class ServerProcess:
     def _read(self, proc: subprocess.Popen[str]) -> None:
         assert proc.stdout is not None
         for line in proc.stdout:
-            self.logs.append(line.rstrip("\n"))
+            with self._logged:
+                self.logs.append(line.rstrip("\n"))
+                self._logged.notify_all()
             match = _LISTENING.search(line)
             if match:
                 self.url = match[1]
                 self._settled.set()
         self._settled.set()  # end of output: the process exited
+
+    def wait_for_log(self, text: str, timeout: float = 30) -> str:
+        """The first log line holding ``text``, waiting for it up to ``timeout`` seconds."""
+        with self._logged:
+            if not self._logged.wait_for(lambda: any(text in line for line in self.logs), timeout):
+                raise TimeoutError(f"no log line with {text!r} within {timeout}s:\n" + "\n".join(self.logs[-20:]))
+            return next(line for line in self.logs if text in line)
 
     def wait(self, timeout: float) -> int:
         assert self.proc is not None

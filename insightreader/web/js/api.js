@@ -90,7 +90,7 @@ function trackClock(response) {
   clockOffset = Math.abs(offset) > 2000 ? offset : 0;
 }
 
-async function call(method, path, body, { token, headers: extra } = {}) {
+async function call(method, path, body, { token, headers: extra, blob = false } = {}) {
   const headers = { Accept: 'application/json', ...(extra || {}) };
   const init = { method, headers, cache: 'no-store', credentials: 'omit' };
   if (body !== undefined) {
@@ -105,6 +105,7 @@ async function call(method, path, body, { token, headers: extra } = {}) {
     throw new ApiError(0, 'network', '');
   }
   trackClock(response);
+  if (blob && response.ok) return response.blob();  // a download (an export)
   const text = await response.text().catch(() => '');
   let data = null;
   if (text) {

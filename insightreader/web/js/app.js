@@ -1,5 +1,6 @@
-// InsightReader's reading page: start-up, routing (#/ and #/article/<id>), the
-// header (connection indicator, task panel, account, sign out) and the live event stream.
+// InsightReader's reading page: start-up, routing (#/, #/article/<id>, #/search?q=,
+// #/account), the header (search box, connection indicator, task panel, account, sign
+// out) and the live event stream.
 
 import { saveLink, sharedLink } from './actions.js';
 import { api, getSession, onSessionChange, signOut } from './api.js';
@@ -14,6 +15,7 @@ import { mountAccount } from './views/account.js';
 import { mountAuth } from './views/auth.js';
 import { mountLibrary } from './views/library.js';
 import { mountReader } from './views/reader.js';
+import { mountSearch } from './views/search.js';
 import { mountTaskPanel } from './views/tasks.js';
 
 const main = document.getElementById('main');
@@ -21,6 +23,9 @@ const topbar = document.getElementById('topbar');
 const indicator = document.getElementById('connection');
 const indicatorText = indicator.querySelector('.connection-text');
 const who = document.getElementById('who');
+const searchBox = document.getElementById('search-input');
+/** Milliseconds of quiet typing before the results follow the search box. */
+const SEARCH_DEBOUNCE_MS = 250;
 
 let view = null;
 let taskPanel = null;
@@ -79,6 +84,11 @@ function takeSharedLink() {
   return link;
 }
 
+function searchQuery() {
+  const match = location.hash.match(/^#\/search(?:\?(.*))?$/);
+  return match ? new URLSearchParams(match[1] || '').get('q') || '' : null;
+}
+
 function route() {
   if (!running) return;
   const link = takeSharedLink();
@@ -88,11 +98,31 @@ function route() {
     return;
   }
   const match = location.hash.match(/^#\/article\/([^/?#]+)$/);
+  const query = searchQuery();
   if (view) view.unmount();
   window.scrollTo(0, 0);
   if (location.hash === '#/account') view = mountAccount(main);
+  else if (query !== null) view = mountSearch(main, query);
   else view = match ? mountReader(main, decodeURIComponent(match[1])) : mountLibrary(main);
+  if (query === null) searchBox.value = '';
+  else if (searchBox.value.trim() !== query.trim()) searchBox.value = query;
 }
+
+let searchTimer = null;
+searchBox.addEventListener('input', () => {
+  clearTimeout(searchTimer);
+  searchTimer = setTimeout(() => {
+    const q = searchBox.value;
+    const hash = `#/search?q=${encodeURIComponent(q)}`;
+    if (searchQuery() !== null && view && view.search) {
+      history.replaceState(null, '', hash);  // the results follow the typing, not the history
+      view.search(q);
+    } else if (q.trim()) {
+      location.hash = hash;
+    }
+  }, SEARCH_DEBOUNCE_MS);
+});
+document.getElementById('search-form').addEventListener('submit', (event) => event.preventDefault());
 
 // -- signed in / out ----------------------------------------------------------------------
 

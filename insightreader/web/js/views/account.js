@@ -1,5 +1,5 @@
-// #/account: change the password, and the signed-in devices (sessions) with
-// "Sign out this device" for each.
+// #/account: change the password, the signed-in devices (sessions) with "Sign out
+// this device" for each, and the library's export.
 
 import { api, changePassword, signOut } from '../api.js';
 import { h, replace, setText, when } from '../dom.js';
@@ -11,6 +11,21 @@ function deviceName(agent) {
   const browser = (agent.match(/(Firefox|Edg|Chrome|Safari|curl|python-httpx|insightreader)[/\s]?[\d.]*/) || [])[0];
   const system = (agent.match(/(Windows|Android|iPhone|iPad|Mac OS X|Linux)/) || [])[0];
   return [browser ? browser.replace('Edg', 'Edge') : agent.slice(0, 40), system].filter(Boolean).join(' on ');
+}
+
+function exportButton(format, label) {
+  const button = h('button', { type: 'button', class: 'button', dataset: { format } }, label);
+  button.addEventListener('click', () => busy(button, async () => {
+    try {
+      const file = await api('GET', `/export?format=${format}`, undefined, { blob: true });
+      const link = h('a', { href: URL.createObjectURL(file), download: `insightreader-${new Date().toISOString().slice(0, 10)}.${format === 'json' ? 'json' : 'zip'}` });
+      link.click();
+      setTimeout(() => URL.revokeObjectURL(link.href), 60_000);
+    } catch (err) {
+      toast(describeError(err));
+    }
+  }));
+  return button;
 }
 
 export function mountAccount(main) {
@@ -25,6 +40,11 @@ export function mountAccount(main) {
     h('div', { class: 'field-row' }, h('label', { for: 'new-password' }, 'New password'), next,
       h('p', { class: 'field-hint', id: 'new-password-hint' }, 'At least 10 characters, not your username, not a common password. Your other devices will be signed out.')),
     error, h('div', { class: 'form-actions' }, save));
+  const exports = h('section', { class: 'card account-card', id: 'export', 'aria-labelledby': 'export-title' },
+    h('h2', { id: 'export-title' }, 'Take your library with you'),
+    h('p', { class: 'muted' }, 'Every article with its analyses, highlights and insights: as Markdown notes (a zip that opens as an Obsidian vault), or as one JSON file this server can import again.'),
+    h('div', { class: 'form-actions' },
+      exportButton('markdown', 'Download Markdown (.zip)'), exportButton('json', 'Download JSON')));
   const list = h('ul', { class: 'session-list', id: 'session-list', 'aria-label': 'Signed-in devices' });
   const devices = h('section', { class: 'card account-card', 'aria-labelledby': 'devices-title' },
     h('h2', { id: 'devices-title' }, 'Signed-in devices'), list);
@@ -78,7 +98,7 @@ export function mountAccount(main) {
 
   main.replaceChildren(h('div', { class: 'library account' },
     h('div', { class: 'library-head' }, heading, h('a', { class: 'button ghost', href: '#/' }, 'Back to your reading')),
-    devices, form));
+    devices, form, exports));
   document.title = 'Your account · InsightReader';
   heading.focus();
   loadSessions();

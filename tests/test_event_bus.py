@@ -1,0 +1,50 @@
+"""The bus wakes the streams an event reached a batch per turn of the loop, so that
+a user with a thousand open streams does not hold the loop for one long turn."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from insightreader.config import DatabaseSettings
+from insightreader.events import WAKE_BATCH, EventBus
+from insightreader.store import Store
+
+
+async def test_streams_are_woken_a_batch_per_turn_and_all_of_them_get_every_event(tmp_path: Path) -> None:
+    store = Store(DatabaseSettings(path=tmp_path / "bus.db"))
+    await store.open()
+    bus = EventBus(store, queue_size=8)
+    await bus.start()
+    count = WAKE_BATCH * 2 + 5
+    subs = [bus.subscribe("u") for _ in range(count)]
+    loop = asyncio.get_running_loop()
+    try:
+        waits = [asyncio.create_task(sub.wait(loop.time() + 60)) for sub in subs]
+        await asyncio.sleep(0)  # every stream waits now
+        bus.publish("u", "note", {"n": 1})
+        bus.publish("u", "note", {"n": 2})  # a second event queues no second wake
+        woken_per_turn = []
+        async with asyncio.timeout(10):
+            while not all(w.done() for w in waits):
+                before = sum(w.done() for w in waits)
+                await asyncio.sleep(0)
+                woken_per_turn.append(sum(w.done() for w in waits) - before)
+        assert max(woken_per_turn) <= WAKE_BATCH
+        assert sum(woken_per_turn) == count
+        for sub in subs:
+            first, second = sub.take(), sub.take()
+            assert first is not None and second is not None
+            assert (first.data, second.data, sub.take()) == ({"n": 1}, {"n": 2}, None)
+
+        # Waiting again after a wake, each stream is woken by the next event.
+        waits = [asyncio.create_task(sub.wait(loop.time() + 60)) for sub in subs]
+        await asyncio.sleep(0)
+        bus.publish("u", "note", {"n": 3})
+        async with asyncio.timeout(10):
+            await asyncio.gather(*waits)
+        taken = [sub.take() for sub in subs]
+        assert all(event is not None and event.data == {"n": 3} for event in taken)
+    finally:
+        await bus.stop()
+        await store.close()
