@@ -37,7 +37,7 @@ from .errors import TaskError
 Resolver = Callable[[str, int], Awaitable[list[str]]]
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 #: Says why an address is refused, or None (:func:`forbidden_reason`; tests replace it).
-Guard = Callable[[IPAddress], "str | None"]
+Guard = Callable[[IPAddress], str | None]
 
 MAX_REDIRECTS = 5
 #: Media types a page may have: HTML (and XHTML) or plain text.
@@ -46,7 +46,6 @@ TEXT_TYPES = frozenset({"text/plain"})
 USER_AGENT = "InsightReader/0.1 (self-hosted reading assistant; fetches pages its users save)"
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 _NAT64 = ipaddress.ip_network("64:ff9b::/96")
-_CHUNK = 64 * 1024
 
 
 @dataclass(frozen=True)
@@ -140,7 +139,8 @@ async def checked_addresses(host: str, port: int, resolver: Resolver, guard: Gua
     return [str(ip) for ip in addresses]
 
 
-def _anything(ip: IPAddress) -> str | None:
+def _allow_all(ip: IPAddress) -> str | None:
+    """The guard with ``library.fetch_allow_private`` on: no address is refused."""
     return None
 
 
@@ -278,7 +278,7 @@ async def fetch(
     ``fetch_*`` code (``fetch_http_error`` for 429/5xx and ``fetch_timeout`` retryable).
     ``resolver``, ``guard`` and ``network`` (what connects to a checked address) are
     seams for tests; ``rules.allow_private`` turns the guard off."""
-    backend = GuardedBackend(resolver, _anything if rules.allow_private else guard, network)
+    backend = GuardedBackend(resolver, _allow_all if rules.allow_private else guard, network)
     try:
         async with asyncio.timeout(rules.timeout):
             async with httpcore.AsyncConnectionPool(
