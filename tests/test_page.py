@@ -98,7 +98,7 @@ async def open_first_article(page: Any) -> None:
 async def ask_about_paragraph(page: Any, index: int = 2) -> None:
     """Select a paragraph of the article (triple click) and ask about it."""
     await page.locator(".article-text p").nth(index).click(click_count=3)
-    await page.locator(".selection-popover button").click()
+    await page.locator(".selection-popover button.primary").click()
     await page.wait_for_selector(".thread .turn")
 
 
@@ -546,5 +546,42 @@ async def test_the_library_downloads_as_markdown_and_as_json_from_the_account_pa
     download = await downloading.value
     with zipfile.ZipFile(await download.path()) as vault:
         assert vault.namelist() == [f"{TITLE}.md"]
+    watch.assert_clean()
+    await context.close()
+
+
+async def test_highlight_a_passage_write_a_note_and_find_it_after_a_reload(
+    start_server: Callable[..., ServerProcess], browser: Any
+) -> None:
+    server = start_server()
+    context, page, watch = await open_page(browser, page_url(server))
+    await register_in_page(page, "highlighter")
+    await save_article(page)
+    await page.wait_for_selector(".article-card[data-state=ready]")
+    await open_first_article(page)
+    paragraph = page.locator(".article-text p").nth(1)
+    await paragraph.click(click_count=3)
+    await page.locator(".selection-popover button[data-action=highlight]").click()
+    await page.wait_for_selector("#highlight-list .highlight")
+    await page.wait_for_selector(".article-text mark.highlight")
+    note = page.locator("#highlight-list .highlight textarea")
+    await note.fill("Check this against the council's own figures.")
+    async with page.expect_response(lambda r: "/api/v1/highlights/" in r.url and r.request.method == "PATCH") as saving:
+        await note.press("Tab")  # leaving the field saves the note
+    assert (await saving.value).status == 200
+    token = await access_token(page)
+    article_id = page.url.rsplit("/", 1)[1]
+    async with httpx.AsyncClient(base_url=server.url, timeout=10, headers={"Authorization": f"Bearer {token}"}) as http:
+        items = (await http.get(f"/api/v1/articles/{article_id}/highlights")).json()["items"]
+    assert items[0]["note"] == "Check this against the council's own figures."
+    paragraph_text = " ".join((await paragraph.inner_text()).split())
+    assert " ".join(items[0]["quote"].split()) == paragraph_text
+    await screenshot(page, "highlight.png")
+
+    await page.reload()
+    await page.wait_for_selector(".article-text mark.highlight")
+    assert await page.input_value("#highlight-list .highlight textarea") == "Check this against the council's own figures."
+    await page.locator("#highlight-list [data-action=delete-highlight]").click()
+    await page.wait_for_selector(".article-text mark.highlight", state="detached")
     watch.assert_clean()
     await context.close()

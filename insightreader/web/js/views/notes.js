@@ -241,7 +241,7 @@ function threadView(articleId, thread) {
 export function mountNotes(container, articleId) {
   const list = h('ol', { class: 'threads' });
   const empty = h('div', { class: 'notes-empty' },
-    h('p', null, 'Select a passage in the text and choose “Ask about this passage”.'),
+    h('p', null, 'Select a passage in the text to highlight it or to ask about it (“Ask about this passage”).'),
     h('p', null, 'Insights are written here as they come, with follow-up questions to keep going.'));
   container.append(empty, list);
   const views = new Map();

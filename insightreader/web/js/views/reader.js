@@ -1,5 +1,6 @@
 // The article view: its text, its analysis, perspectives (meta analysis and the
-// thinking lenses) and, beside the text, the notes on selected passages.
+// thinking lenses) and, beside the text, the notes: highlights with the reader's notes,
+// and the insights asked about selected passages.
 
 import { api, serverNow } from '../api.js';
 import { MAX_SELECTION, startThread } from '../conversation.js';
@@ -12,6 +13,7 @@ import {
 import { busy, spinner, toast } from '../ui.js';
 import { analysisBlock, fetchBlock } from './library.js';
 import { retryTask } from '../actions.js';
+import { mountHighlights } from './highlights.js';
 import { mountNotes } from './notes.js';
 
 const META = { key: 'meta', name: 'Meta perspective', description: 'How the article argues: the author’s stance, assumptions, rhetorical devices and what is missing.' };
@@ -73,10 +75,11 @@ export function mountReader(main, articleId) {
     perspectiveButtons, perspectiveResults);
   const text = h('div', { class: 'article-text', id: 'article-text' });
   const askButton = h('button', { type: 'button', class: 'button primary small' }, '✦ Ask about this passage');
-  const popover = h('div', { class: 'selection-popover', hidden: true }, askButton);
+  const highlightButton = h('button', { type: 'button', class: 'button small', dataset: { action: 'highlight' } }, 'Highlight');
+  const popover = h('div', { class: 'selection-popover', hidden: true }, askButton, highlightButton);
   const body = h('section', { class: 'article-body', 'aria-labelledby': 'text-title' },
     h('h2', { id: 'text-title', class: 'section-title' }, 'The article'),
-    h('p', { class: 'hint select-hint' }, 'Select a passage to ask about it.'),
+    h('p', { class: 'hint select-hint' }, 'Select a passage to highlight it or ask about it.'),
     text, popover);
   const notesClose = h('button', { type: 'button', class: 'icon-button notes-close', 'aria-label': 'Close notes' }, '×');
   const notes = h('aside', { class: 'notes', id: 'notes', 'aria-labelledby': 'notes-title' },
@@ -90,17 +93,21 @@ export function mountReader(main, articleId) {
   main.replaceChildren(layout);
 
   // -- notes (mobile: a bottom sheet) -------------------------------------------------
+  const highlightsView = mountHighlights(notes, articleId, {
+    onChange: () => { updateToggle(); markHighlights(); },
+  });
+  offs.push(highlightsView.unmount);
   const notesView = mountNotes(notes, articleId);
   offs.push(notesView.unmount);
   const setNotesOpen = (open) => {
     notes.classList.toggle('open', open);
     notesToggle.setAttribute('aria-expanded', String(open));
   };
-  const updateToggle = () => {
-    const count = notesView.count();
+  function updateToggle() {
+    const count = notesView.count() + highlightsView.count();
     setText(notesToggle, count ? `Notes (${count})` : 'Notes');
     notesToggle.hidden = count === 0;
-  };
+  }
   updateToggle();
   notesToggle.addEventListener('click', () => setNotesOpen(!notes.classList.contains('open')));
   notesClose.addEventListener('click', () => { setNotesOpen(false); notesToggle.focus(); });
@@ -163,18 +170,41 @@ export function mountReader(main, articleId) {
   function renderText() {
     if (article && typeof article.content === 'string' && !text.childElementCount) {
       replace(text, paragraphs(article.content));
+      markHighlights();
       markPassages();
     }
   }
 
-  // Passages the reader asked about are marked in the text; a mark leads to its notes.
-  function markPassages() {
-    for (const mark of text.querySelectorAll('mark.passage')) mark.replaceWith(...mark.childNodes);
+  // Highlights and the passages the reader asked about are marked in the text; a mark
+  // leads to its notes.
+  function unmark(selector) {
+    for (const mark of text.querySelectorAll(selector)) mark.replaceWith(...mark.childNodes);
     text.normalize();
-    for (const thread of [...memory.threadsOf(articleId)].reverse()) markPassage(thread);
   }
 
-  function markPassage(thread) {
+  function markHighlights() {
+    if (!text.childElementCount) return;
+    unmark('mark.highlight');
+    for (const highlight of highlightsView.items()) {
+      markText(highlight.quote.replace(/\s+/g, ' ').trim(), () => h('mark', {
+        class: 'highlight', tabindex: '0', role: 'button', title: 'Show this highlight and its note',
+        dataset: { highlightId: highlight.highlight_id },
+      }));
+    }
+  }
+
+  function markPassages() {
+    unmark('mark.passage');
+    for (const thread of [...memory.threadsOf(articleId)].reverse()) {
+      markText(thread.selection, () => h('mark', {
+        class: 'passage', tabindex: '0', role: 'button', title: 'Show the notes on this passage',
+        dataset: { threadId: thread.id },
+      }));
+    }
+  }
+
+  /** Wrap the first place ``selection`` (white space collapsed) stands within one text node. */
+  function markText(selection, makeMark) {
     for (const paragraph of text.children) {
       // The paragraph's text with white space collapsed (as selections are), and where
       // each of its characters comes from.
@@ -195,16 +225,15 @@ export function mountReader(main, articleId) {
           origin.push([node, i]);
         }
       }
-      const at = flat.indexOf(thread.selection);
-      if (at < 0) continue;
+      const at = flat.indexOf(selection);
+      if (at < 0 || !selection) continue;
       const [startNode, startOffset] = origin[at];
-      const [endNode, endOffset] = origin[at + thread.selection.length - 1];
+      const [endNode, endOffset] = origin[at + selection.length - 1];
       if (startNode !== endNode || startNode.parentElement.closest('mark')) return; // overlaps another mark
       const range = document.createRange();
       range.setStart(startNode, startOffset);
       range.setEnd(endNode, endOffset + 1);
-      const mark = h('mark', { class: 'passage', tabindex: '0', role: 'button', title: 'Show the notes on this passage', dataset: { threadId: thread.id } });
-      range.surroundContents(mark);
+      range.surroundContents(makeMark());
       return;
     }
   }
@@ -218,15 +247,23 @@ export function mountReader(main, articleId) {
     void item.offsetWidth; // restart the animation
     item.classList.add('flash');
   }
+  function showMark(mark) {
+    if (mark.classList.contains('passage')) {
+      showThread(mark.dataset.threadId);
+    } else {
+      setNotesOpen(true);
+      highlightsView.show(mark.dataset.highlightId);
+    }
+  }
   text.addEventListener('click', (event) => {
-    const mark = event.target.closest('mark.passage');
-    if (mark && document.getSelection().isCollapsed) showThread(mark.dataset.threadId);
+    const mark = event.target.closest('mark.passage, mark.highlight');
+    if (mark && document.getSelection().isCollapsed) showMark(mark);
   });
   text.addEventListener('keydown', (event) => {
-    const mark = event.target.closest('mark.passage');
+    const mark = event.target.closest('mark.passage, mark.highlight');
     if (mark && (event.key === 'Enter' || event.key === ' ')) {
       event.preventDefault();
-      showThread(mark.dataset.threadId);
+      showMark(mark);
     }
   });
 
@@ -355,10 +392,28 @@ export function mountReader(main, articleId) {
 
   // -- selection → insight ------------------------------------------------------------------
   let selected = '';
+  /** The selection as the text has it, and the text just before and after it. */
+  let selectedExactly = null;
+  const CONTEXT_CHARS = 120;
 
   function hidePopover() {
     popover.hidden = true;
     selected = '';
+    selectedExactly = null;
+  }
+
+  function exactly(range) {
+    const before = document.createRange();
+    before.setStart(text, 0);
+    before.setEnd(range.startContainer, range.startOffset);
+    const after = document.createRange();
+    after.setStart(range.endContainer, range.endOffset);
+    after.setEnd(text, text.childNodes.length);
+    return {
+      quote: range.toString().trim(),
+      prefix: before.toString().slice(-CONTEXT_CHARS),
+      suffix: after.toString().slice(0, CONTEXT_CHARS),
+    };
   }
 
   function onSelection() {
@@ -378,6 +433,7 @@ export function mountReader(main, articleId) {
       return;
     }
     selected = value;
+    selectedExactly = exactly(range);
     const box = range.getBoundingClientRect();
     const frame = body.getBoundingClientRect();
     popover.hidden = false;
@@ -410,6 +466,21 @@ export function mountReader(main, articleId) {
         setNotesOpen(true);
         const first = notesView.first();
         if (first) first.scrollIntoView({ behavior: 'smooth', block: 'nearest' });
+      } catch (err) {
+        toast(describeError(err));
+      }
+    });
+  });
+
+  highlightButton.addEventListener('click', () => {
+    const chosen = selectedExactly;
+    if (!chosen) return;
+    busy(highlightButton, async () => {
+      try {
+        await highlightsView.add(chosen.quote, chosen.prefix, chosen.suffix);
+        document.getSelection()?.removeAllRanges();
+        hidePopover();
+        setNotesOpen(true);
       } catch (err) {
         toast(describeError(err));
       }
