@@ -48,16 +48,16 @@ async def run_uvicorn(app: Any, bind: str, shutdown_trigger: Callable[[], Awaita
 
 async def insightreader(server: str, config_path: Path) -> None:
     from insightreader import config, logs
-    from insightreader.analyses import task_types
+    from insightreader.tasktypes import task_types
     from insightreader.server import serve
 
     settings = config.load(config_path)
     logs.configure(settings.log)
     if server == "uvicorn":
-        await serve(settings, task_types(settings.llm),
+        await serve(settings, task_types(settings),
                     http=lambda app, s, trigger: run_uvicorn(app, s.server.bind, trigger))
     else:
-        await serve(settings, task_types(settings.llm))
+        await serve(settings, task_types(settings))
 
 
 async def ceiling(server: str, port: int) -> None:

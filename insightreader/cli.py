@@ -62,7 +62,7 @@ def main() -> None:
 )
 def serve(config_path: Path | None, bind: str | None, log_format: str | None) -> None:
     """Run the server until SIGTERM or SIGINT."""
-    from .analyses import task_types
+    from .tasktypes import task_types
     from .server import serve as run_server
 
     overrides: dict[str, Any] = {}
@@ -71,7 +71,7 @@ def serve(config_path: Path | None, bind: str | None, log_format: str | None) ->
     if log_format:
         overrides["log"] = {"format": log_format}
     settings = _settings(config_path, overrides or None)
-    _run(run_server(settings, task_types(settings.llm)))
+    _run(run_server(settings, task_types(settings)))
 
 
 @main.command(name="migrate")

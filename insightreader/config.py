@@ -127,6 +127,9 @@ class TaskSettings(_Section):
 class LibrarySettings(_Section):
     max_articles_per_user: int = Field(10_000, ge=1)
     max_bytes_per_user: int = Field(500_000_000, ge=1)
+    fetch_allow_private: bool = False
+    fetch_timeout: float = Field(20.0, gt=0)
+    fetch_max_bytes: int = Field(5 * 1024 * 1024, ge=1024)
 
 
 class SSESettings(_Section):

@@ -98,6 +98,8 @@ class TaskContext:
     _on_complete: list[Callable[[Tx, dict[str, Any]], None]] = field(
         default_factory=list
     )
+    _follow_ups: list[tuple[str, Submission]] = field(default_factory=list)
+    _on_failure: list[Callable[[Tx], None]] = field(default_factory=list)
     #: Tokens the user may still spend beyond this run's own (None: no budget).
     _budget_left: Callable[[], Awaitable[int | None]] | None = None
 
@@ -148,6 +150,15 @@ class TaskContext:
         """Run ``fn(tx, result)`` in the transaction that marks the task completed
         (e.g. to store an analysis on its article atomically with the result)."""
         self._on_complete.append(fn)
+
+    def then_submit(self, task_type: str, submission: Submission) -> None:
+        """Submit a task of ``task_type`` for this task's user in the transaction that
+        marks this one completed (after the ``on_complete`` functions ran)."""
+        self._follow_ups.append((task_type, submission))
+
+    def on_failure(self, fn: Callable[[Tx], None]) -> None:
+        """Run ``fn(tx)`` in the transaction that marks this run failed."""
+        self._on_failure.append(fn)
 
 
 class ReadyQueue:
@@ -383,38 +394,9 @@ class Engine:
         kind = self.task_types[task_type]
         rank = self.effective_priority(task_type, priority, privileged=privileged)
         now = datetime.now(UTC)
-        created_at = format_time(now)
-        since = format_time(now - timedelta(seconds=self.settings.result_ttl))
-        today = created_at[:10]
 
         def answer(tx: Tx, spec: Submission, digest: str) -> SubmitOutcome:
-            if self.settings.result_ttl:
-                done = tx.completed_task(user_id, digest, since)
-                if done is not None:
-                    return SubmitOutcome(done, created=False, deduplicated=True)
-            active = tx.active_task(user_id, digest)
-            if active is not None:
-                return SubmitOutcome(active, created=False, deduplicated=False)
-            estimate = 0 if kind.estimate is None else kind.estimate(tx, spec.payload)
-            self._check_admission(tx, user_id, today, estimate)
-            fresh = NewTask(
-                id=str(uuid.uuid4()),
-                user_id=user_id,
-                task_type=task_type,
-                priority=rank,
-                input=spec.payload,
-                input_hash=digest,
-                article_id=spec.article_id,
-                metadata={"preview": spec.preview[:50]},
-                created_at=created_at,
-                reserved_tokens=estimate,
-            )
-            task = tx.insert_task(fresh)
-            if task is None:
-                raise Conflict("an identical task was created meanwhile")
-            self._publish(tx, "task_queued", task)
-            tx.after_commit(lambda: self._enqueue(task))
-            return SubmitOutcome(task, created=True, deduplicated=False)
+            return self._answer(tx, user_id, kind, spec, digest, rank, now)
 
         def job(tx: Tx) -> SubmitOutcome:
             spec = prepare(tx)
@@ -428,7 +410,7 @@ class Engine:
                     raise Conflict("this Idempotency-Key was used with a different request")
                 return SubmitOutcome(task, created=False, deduplicated=False)
             outcome = answer(tx, spec, digest)
-            tx.record_idempotency_key(user_id, idempotency_key, digest, outcome.task.id, created_at)
+            tx.record_idempotency_key(user_id, idempotency_key, digest, outcome.task.id, format_time(now))
             return outcome
 
         outcome = await self._store.write(job)
@@ -437,6 +419,58 @@ class Engine:
         elif outcome.deduplicated:
             self._changed("deduplicated", outcome.task)
         return outcome
+
+    def _answer(
+        self, tx: Tx, user_id: str, kind: TaskType, spec: Submission, digest: str, rank: int, now: datetime
+    ) -> SubmitOutcome:
+        """Within a write: an earlier task's result, the identical unfinished task, or a
+        new task once admitted (raising when it is not)."""
+        created_at = format_time(now)
+        if self.settings.result_ttl:
+            since = format_time(now - timedelta(seconds=self.settings.result_ttl))
+            done = tx.completed_task(user_id, digest, since)
+            if done is not None:
+                return SubmitOutcome(done, created=False, deduplicated=True)
+        active = tx.active_task(user_id, digest)
+        if active is not None:
+            return SubmitOutcome(active, created=False, deduplicated=False)
+        estimate = 0 if kind.estimate is None else kind.estimate(tx, spec.payload)
+        self._check_admission(tx, user_id, created_at[:10], estimate)
+        fresh = NewTask(
+            id=str(uuid.uuid4()),
+            user_id=user_id,
+            task_type=kind.name,
+            priority=rank,
+            input=spec.payload,
+            input_hash=digest,
+            article_id=spec.article_id,
+            metadata={"preview": spec.preview[:50]},
+            created_at=created_at,
+            reserved_tokens=estimate,
+        )
+        task = tx.insert_task(fresh)
+        if task is None:
+            raise Conflict("an identical task was created meanwhile")
+        self._publish(tx, "task_queued", task)
+        tx.after_commit(lambda: self._enqueue(task))
+        return SubmitOutcome(task, created=True, deduplicated=False)
+
+    def _submit_follow_up(self, tx: Tx, user_id: str, task_type: str, spec: Submission) -> None:
+        """Submit a task a completing run asked for, in its completing transaction. A
+        refused one (too many pending, the token budget) is logged and left out: the
+        run's own result stands, and the user can ask for the follow-up again. One about
+        an article deleted meanwhile is left out too."""
+        if spec.article_id is not None and tx.article_tokens(spec.article_id) is None:
+            return
+        kind = self.task_types[task_type]
+        digest = input_hash(kind, self.model, spec.payload)
+        try:
+            outcome = self._answer(tx, user_id, kind, spec, digest, kind.priority, datetime.now(UTC))
+        except (TooManyPending, QuotaExceeded) as exc:
+            log.warning("follow-up %s not submitted: %s", task_type, exc.message, extra={"error_code": exc.code})
+            return
+        if outcome.created:
+            tx.after_commit(lambda: self._changed("submitted", outcome.task))
 
     def _budget_left(
         self, tx: Tx, user_id: str, today: str, *, excluding: str | None = None
@@ -557,6 +591,11 @@ class Engine:
                 assert result is not None
                 for fn in ctx._on_complete:
                     fn(tx, result)
+                for task_type, spec in ctx._follow_ups:
+                    self._submit_follow_up(tx, task.user_id, task_type, spec)
+            if status is TaskStatus.FAILED and ctx is not None:
+                for on_failure in ctx._on_failure:
+                    on_failure(tx)
             extra: dict[str, Any] = {}
             if status is TaskStatus.COMPLETED:
                 extra["result"] = result

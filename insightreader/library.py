@@ -13,7 +13,7 @@ import logging
 import hashlib
 import uuid
 
-from . import search, text
+from . import search, text, urls
 from .analyses import article as article_analysis
 from .config import LibrarySettings
 from .engine import Engine, SubmitOutcome, Submission
@@ -23,6 +23,10 @@ from .store import Store, Tx
 
 log = logging.getLogger(__name__)
 
+#: The task type that fetches an article saved from its URL (``page_fetch.py``).
+PAGE_FETCH = "page_fetch"
+#: Characters of a title (the API's limit).
+TITLE_CHARS = 500
 #: Characters of an article's text that lists show.
 EXCERPT_CHARS = 300
 #: Articles indexed per write while the search index catches up after its migration.
@@ -47,9 +51,11 @@ def stored_bytes(title: str, content: str) -> int:
     return len(title.encode()) + len(content.encode())
 
 
-def _check_quota(tx: Tx, user_id: str, size: int, limits: LibrarySettings) -> None:
+def check_quota(tx: Tx, user_id: str, size: int, limits: LibrarySettings, *, new_article: bool = True) -> None:
+    """Raise ``StorageQuotaExceeded`` unless ``size`` more bytes (and, when
+    ``new_article``, one more article) fit in the user's library."""
     articles, used = tx.library_usage(user_id)
-    if articles >= limits.max_articles_per_user:
+    if new_article and articles >= limits.max_articles_per_user:
         raise StorageQuotaExceeded(
             f"your library holds {articles} articles, the most this server allows"
             f" (library.max_articles_per_user); delete some to save more"
@@ -66,15 +72,16 @@ async def save_article(
     limits: LibrarySettings,
     user: User,
     *,
-    title: str,
+    title: str | None,
     content: str,
     url: str | None,
     priority: int | None,
     idempotency_key: str | None,
 ) -> SubmitOutcome:
     """Save an article (or find the one with the same content) and submit its
-    analysis, in one transaction."""
+    analysis, in one transaction. Without a ``title``, its text's first line is one."""
     now = utcnow()
+    title = title or next((line.strip() for line in content.splitlines() if line.strip()), "Untitled")[:TITLE_CHARS]
     digest = content_hash(content)
     fresh = Article(
         id=str(uuid.uuid4()), seq=0, user_id=user.id, title=title.strip(), content=content,
@@ -88,7 +95,7 @@ async def save_article(
     def prepare(tx: Tx) -> Submission:
         found = tx.article_ref_by_hash(user.id, digest)
         if found is None:
-            _check_quota(tx, user.id, size, limits)
+            check_quota(tx, user.id, size, limits)
             tx.insert_article(fresh)
             found = (fresh.id, fresh.title)
         article_id, saved_title = found
@@ -99,6 +106,55 @@ async def save_article(
     return await engine.submit_prepared(
         user.id,
         article_analysis.NAME,
+        prepare,
+        priority=priority,
+        idempotency_key=idempotency_key,
+        privileged=user.is_admin,
+    )
+
+
+def url_hash(url_key: str) -> str:
+    """The ``content_hash`` of an article saved from a URL: its (normalised) URL's, so
+    its identity does not change when the text arrives."""
+    return "url:sha256:" + hashlib.sha256(url_key.encode()).hexdigest()
+
+
+async def save_url(
+    engine: Engine,
+    limits: LibrarySettings,
+    user: User,
+    *,
+    url: str,
+    title: str | None,
+    priority: int | None,
+    idempotency_key: str | None,
+) -> SubmitOutcome:
+    """Save an article from its URL (or find the one saved from the same normalised
+    URL) and submit the ``page_fetch`` that fills it, in one transaction. Saving a URL
+    whose fetch failed submits a new fetch."""
+    key = urls.normalise(url)
+    now = utcnow()
+    fresh = Article(
+        id=str(uuid.uuid4()), seq=0, user_id=user.id, title=(title or "").strip() or key, content="",
+        url=key, content_hash=url_hash(key), analysis=None, meta_analysis=None, lenses={},
+        created_at=now, updated_at=now, fetch_status="fetching",
+    )
+
+    def prepare(tx: Tx) -> Submission:
+        found = tx.article_ref_by_url(user.id, key)
+        if found is None:
+            check_quota(tx, user.id, stored_bytes(fresh.title, ""), limits)
+            tx.insert_url_article(fresh, key)
+            article_id, saved_title = fresh.id, fresh.title
+        else:
+            article_id, saved_title, status = found
+            if status == "failed":
+                tx.set_fetch_status(article_id, "fetching", now)
+        return Submission({"article_id": article_id, "url": key}, saved_title, article_id)
+
+    return await engine.submit_prepared(
+        user.id,
+        PAGE_FETCH,
         prepare,
         priority=priority,
         idempotency_key=idempotency_key,

@@ -174,6 +174,8 @@ class ArticleItem:
     meta_analysis: dict[str, Any] | None
     created_at: str
     updated_at: str
+    fetch_status: str | None = None
+    page_meta: dict[str, str] = field(default_factory=dict)
 
     def public(self) -> dict[str, Any]:
         return {
@@ -185,6 +187,8 @@ class ArticleItem:
             "analysis": self.analysis,
             "meta_analysis": self.meta_analysis,
             "lenses": {},
+            "fetch_status": self.fetch_status,
+            "page": self.page_meta,
             "created_at": self.created_at,
             "updated_at": self.updated_at,
         }
@@ -207,6 +211,10 @@ class Article:
     excerpt: str = ""
     #: The text's estimated size in tokens (``text.estimate_tokens``), set at save time.
     tokens: int = 0
+    #: Saved from a URL: ``fetching``, ``fetched`` or ``failed``; None when saved with its text.
+    fetch_status: str | None = None
+    #: What a fetched page said of itself: ``author``, ``site_name``, ``published``, ``language``.
+    page_meta: dict[str, str] = field(default_factory=dict)
 
     def public(self) -> dict[str, Any]:
         """The article as the API shows it, with its text."""
@@ -220,6 +228,8 @@ class Article:
             "analysis": self.analysis,
             "meta_analysis": self.meta_analysis,
             "lenses": self.lenses,
+            "fetch_status": self.fetch_status,
+            "page": self.page_meta,
             "created_at": self.created_at,
             "updated_at": self.updated_at,
         }

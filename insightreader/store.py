@@ -72,7 +72,7 @@ _TASK_LIST_COLUMNS = (
 #: What an article list reads: no ``content``.
 _ARTICLE_LIST_COLUMNS = (
     "seq, id, user_id, title, url, content_hash, excerpt, analysis, meta_analysis,"
-    " created_at, updated_at"
+    " created_at, updated_at, fetch_status, page_meta"
 )
 
 
@@ -168,6 +168,8 @@ def _article(row: sqlite3.Row, lenses: dict[str, dict[str, Any]]) -> Article:
         updated_at=row["updated_at"],
         excerpt=row["excerpt"],
         tokens=row["tokens"],
+        fetch_status=row["fetch_status"],
+        page_meta=_loads(row["page_meta"]),
     )
 
 
@@ -184,6 +186,8 @@ def _article_item(row: sqlite3.Row) -> ArticleItem:
         meta_analysis=_loads(row["meta_analysis"]),
         created_at=row["created_at"],
         updated_at=row["updated_at"],
+        fetch_status=row["fetch_status"],
+        page_meta=_loads(row["page_meta"]),
     )
 
 
@@ -583,6 +587,15 @@ class Tx:
         )
         return None if row is None else (str(row[0]), str(row[1]))
 
+    def article_ref_by_url(self, user_id: str, url_key: str) -> tuple[str, str, str | None] | None:
+        """The id, title and fetch status of the user's article saved from this
+        (normalised) URL, if saved."""
+        row = self._one(
+            "SELECT id, title, fetch_status FROM articles WHERE user_id = ? AND url_key = ?",
+            (user_id, url_key),
+        )
+        return None if row is None else (str(row[0]), str(row[1]), row[2])
+
     def index_search_backlog(self, limit: int) -> int:
         """Index up to ``limit`` articles saved before the search index existed; how
         many are left."""
@@ -785,6 +798,50 @@ class Tx:
                     article.tokens,
                     article.created_at,
                     article.updated_at,
+                ),
+            )
+            == 1
+        )
+
+    def insert_url_article(self, article: Article, url_key: str) -> None:
+        """Insert an article saved from a URL, still to be fetched (``fetch_status``
+        ``fetching``, no text yet)."""
+        self._execute(
+            "INSERT INTO articles (id, user_id, title, content, url, content_hash, excerpt,"
+            " tokens, created_at, updated_at, url_key, fetch_status)"
+            " VALUES (?, ?, ?, '', ?, ?, '', 0, ?, ?, ?, 'fetching')",
+            (
+                article.id,
+                article.user_id,
+                article.title,
+                article.url,
+                article.content_hash,
+                article.created_at,
+                article.updated_at,
+                url_key,
+            ),
+        )
+
+    def set_fetch_status(self, article_id: str, status: str, now: str) -> None:
+        self._execute(
+            "UPDATE articles SET fetch_status = ?, updated_at = ? WHERE id = ?", (status, now, article_id)
+        )
+
+    def fill_fetched_article(self, article: Article) -> bool:
+        """Store what a fetch found on an article saved from its URL; False when the
+        article was deleted meanwhile."""
+        return (
+            self._execute(
+                "UPDATE articles SET title = ?, content = ?, excerpt = ?, tokens = ?,"
+                " page_meta = ?, fetch_status = 'fetched', updated_at = ? WHERE id = ?",
+                (
+                    article.title,
+                    article.content,
+                    article.excerpt,
+                    article.tokens,
+                    to_json(article.page_meta),
+                    article.updated_at,
+                    article.id,
                 ),
             )
             == 1

@@ -15,7 +15,7 @@ import pytest
 from quart_schema.validation import QUART_SCHEMA_REQUEST_ATTRIBUTE, QUART_SCHEMA_RESPONSE_ATTRIBUTE
 
 from insightreader import config
-from insightreader.analyses import task_types
+from insightreader.tasktypes import task_types
 from insightreader.app import create_app
 from insightreader.services import Services
 from tests.conftest import base_config
@@ -34,6 +34,8 @@ NOT_JSON = {
     ("get", "/metrics", 200): "text/plain; version=0.0.4; charset=utf-8",
     ("get", "/", 200): "text/html; charset=utf-8",
     ("get", "/", 304): None,
+    ("get", "/manifest.webmanifest", 200): "application/manifest+json",
+    ("get", "/manifest.webmanifest", 304): None,
     ("delete", "/api/v1/articles/{article_id}", 204): None,
     ("post", "/api/v1/auth/logout", 204): None,
     ("post", "/api/v1/auth/password", 204): None,
@@ -70,7 +72,7 @@ async def app_routes(tmp_path: Path) -> list[tuple[str, str, set[str], Any]]:
     """(path in OpenAPI form, endpoint, methods, view function) of every route of the
     app the server runs, built here in-process from the same code (on its own database)."""
     settings = config.load(write_config(tmp_path / "config.toml", base_config(tmp_path)))
-    services = await Services.open(settings, {**task_types(settings.llm), **TEST_TASK_TYPES})
+    services = await Services.open(settings, {**task_types(settings), **TEST_TASK_TYPES})
     try:
         app = create_app(services)
         configure(app)

@@ -58,18 +58,33 @@ async def _submit_on(found: Article, task_type: str, priority: int | None, **ext
 @errors((409, "The `Idempotency-Key` was used with a different request.", "conflict"), (429, None, "too_many_pending", "quota_exceeded", "storage_quota_exceeded"), 503)
 async def save_with_analysis(data: SaveArticle) -> tuple[dict[str, Any], int]:
     """Save an article (the same content twice gives the same article) and analyse it.
-    A refused analysis (any 4xx or 503) stores nothing."""
+    With only a `url`, the answer comes at once with the `task_id` of a `page_fetch`
+    task that fetches the page, fills the article and then queues its analysis; the
+    same URL again (normalised) gives the same article. A refused task (any 4xx or 503)
+    stores nothing."""
     svc = services()
-    outcome = await library.save_article(
-        svc.engine,
-        svc.settings.library,
-        current_user(),
-        title=data.title,
-        content=data.content,
-        url=data.url,
-        priority=data.priority,
-        idempotency_key=idempotency_key(),
-    )
+    if data.content is None:
+        assert data.url is not None
+        outcome = await library.save_url(
+            svc.engine,
+            svc.settings.library,
+            current_user(),
+            url=data.url,
+            title=data.title,
+            priority=data.priority,
+            idempotency_key=idempotency_key(),
+        )
+    else:
+        outcome = await library.save_article(
+            svc.engine,
+            svc.settings.library,
+            current_user(),
+            title=data.title,
+            content=data.content,
+            url=data.url,
+            priority=data.priority,
+            idempotency_key=idempotency_key(),
+        )
     return submit_answer(outcome)
 
 

@@ -11,6 +11,8 @@ They are read once, when the blueprint is first used, and served from memory:
   current version they are ``immutable`` for a year, and a new release (new hashes)
   gets new URLs. A request for another version (a page loaded before an upgrade)
   gets today's file with ``no-cache``.
+* ``GET /manifest.webmanifest`` makes the page an installable web app; its
+  ``share_target`` sends a shared link to ``/?url=&title=&text=``, which the page saves.
 * Every answer carries a strict Content-Security-Policy: only this origin's scripts,
   styles, images and connections; no inline script or style; Trusted Types required
   (the page never writes HTML from strings), no framing, no plugins.
@@ -34,6 +36,8 @@ bp = Blueprint("page", __name__)
 
 WEB = Path(__file__).resolve().parent.parent / "web"
 ASSET_PLACEHOLDER = "__ASSETS__"
+#: Served at the root with their asset links filled in, not under /assets.
+ROOT_FILES = ("index.html", "manifest.webmanifest")
 
 CSP = "; ".join(
     (
@@ -84,6 +88,7 @@ class Asset:
 class Bundle:
     version: str
     index: Asset
+    manifest: Asset
     assets: dict[str, Asset]
 
 
@@ -100,14 +105,17 @@ def bundle() -> Bundle:
     digest = hashlib.sha256()
     for path in sorted(p for p in WEB.rglob("*") if p.is_file()):
         name = path.relative_to(WEB).as_posix()
-        if name == "index.html" or name.startswith(".") or "/." in name:
+        if name in ROOT_FILES or name.startswith(".") or "/." in name:
             continue
         body = path.read_bytes()
         assets[name] = _asset(body, name)
         digest.update(name.encode() + b"\0" + body + b"\0")
     version = digest.hexdigest()[:12]
-    html = (WEB / "index.html").read_text("utf-8").replace(ASSET_PLACEHOLDER, f"/assets/{version}")
-    return Bundle(version, _asset(html.encode(), "index.html"), assets)
+    root = {
+        name: _asset((WEB / name).read_text("utf-8").replace(ASSET_PLACEHOLDER, f"/assets/{version}").encode(), name)
+        for name in ROOT_FILES
+    }
+    return Bundle(version, root["index.html"], root["manifest.webmanifest"], assets)
 
 
 def _send(asset: Asset, cache_control: str) -> Response:
@@ -123,6 +131,19 @@ def _send(asset: Asset, cache_control: str) -> Response:
 async def index() -> Response:
     """The reading page."""
     return _send(bundle().index, REVALIDATE)
+
+
+@bp.get("/manifest.webmanifest")
+@raw_response(
+    200,
+    "application/manifest+json",
+    "The web app manifest: installable, with a `share_target` for links.",
+    schema={"type": "object", "required": ["name", "start_url", "icons", "share_target"]},
+)
+@raw_response(304, None, "Not modified: the manifest matches the ETag sent in If-None-Match.")
+async def manifest() -> Response:
+    """The web app manifest of the reading page."""
+    return _send(bundle().manifest, REVALIDATE)
 
 
 @bp.get("/assets/<version>/<path:name>")

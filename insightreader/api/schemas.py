@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints, model_validator
 
 from .. import search
 from ..accounts.passwords import MAX_LENGTH, USERNAME_MAX, USERNAME_MIN, USERNAME_PATTERN
@@ -304,17 +304,35 @@ class Submit(Wire):
 
 
 class SaveArticle(Submit):
-    model_config = _examples(
-        {
-            "title": "Street trees",
-            "content": "Street trees cool the air around them by shading the pavement…",
-            "url": "https://example.com/street-trees",
+    """Either the article's text (``content``, with its ``title``; ``url`` only stored),
+    or only a ``url``: the server fetches the page and extracts its text."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "title": "Street trees",
+                    "content": "Street trees cool the air around them by shading the pavement…",
+                    "url": "https://example.com/street-trees",
+                },
+                {"url": "https://example.com/street-trees"},
+            ],
+            "anyOf": [
+                {"required": ["content"], "properties": {"content": {"type": "string"}}},
+                {"required": ["url"], "properties": {"url": {"type": "string"}}},
+            ],
         }
     )
 
-    title: Title
-    content: Prose
+    title: Title | None = Field(None, description="Required with `content`; with only a `url`, shown until the page arrives.")
+    content: Prose | None = Field(None, description="The text. Without it, `url` is fetched (a `page_fetch` task).")
     url: Url | None = None
+
+    @model_validator(mode="after")
+    def _content_or_url(self) -> SaveArticle:
+        if self.content is None and self.url is None:
+            raise ValueError("give the article's `content`, or a `url` to fetch it from")
+        return self
 
 
 class MetaAnalysisRequest(Submit):
@@ -367,6 +385,12 @@ class ArticleOut(BaseModel):
     analysis: dict[str, Any] | None
     meta_analysis: dict[str, Any] | None
     lenses: dict[str, dict[str, Any]]
+    fetch_status: Literal["fetching", "fetched", "failed"] | None = Field(
+        None, description="Saved from a URL: whether its page has arrived; null when saved with its text."
+    )
+    page: dict[str, str] = Field(
+        default_factory=dict, description="What a fetched page said of itself: `author`, `site_name`, `published`, `language`."
+    )
     created_at: str
     updated_at: str
 

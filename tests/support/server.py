@@ -8,7 +8,7 @@ import sys
 from insightreader import config, logs
 from insightreader.errors import BackgroundFailure
 from insightreader.server import serve
-from insightreader.analyses import task_types
+from insightreader.tasktypes import task_types
 
 from .tasktypes import TEST_TASK_TYPES, configure
 
@@ -18,7 +18,7 @@ def main() -> None:
     settings = config.load(path)
     logs.configure(settings.log)
     try:
-        asyncio.run(serve(settings, {**task_types(settings.llm), **TEST_TASK_TYPES}, configure=configure))
+        asyncio.run(serve(settings, {**task_types(settings), **TEST_TASK_TYPES}, configure=configure))
     except BackgroundFailure as exc:
         # As ``insightreader serve`` does: the traceback was logged when the part died.
         sys.exit(f"a background part died ({exc}); exiting to be restarted")

@@ -2,6 +2,7 @@
 // #/account), the header (search box, connection indicator, task panel, account, sign
 // out) and the live event stream.
 
+import { saveLink, sharedLink } from './actions.js';
 import { api, getSession, onSessionChange, signOut } from './api.js';
 import './conversation.js';
 import { setText } from './dom.js';
@@ -74,6 +75,15 @@ async function resync(reason) {
 
 // -- routing ------------------------------------------------------------------------------
 
+/** A link to save, from the share target (``/?url=&title=&text=``) or the bookmarklet
+ * (``#/save?url=&title=``); the address is then cleaned so a reload saves nothing. */
+function takeSharedLink() {
+  const hash = location.hash.match(/^#\/save\?(.*)$/);
+  const link = sharedLink(new URLSearchParams(hash ? hash[1] : location.search));
+  if (hash || location.search) history.replaceState(null, '', `${location.pathname}${hash ? '#/' : location.hash}`);
+  return link;
+}
+
 function searchQuery() {
   const match = location.hash.match(/^#\/search(?:\?(.*))?$/);
   return match ? new URLSearchParams(match[1] || '').get('q') || '' : null;
@@ -81,6 +91,12 @@ function searchQuery() {
 
 function route() {
   if (!running) return;
+  const link = takeSharedLink();
+  if (link) {
+    // Saved first, so the library that mounts next lists it (as "Fetching the page…").
+    saveLink(link).finally(route);
+    return;
+  }
   const match = location.hash.match(/^#\/article\/([^/?#]+)$/);
   const query = searchQuery();
   if (view) view.unmount();

@@ -44,6 +44,13 @@ const TASK_ERRORS = {
   timeout: 'This took too long and was stopped.',
   internal_error: 'Something went wrong on the server while doing this.',
   unknown_task_type: 'This server cannot run this kind of task.',
+  fetch_forbidden_address: 'This server does not fetch pages from private or local network addresses.',
+  fetch_http_error: 'The site did not give the page.',
+  fetch_timeout: 'The site took too long to send the page.',
+  fetch_unsupported_type: 'This link is not a web page or plain text (a PDF, an image, a download…).',
+  fetch_too_large: 'The page is too large to save.',
+  fetch_no_content: 'No readable text was found on the page.',
+  storage_quota_exceeded: 'Your library is full.',
 };
 
 const FIELDS = {
@@ -113,6 +120,7 @@ export const TASK_LABELS = {
   thinking_lens: 'Thinking lens',
   button_generation: 'Follow-up questions',
   insight_generation: 'Insight',
+  page_fetch: 'Fetching a page',
 };
 
 export const STATUS_LABELS = {

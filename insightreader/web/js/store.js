@@ -250,8 +250,24 @@ function mergeArticle(record) {
   return merged;
 }
 
+/** A page_fetch's outcome on its article: failed, or fetched (then the article's text
+ * and title are read again). */
+function applyFetch(t) {
+  const article = t.article_id && state.articles.get(t.article_id);
+  if (!article || !article.fetch_status) return;
+  const next = t.status === 'completed' ? 'fetched' : t.status === 'failed' ? 'failed' : isActive(t) ? 'fetching' : null;
+  if (!next || article.fetch_status === next) return;
+  article.fetch_status = next;
+  emit('article', article);
+  if (next === 'fetched') loadArticle(article.article_id).catch(() => {});
+}
+
 /** A finished task's result, written into the article it belongs to. */
 function applyResult(t) {
+  if (t.task_type === 'page_fetch') {
+    applyFetch(t);
+    return;
+  }
   if (t.status !== 'completed' || !t.result || typeof t.result !== 'object') return;
   const articleId = t.result.article_id || t.article_id;
   const article = articleId && state.articles.get(articleId);
@@ -289,12 +305,16 @@ export async function loadArticle(id) {
   return article;
 }
 
+/** A save's answer: the article in the list at once (``fetching`` when saved from a
+ * link alone, its task a page_fetch). */
 export function noteArticleSaved(answer, fields) {
   const exists = state.articles.has(answer.article_id);
+  const fromLink = !fields.content;
   const article = mergeArticle({
     article_id: answer.article_id,
-    title: fields.title,
+    title: fields.title || fields.url,
     url: fields.url || null,
+    fetch_status: fromLink ? 'fetching' : null,
     analysis: null,
     meta_analysis: null,
     lenses: {},
@@ -303,7 +323,7 @@ export function noteArticleSaved(answer, fields) {
   });
   state.articleOrder = [article.article_id, ...state.articleOrder.filter((id) => id !== article.article_id)];
   emit('articles');
-  noteSubmitted(answer, 'article_analysis', article.article_id);
+  noteSubmitted(answer, fromLink ? 'page_fetch' : 'article_analysis', article.article_id);
   return article;
 }
 
@@ -311,6 +331,11 @@ export function forgetArticle(id) {
   state.articles.delete(id);
   state.articleOrder = state.articleOrder.filter((x) => x !== id);
   emit('articles');
+}
+
+/** The newest page_fetch of an article saved from a link, if the page knows one. */
+export function fetchTask(articleId) {
+  return tasksOfArticle(articleId, 'page_fetch')[0] || null;
 }
 
 /** The newest analysis task of an article, if the page knows one. */

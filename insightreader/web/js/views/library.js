@@ -5,7 +5,7 @@ import { api, serverNow } from '../api.js';
 import { duration, h, hostOf, randomId, replace, setText, when } from '../dom.js';
 import { describeError, describeTaskError } from '../messages.js';
 import {
-  analysisTask, isActive, loadArticles, noteArticleSaved, on, refreshTask, state,
+  analysisTask, fetchTask, isActive, loadArticles, noteArticleSaved, on, refreshTask, state,
 } from '../store.js';
 import { busy, spinner, toast } from '../ui.js';
 import { retryTask } from '../actions.js';
@@ -39,6 +39,32 @@ export function analysisBlock(article, task, { full = false } = {}) {
   return h('p', { class: 'muted', dataset: { state: 'none' } }, 'No analysis yet.');
 }
 
+/** An article saved from a link whose page has not arrived: fetching, or why not
+ * (shared with the reader). */
+export function fetchBlock(article, task) {
+  if (article.fetch_status === 'failed') {
+    const why = task && task.error ? describeTaskError(task.error) : 'The page could not be fetched.';
+    return h('p', { class: 'analysis-problem', dataset: { state: 'fetch-failed' } },
+      h('span', { class: 'error-text' }, `Could not fetch the page: ${why} `),
+      task ? h('button', { type: 'button', class: 'link-button raised', onclick: (e) => busy(e.currentTarget, () => retryTask(task.task_id)) }, 'Try again') : null);
+  }
+  return h('p', { class: 'analysing', dataset: { state: 'fetching' } }, spinner(), h('span', null, 'Fetching the page…'));
+}
+
+/** The page's bookmarklet: opens this server's page with the current tab's link and
+ * title, which saves it (see app.js, "#/save"). */
+function bookmarklet() {
+  const target = `${location.origin}${location.pathname}#/save?url=`;
+  const code = `javascript:void(window.open(${JSON.stringify(target)}+encodeURIComponent(location.href)+'&title='+encodeURIComponent(document.title)))`;
+  return h('p', { class: 'hint bookmarklet-row' },
+    'From any page: drag ',
+    h('a', {
+      class: 'bookmarklet', id: 'bookmarklet', href: code,
+      onclick: (event) => { event.preventDefault(); toast('Drag this link to your bookmarks bar, then click it on the page you want to save.', { kind: 'info' }); },
+    }, 'Save to InsightReader'),
+    ' to your bookmarks bar.');
+}
+
 function articleCard(article) {
   const link = h('a', { href: `#/article/${encodeURIComponent(article.article_id)}`, class: 'card-link' });
   const meta = h('p', { class: 'article-card-meta' });
@@ -55,12 +81,13 @@ function articleCard(article) {
     if (Number.isFinite(minutes)) bits.push(`${Math.max(1, minutes)} min read`);
     if (current.url && hostOf(current.url)) bits.push(hostOf(current.url));
     setText(meta, bits.join(' · '));
-    const task = analysisTask(current.article_id);
+    const fetching = current.fetch_status === 'fetching' || current.fetch_status === 'failed';
+    const task = fetching ? fetchTask(current.article_id) : analysisTask(current.article_id);
     if (!current.analysis && task && task.partial) refreshTask(task.task_id);
-    const next = `${current.analysis ? 'a' : ''}|${task ? task.status : ''}|${task && task.error ? task.error.code : ''}`;
+    const next = `${current.fetch_status || ''}|${current.analysis ? 'a' : ''}|${task ? task.status : ''}|${task && task.error ? task.error.code : ''}`;
     if (next !== key) {
       key = next;
-      replace(body, analysisBlock(current, task));
+      replace(body, fetching ? fetchBlock(current, task) : analysisBlock(current, task));
       el.dataset.state = body.firstElementChild ? body.firstElementChild.dataset.state : '';
     }
     tick();
@@ -77,21 +104,22 @@ function articleCard(article) {
 }
 
 function newArticleForm(onSaved) {
-  const titleInput = h('input', { id: 'new-title', name: 'title', required: true, maxlength: '500', autocomplete: 'off' });
+  const titleInput = h('input', { id: 'new-title', name: 'title', maxlength: '500', autocomplete: 'off' });
   const urlInput = h('input', { id: 'new-url', name: 'url', type: 'url', maxlength: '2048', pattern: 'https?://\\S+', placeholder: 'https://…', autocomplete: 'off' });
-  const contentInput = h('textarea', { id: 'new-content', name: 'content', required: true, rows: '9', placeholder: 'Paste the article text here' });
+  const contentInput = h('textarea', { id: 'new-content', name: 'content', rows: '9', placeholder: 'Paste the article text here, or leave it empty to fetch the page from the link' });
   const error = h('p', { class: 'form-error', role: 'alert' });
   const save = h('button', { type: 'submit', class: 'button primary' }, 'Save and analyse');
   const form = h('form', { class: 'card new-article', id: 'new-article', 'aria-labelledby': 'new-article-title', novalidate: false },
     h('h2', { id: 'new-article-title' }, 'Add an article'),
     h('div', { class: 'field-row' },
-      h('label', { for: 'new-title' }, 'Title'), titleInput),
+      h('label', { for: 'new-url' }, 'Link'), urlInput),
     h('div', { class: 'field-row' },
-      h('label', { for: 'new-url' }, 'Link ', h('span', { class: 'optional' }, '(optional)')), urlInput),
+      h('label', { for: 'new-title' }, 'Title ', h('span', { class: 'optional' }, '(with the text)')), titleInput),
     h('div', { class: 'field-row' },
-      h('label', { for: 'new-content' }, 'Text'), contentInput),
+      h('label', { for: 'new-content' }, 'Text ', h('span', { class: 'optional' }, '(optional with a link: the page is fetched)')), contentInput),
     error,
-    h('div', { class: 'form-actions' }, save, h('span', { class: 'hint' }, 'Ctrl+Enter saves from the text box')));
+    h('div', { class: 'form-actions' }, save, h('span', { class: 'hint' }, 'Ctrl+Enter saves from the text box')),
+    bookmarklet());
 
   contentInput.addEventListener('keydown', (event) => {
     if (event.key === 'Enter' && (event.ctrlKey || event.metaKey)) {
@@ -103,13 +131,20 @@ function newArticleForm(onSaved) {
     event.preventDefault();
     setText(error, '');
     const fields = { title: titleInput.value.trim(), content: contentInput.value, url: urlInput.value.trim() || null };
-    if (!fields.title || !fields.content.trim()) {
-      setText(error, 'A title and the article text are both needed.');
-      (fields.title ? contentInput : titleInput).focus();
+    if (!fields.content.trim()) fields.content = '';
+    if (!fields.content && !fields.url) {
+      setText(error, 'Give a link to fetch the page from, or a title and the article text.');
+      urlInput.focus();
       return;
     }
-    const body = { title: fields.title, content: fields.content };
+    if (fields.content && !fields.title) {
+      setText(error, 'A title is needed with the text.');
+      titleInput.focus();
+      return;
+    }
+    const body = fields.content ? { title: fields.title, content: fields.content } : {};
     if (fields.url) body.url = fields.url;
+    if (!fields.content && fields.title) body.title = fields.title;
     busy(save, async () => {
       try {
         const answer = await api('POST', '/articles/save-with-analysis', body, { headers: { 'Idempotency-Key': randomId() } });
@@ -121,7 +156,7 @@ function newArticleForm(onSaved) {
       }
     });
   });
-  return { form, focus: () => titleInput.focus() };
+  return { form, focus: () => urlInput.focus() };
 }
 
 /** Mount the library into ``main``; returns {unmount, escape}. */

@@ -8,10 +8,10 @@ import { duration, h, hostOf, randomId, replace, safeLink, setText, when } from 
 import * as memory from '../memory.js';
 import { describeError, describeTaskError } from '../messages.js';
 import {
-  analysisTask, forgetArticle, isActive, loadArticle, noteSubmitted, on, state,
+  analysisTask, fetchTask, forgetArticle, isActive, loadArticle, noteSubmitted, on, state,
 } from '../store.js';
 import { busy, spinner, toast } from '../ui.js';
-import { analysisBlock } from './library.js';
+import { analysisBlock, fetchBlock } from './library.js';
 import { retryTask } from '../actions.js';
 import { mountHighlights } from './highlights.js';
 import { mountNotes } from './notes.js';
@@ -156,11 +156,12 @@ export function mountReader(main, articleId) {
   let glanceKey = null;
   function renderGlance() {
     if (!article) return;
-    const task = analysisTask(articleId);
-    const key = `${article.analysis ? 'a' : ''}|${task ? task.status : ''}|${task && task.error ? task.error.code : ''}`;
+    const fetching = article.fetch_status === 'fetching' || article.fetch_status === 'failed';
+    const task = fetching ? fetchTask(articleId) : analysisTask(articleId);
+    const key = `${article.fetch_status || ''}|${article.analysis ? 'a' : ''}|${task ? task.status : ''}|${task && task.error ? task.error.code : ''}`;
     if (key !== glanceKey) {
       glanceKey = key;
-      replace(glance, analysisBlock(article, task, { full: true }));
+      replace(glance, fetching ? fetchBlock(article, task) : analysisBlock(article, task, { full: true }));
     }
     const elapsed = glance.querySelector('.elapsed');
     if (elapsed && task) setText(elapsed, duration(serverNow() - Date.parse(task.started_at || task.created_at)));
@@ -502,7 +503,7 @@ export function mountReader(main, articleId) {
     renderAll();
   }));
   offs.push(on('task', (task) => {
-    if (task.article_id === articleId && task.task_type === 'article_analysis') renderGlance();
+    if (task.article_id === articleId && (task.task_type === 'article_analysis' || task.task_type === 'page_fetch')) renderGlance();
     for (const view of perspectiveViews.values()) if (view.concerns(task.task_id)) view.update();
   }));
   offs.push(on('tasks', () => { renderGlance(); renderPerspectives(); }));
