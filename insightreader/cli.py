@@ -213,7 +213,7 @@ def token_list(config_path: Path | None, username: str, as_json: bool) -> None:
     """The user's API tokens (never their secrets)."""
     from .accounts.api_tokens import public
 
-    listed = _with_tokens(config_path, username, lambda tokens, user_id: tokens.list(user_id))
+    listed = _with_tokens(config_path, username, lambda tokens, user_id: tokens.of_user(user_id))
     rows = [public(t) for t in listed]
     if as_json:
         click.echo(json.dumps(rows, indent=2))

@@ -126,7 +126,7 @@ class ApiTokens:
         await self._store.write(job)
         return NewApiToken(record, token)
 
-    async def list(self, user_id: str) -> list[ApiTokenRecord]:
+    async def of_user(self, user_id: str) -> list[ApiTokenRecord]:
         tokens = await self._store.read.api_tokens(user_id)
         # Uses not written yet show already.
         return [

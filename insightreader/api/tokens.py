@@ -37,7 +37,7 @@ async def create(data: TokenCreate) -> tuple[dict[str, Any], int]:
 @errors(_SESSION_ONLY)
 async def list_tokens() -> dict[str, Any]:
     """The user's API tokens, newest first (expired ones too): never the secret."""
-    return {"tokens": [public(token) for token in await services().api_tokens.list(current_user().id)]}
+    return {"tokens": [public(token) for token in await services().api_tokens.of_user(current_user().id)]}
 
 
 @bp.delete("/tokens/<token_id>")
