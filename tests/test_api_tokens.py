@@ -13,6 +13,9 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
+
+from insightreader.client import Client, ClientError
 
 from tests.support.cli import run_cli
 from tests.support.client import Api, register
@@ -240,6 +243,25 @@ async def test_the_client_cli_takes_the_token_from_the_environment(
     refused = run_cli("analyze", str(article), "--token", reader["token"], cwd=tmp_path, env=env)
     assert refused.returncode == 1
     assert refused.stderr.startswith("error: insufficient_scope: "), refused.stderr
+
+
+async def test_the_python_client_takes_the_token_from_the_environment(
+    server: ServerProcess, api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    token = await mint(api, "write")
+    monkeypatch.setenv("INSIGHTREADER_TOKEN", token["token"])
+    async with Client(server.url) as client:
+        assert (await client.me())["username"] == api.username
+        submitted = await client.analyze_article("Street trees", ARTICLE)
+        assert (await client.wait(submitted, timeout=30))
+    # Credentials given to the client win over the environment.
+    monkeypatch.setenv("INSIGHTREADER_TOKEN", "irt_" + "x" * 43)
+    async with Client(server.url, token["token"]) as client:
+        assert (await client.me())["username"] == api.username
+    async with Client(server.url) as client:
+        with pytest.raises(ClientError) as refused:
+            await client.me()
+    assert refused.value.status == 401
 
 
 async def test_the_server_cli_manages_a_users_tokens(server: ServerProcess, http: httpx.AsyncClient, api: Api) -> None:
