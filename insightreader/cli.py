@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import sys
 from collections.abc import Callable, Coroutine
 from pathlib import Path
@@ -156,6 +157,84 @@ def user_create(config_path: Path | None, username: str, admin: bool) -> None:
     except ApiError as exc:
         raise click.ClickException(exc.message) from None
     click.echo(f"created {'administrator' if is_admin else 'user'} {username} ({user_id})")
+
+
+@main.group()
+def token() -> None:
+    """Manage a user's personal API tokens (works while the server runs; docs/api.md)."""
+
+
+user_option = click.option("--user", "username", required=True, help="The user whose tokens these are.")
+
+
+def _with_tokens(config_path: Path | None, username: str, act: Callable[[Any, str], Coroutine[Any, Any, T]]) -> T:
+    """Run ``act(api_tokens, user_id)`` on the database; a domain error is one ``Error:`` line."""
+    from .accounts import ApiTokens
+    from .errors import ApiError
+    from .store import Store
+
+    settings = _settings(config_path)
+
+    async def run() -> T:
+        store = Store(settings.database)
+        await store.open()
+        try:
+            user = await store.read.user_by_name(username)
+            if user is None:
+                raise click.ClickException(f"no user named {username}")
+            return await act(ApiTokens(store), user.id)
+        finally:
+            await store.close()
+
+    try:
+        return _run(run())
+    except ApiError as exc:
+        raise click.ClickException(exc.message) from None
+
+
+@token.command(name="create")
+@config_option
+@user_option
+@click.option("--name", required=True, help="What the token is for (shown in the list).")
+@click.option("--scope", type=click.Choice(["read", "write"]), default="read", show_default=True)
+@click.option("--expires-in-days", type=click.IntRange(min=1), default=None, help="Days until it expires (default: never).")
+def token_create(config_path: Path | None, username: str, name: str, scope: str, expires_in_days: int | None) -> None:
+    """Create an API token and print it (the only time it is shown) on stdout."""
+    created = _with_tokens(config_path, username, lambda tokens, user_id: tokens.create(user_id, name, scope, expires_in_days))
+    click.echo(created.token)
+    click.echo(f"created {scope} token {created.record.id} ({name}) for {username}", err=True)
+
+
+@token.command(name="list")
+@config_option
+@user_option
+@click.option("--json", "as_json", is_flag=True, help="Print the tokens as JSON.")
+def token_list(config_path: Path | None, username: str, as_json: bool) -> None:
+    """The user's API tokens (never their secrets)."""
+    from .accounts.api_tokens import public
+
+    listed = _with_tokens(config_path, username, lambda tokens, user_id: tokens.of_user(user_id))
+    rows = [public(t) for t in listed]
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    for row in rows:
+        click.echo(
+            f"{row['token_id']}  {row['scope']:<5}  {row['name']}  created {row['created_at']}"
+            f"  last used {row['last_used_at'] or 'never'}  expires {row['expires_at'] or 'never'}"
+        )
+    if not rows:
+        click.echo("(no tokens)")
+
+
+@token.command(name="revoke")
+@config_option
+@user_option
+@click.argument("token_id")
+def token_revoke(config_path: Path | None, username: str, token_id: str) -> None:
+    """Revoke TOKEN_ID: a running server refuses it on its next request."""
+    _with_tokens(config_path, username, lambda tokens, user_id: tokens.revoke(user_id, token_id))
+    click.echo(f"revoked token {token_id}")
 
 
 @main.command()

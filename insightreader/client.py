@@ -29,6 +29,7 @@ import base64
 import contextlib
 import json
 import logging
+import os
 import random
 import time
 import uuid
@@ -52,6 +53,8 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 API = "/api/v1"
+#: The environment variable a :class:`Client` takes its API token from by default.
+TOKEN_ENV = "INSIGHTREADER_TOKEN"
 STREAM_PATH = f"{API}/sse/analysis-notifications"
 TERMINAL = frozenset({"completed", "failed", "cancelled"})
 #: Events that carry no ``id:`` line.
@@ -225,7 +228,9 @@ class _StreamDown(Exception):
 class Client:
     """One user on one server.
 
-    ``token`` is an access token; with ``refresh_token`` (or ``username`` and
+    ``token`` is an access token or a personal API token (``irt_…``; by default the
+    ``INSIGHTREADER_TOKEN`` environment variable's, when no other credentials are
+    given). An API token is used as it is, never renewed. With ``refresh_token`` (or ``username`` and
     ``password``) an expired one is renewed on its own, shortly before it expires and
     again on a ``401``. With only ``username`` and ``password``, entering the client
     (``async with``) logs in. ``on_tokens(tokens)`` is called with every new token pair
@@ -257,6 +262,8 @@ class Client:
         if base.endswith(API):
             base = base[: -len(API)]
         self.url = base
+        if token is None and not (refresh_token or username or password):
+            token = os.environ.get(TOKEN_ENV) or None
         self._access = token
         self._refresh = refresh_token
         self._expires: float | None = None

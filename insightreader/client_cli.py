@@ -4,6 +4,9 @@
 
 ``login`` saves the server and the tokens to a file (``CONFIG_ENV`` names another
 one); the other verbs use it, and save the new tokens whenever they are refreshed.
+A personal API token (``--token``, or ``INSIGHTREADER_TOKEN``) with ``--server`` (or
+``INSIGHTREADER_SERVER``, else the saved server) is used instead of the saved login:
+a cron job needs no password and no file.
 Every failure is one line on stderr, ``error: <code>: <message>``, and exit status 1.
 """
 
@@ -19,7 +22,7 @@ import sys
 import tempfile
 import textwrap
 import time
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
@@ -33,6 +36,8 @@ T = TypeVar("T")
 #: ``INSIGHTREADER_CLIENT_CONFIG``: the server refuses to start when an
 #: ``INSIGHTREADER_*`` variable names no configuration section.
 CONFIG_ENV = "INSIGHTREADER_CLIENT_CONFIG"
+TOKEN_ENV = "INSIGHTREADER_TOKEN"
+SERVER_ENV = "INSIGHTREADER_SERVER"
 STATUSES = ("pending", "running", "completed", "failed", "cancelled")
 
 
@@ -101,9 +106,15 @@ def save_config(data: dict[str, Any]) -> None:
         fail("bad_config", f"cannot write {path}: {exc.strerror or exc}")
 
 
-def connect() -> Client:
-    """A client for the saved login; new tokens are saved as they come."""
+def connect(server: str | None = None, token: str | None = None) -> Client:
+    """A client with the API token when there is one, else for the saved login (new
+    tokens are saved as they come)."""
     config = load_config()
+    if token:
+        url = server or config.get("server")
+        if not url:
+            fail("usage", f"an API token needs the server: --server URL or {SERVER_ENV}")
+        return Client(url, token)
     if not config.get("server") or not (config.get("access_token") or config.get("refresh_token")):
         fail("not_logged_in", f"no saved login in {config_path()}; run 'insightreader login --server URL' first")
 
@@ -117,6 +128,22 @@ def connect() -> Client:
         refresh_token=config.get("refresh_token"),
         on_tokens=saved,
     )
+
+
+def token_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """``--server`` and ``--token``: use a personal API token instead of the saved login."""
+    func = click.option(
+        "--token",
+        envvar=TOKEN_ENV,
+        show_envvar=True,
+        help="A personal API token (irt_…) to use instead of the saved login.",
+    )(func)
+    return click.option(
+        "--server",
+        envvar=SERVER_ENV,
+        show_envvar=True,
+        help="The server's URL, with --token (default: the saved one).",
+    )(func)
 
 
 # -- output helpers ----------------------------------------------------------------
@@ -290,7 +317,10 @@ def login(server: str | None, username: str | None, register: bool) -> None:
 @click.option("--url", help="Where the article comes from.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @click.option("--timeout", type=click.FloatRange(min=1), default=600.0, show_default=True, help="Seconds to wait for the analysis.")
-def analyze(file: str, title: str | None, url: str | None, as_json: bool, timeout: float) -> None:
+@token_options
+def analyze(
+    file: str, title: str | None, url: str | None, as_json: bool, timeout: float, server: str | None, token: str | None
+) -> None:
     """Save the article in FILE (- for stdin) and print its analysis."""
     content = _read_file(file)
     if not content.strip():
@@ -298,7 +328,7 @@ def analyze(file: str, title: str | None, url: str | None, as_json: bool, timeou
     title = title or _title_of(content)
 
     async def go() -> None:
-        async with connect() as client:
+        async with connect(server, token) as client:
             submitted = await client.analyze_article(title, content, url)
             async with Spinner("analyzing"):
                 result = await client.wait(submitted, timeout=timeout)
@@ -316,7 +346,16 @@ def analyze(file: str, title: str | None, url: str | None, as_json: bool, timeou
 @click.option("--article", "article_id", help="The id of the article the text comes from.")
 @click.option("--question", help="A question about the text.")
 @click.option("--timeout", type=click.FloatRange(min=1), default=300.0, show_default=True, help="Seconds to wait for the insight.")
-def insight(text: str, intent: str | None, article_id: str | None, question: str | None, timeout: float) -> None:
+@token_options
+def insight(
+    text: str,
+    intent: str | None,
+    article_id: str | None,
+    question: str | None,
+    timeout: float,
+    server: str | None,
+    token: str | None,
+) -> None:
     """Stream an insight on TEXT (- for stdin) to stdout as it is written."""
     selected = _read_text(text)
     if not selected.strip():
@@ -325,7 +364,7 @@ def insight(text: str, intent: str | None, article_id: str | None, question: str
     async def go() -> None:
         out = sys.stdout
         last = ""
-        async with connect() as client:
+        async with connect(server, token) as client:
             stream: AsyncIterator[str] = client.stream_insight(
                 selected, intent=intent, article_id=article_id, question=question, timeout=timeout
             )
@@ -372,11 +411,12 @@ def search(query: str, limit: int, as_json: bool) -> None:
 @click.option("--type", "task_type", help="Only tasks of this type (e.g. insight_generation).")
 @click.option("--limit", type=click.IntRange(1, 100), default=20, show_default=True, help="How many (newest first).")
 @click.option("--json", "as_json", is_flag=True, help="Print the tasks as JSON.")
-def tasks(status: str | None, task_type: str | None, limit: int, as_json: bool) -> None:
+@token_options
+def tasks(status: str | None, task_type: str | None, limit: int, as_json: bool, server: str | None, token: str | None) -> None:
     """List your tasks, newest first."""
 
     async def go() -> None:
-        async with connect() as client:
+        async with connect(server, token) as client:
             page = await client.list_tasks(status=status, task_type=task_type, limit=limit)
         items = page["items"]
         if as_json:

@@ -26,6 +26,8 @@ OTHER_ENV_NAMES = frozenset(
         "INSIGHTREADER_ADMIN_USERNAME",  # first administrator, created at start
         "INSIGHTREADER_ADMIN_PASSWORD",
         "INSIGHTREADER_CLIENT_CONFIG",  # the command-line client's own file
+        "INSIGHTREADER_SERVER",  # the command-line client's server and API token
+        "INSIGHTREADER_TOKEN",
     }
 )
 DEFAULT_CONFIG_FILE = "config.toml"
@@ -89,6 +91,7 @@ class AuthSettings(_Section):
     open_registration: bool = False
     max_failed_logins: int = Field(5, ge=1)
     lockout_window: int = Field(900, ge=1)
+    token_use_flush_interval: float = Field(60.0, gt=0)
 
     @field_validator("secret")
     @classmethod

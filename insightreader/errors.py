@@ -100,6 +100,18 @@ class WrongPassword(Forbidden):
     code = "wrong_password"
 
 
+class InsufficientScope(Forbidden):
+    """A ``read`` API token asked for anything but GET or HEAD."""
+
+    code = "insufficient_scope"
+
+
+class SessionRequired(Forbidden):
+    """API tokens, sessions and the password are managed only from a signed-in session."""
+
+    code = "session_required"
+
+
 class NotFound(ApiError):
     """No such object, or not the caller's."""
 
@@ -112,6 +124,12 @@ class Conflict(ApiError):
 
     status = 409
     code = "conflict"
+
+
+class TooManyTokens(Conflict):
+    """The user has the most API tokens allowed; revoke one first."""
+
+    code = "too_many_tokens"
 
 
 class WeakPassword(ValidationFailed):

@@ -9,7 +9,8 @@ name them itself (``extra={"task_id": …}``), which wins.
 No secret reaches the output: before a line is written, its message, its extra
 fields and its traceback are scrubbed (:func:`redact`) of JSON web tokens (access
 and refresh tokens, SSE tickets), ``Bearer`` credentials, ``token=``/``ticket=``/
-``password=``-style pairs, credentials in URLs, OpenAI-style API keys and the
+``password=``-style pairs, credentials in URLs, API tokens (``irt_…``), OpenAI-style
+API keys and the
 literal secrets registered with :func:`add_secret`; an extra field whose name says
 it is a secret (``password``, ``api_key``, ``authorization``…) is replaced whole.
 """
@@ -81,6 +82,8 @@ _PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
     ),
     # scheme://user:password@host
     (re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/\s:@]+:[^/\s@]+@"), r"\1" + REDACTED + "@"),
+    # Personal API tokens (irt_…), wherever they appear
+    (re.compile(r"\birt_[A-Za-z0-9_-]{8,}"), "irt_" + REDACTED),
     # OpenAI-style API keys (sk-…, sk-proj-…)
     (re.compile(r"\bsk-[A-Za-z0-9_-]{12,}"), "sk-" + REDACTED),
 )

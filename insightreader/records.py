@@ -67,6 +67,19 @@ class SessionRecord:
 
 
 @dataclass(frozen=True)
+class ApiTokenRecord:
+    """A personal API token (``api_tokens`` table); the secret itself is never kept."""
+
+    id: str
+    user_id: str
+    name: str
+    scope: str
+    created_at: str
+    last_used_at: str | None
+    expires_at: str | None
+
+
+@dataclass(frozen=True)
 class Task:
     id: str
     seq: int

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import IO
 
 from . import library
-from .accounts import Accounts, Tokens, load_secret
+from .accounts import Accounts, ApiTokens, Tokens, load_secret
 from .config import Settings, admin_credentials
 from .engine import Engine, TaskType
 from .events import EventBus
@@ -27,6 +27,7 @@ class Services:
     bus: EventBus
     engine: Engine
     accounts: Accounts
+    api_tokens: ApiTokens
     llm: LLMClient
     pruner: EventPruner
     #: Every background task of the process is started through it.
@@ -40,6 +41,7 @@ class Services:
         store = Store(settings.database, supervisor=supervisor)
         llm = LLMClient.from_settings(settings.llm, supervisor=supervisor)
         pruner = EventPruner(store, settings.sse.retention, supervisor=supervisor)
+        api_tokens = ApiTokens(store, flush_interval=settings.auth.token_use_flush_interval, supervisor=supervisor)
         try:
             await store.open()
             await pruner.start()
@@ -53,16 +55,18 @@ class Services:
             await accounts.start()
             # The first administrator, from INSIGHTREADER_ADMIN_USERNAME/_PASSWORD (docs/deploy.md).
             await accounts.bootstrap_admin(*admin_credentials())
+            api_tokens.start()
             await engine.start()
             supervisor.start(library.index_search_backlog(store), name="search-backlog", until_stopped=False)
         except BaseException:
             supervisor.shutdown()
+            await api_tokens.stop()
             await pruner.stop()
             await store.close()
             await llm.aclose()
             lock.close()
             raise
-        return cls(settings, store, bus, engine, accounts, llm, pruner, supervisor, lock)
+        return cls(settings, store, bus, engine, accounts, api_tokens, llm, pruner, supervisor, lock)
 
     async def close(self) -> None:
         """Drain the engine (running tasks get ``server.graceful_timeout``), end the
@@ -70,6 +74,7 @@ class Services:
         self.supervisor.shutdown()
         await self.engine.drain(self.settings.server.graceful_timeout)
         await self.bus.stop()
+        await self.api_tokens.stop()
         await self.pruner.stop()
         await self.store.close()
         await self.llm.aclose()

@@ -44,6 +44,7 @@ from . import migrate, search
 from .config import DatabaseSettings
 from .errors import AlreadyRunning, ShuttingDown, StorageBusy, StorageFull
 from .records import (
+    ApiTokenRecord,
     Article,
     ArticleItem,
     Highlight,
@@ -152,6 +153,23 @@ def _session(row: sqlite3.Row) -> SessionRecord:
     )
 
 
+def _api_token(row: sqlite3.Row) -> ApiTokenRecord:
+    return ApiTokenRecord(
+        id=row["token_id"],
+        user_id=row["user_id"],
+        name=row["name"],
+        scope=row["scope"],
+        created_at=row["token_created_at"],
+        last_used_at=row["last_used_at"],
+        expires_at=row["expires_at"],
+    )
+
+
+_API_TOKEN_COLUMNS = (
+    "t.id AS token_id, t.user_id, t.name, t.scope, t.created_at AS token_created_at, t.last_used_at, t.expires_at"
+)
+
+
 def _article(row: sqlite3.Row, lenses: dict[str, dict[str, Any]]) -> Article:
     return Article(
         id=row["id"],
@@ -257,6 +275,23 @@ class Reader:
             (user_id, now),
         )
         return [_session(row) for row in rows]
+
+    async def api_token_user(self, digest: str, now: str) -> tuple[ApiTokenRecord, User] | None:
+        """The unexpired API token with this digest and its user (one query)."""
+        row = await self._one(
+            f"SELECT {_API_TOKEN_COLUMNS}, u.* FROM api_tokens t JOIN users u ON u.id = t.user_id"
+            " WHERE t.digest = ? AND (t.expires_at IS NULL OR t.expires_at > ?)",
+            (digest, now),
+        )
+        return (_api_token(row), _user(row)) if row else None
+
+    async def api_tokens(self, user_id: str) -> list[ApiTokenRecord]:
+        """The user's API tokens (the expired ones too), newest first."""
+        rows = await self._all(
+            f"SELECT {_API_TOKEN_COLUMNS} FROM api_tokens t WHERE t.user_id = ? ORDER BY t.created_at DESC, t.id",
+            (user_id,),
+        )
+        return [_api_token(row) for row in rows]
 
     async def task(self, task_id: str, user_id: str | None = None) -> Task | None:
         """The task, or None; with ``user_id``, only when it is that user's."""
@@ -678,6 +713,25 @@ class Tx:
 
     def delete_sessions_except(self, user_id: str, keep_id: str) -> int:
         return self._execute("DELETE FROM sessions WHERE user_id = ? AND id != ?", (user_id, keep_id))
+
+    def count_api_tokens(self, user_id: str) -> int:
+        row = self._one("SELECT count(*) AS n FROM api_tokens WHERE user_id = ?", (user_id,))
+        return int(row["n"]) if row else 0
+
+    def insert_api_token(self, token: ApiTokenRecord, digest: str) -> None:
+        self._execute(
+            "INSERT INTO api_tokens (id, user_id, name, scope, digest, created_at, last_used_at, expires_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (token.id, token.user_id, token.name, token.scope, digest, token.created_at, token.last_used_at, token.expires_at),
+        )
+
+    def delete_api_token(self, token_id: str, user_id: str) -> bool:
+        return self._execute("DELETE FROM api_tokens WHERE id = ? AND user_id = ?", (token_id, user_id)) == 1
+
+    def touch_api_tokens(self, used: dict[str, str]) -> None:
+        """Set ``last_used_at`` of each token id to its time (a revoked one is gone: no-op)."""
+        for token_id, at in used.items():
+            self._execute("UPDATE api_tokens SET last_used_at = ? WHERE id = ?", (at, token_id))
 
     def insert_task(self, task: NewTask) -> Task | None:
         """Insert a pending task; None when an unfinished task with the same hash exists."""

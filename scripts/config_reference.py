@@ -38,6 +38,9 @@ OTHER_VARIABLES = {
     "INSIGHTREADER_ADMIN_PASSWORD": "That administrator's password; used only to create the user, never"
     " logged, never changes an existing user.",
     "INSIGHTREADER_CLIENT_CONFIG": "The command-line client's own file ([client.md](client.md)).",
+    "INSIGHTREADER_TOKEN": "A personal API token (`irt_…`) the Python client and the client commands"
+    " use instead of a saved login ([api.md](api.md#api-tokens)).",
+    "INSIGHTREADER_SERVER": "The server the client commands talk to with `INSIGHTREADER_TOKEN`.",
 }
 
 _SECTION = re.compile(r"^\[([A-Za-z0-9_]+)\]\s*$")

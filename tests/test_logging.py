@@ -179,6 +179,19 @@ async def test_no_secret_reaches_the_log(
                 assert (await stream.events.next()).event == "connected"
         assert (await http.get("/api/v1/tasks", params={"token": api.token})).status_code == 401
 
+        # API tokens: created, used in a header and a stream's query, refused once revoked,
+        # and offered where they do not belong (a request id, a path).
+        created = (await api.post("/api/v1/tokens", {"name": "cron", "scope": "read"})).json()
+        secrets.append(created["token"])
+        bearer = {"Authorization": f"Bearer {created['token']}"}
+        assert (await http.get("/api/v1/tasks", headers=bearer)).status_code == 200
+        async with open_stream(http, None, params={"token": created["token"]}) as stream:
+            assert (await stream.events.next()).event == "connected"
+        await http.get("/api/v1/auth/me", headers={**bearer, "X-Request-ID": created["token"]})
+        await http.get(f"/api/v1/tasks/{created['token']}", headers=api.headers)
+        assert (await api.delete(f"/api/v1/tokens/{created['token_id']}")).status_code == 204
+        assert (await http.get("/api/v1/tasks", headers=bearer)).status_code == 401
+
         # LLM calls: refused with our key echoed back, then accepted.
         failed = await api.post("/api/v1/insights/generate", {"selected_text": "Street trees cool the air."})
         task = await api.wait_status(failed.json()["task_id"], "completed", "failed")
@@ -216,6 +229,7 @@ def test_redaction() -> None:
         "https://user:pa55word@example.com/v1": "pa55word",
         "Incorrect API key provided: sk-proj-abcdefghijklmnop1234.": "sk-proj-abcdefghijklmnop1234",
         "the secret is a-literal-secret-value!": "a-literal-secret-value",
+        "GET /api/v1/tasks/irt_4q2JtW0m3sXkq9yLr8Hn1VZc6pBfGdEoTaUiKjYxRws": "4q2JtW0m3sXkq9yLr8Hn1VZc6pBfGdEoTaUiKjYxRws",
     }
     for text, secret in cases.items():
         assert secret not in logs.redact(text), text

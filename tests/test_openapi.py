@@ -41,6 +41,7 @@ NOT_JSON = {
     ("post", "/api/v1/auth/password", 204): None,
     ("delete", "/api/v1/auth/sessions/{session_id}", 204): None,
     ("delete", "/api/v1/highlights/{highlight_id}", 204): None,
+    ("delete", "/api/v1/tokens/{token_id}", 204): None,
 }
 PUBLIC = {"/api/v1/auth/register", "/api/v1/auth/login", "/api/v1/auth/refresh"}
 STREAM_EVENTS = {

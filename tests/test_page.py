@@ -460,6 +460,7 @@ async def test_signed_in_devices_can_be_signed_out_and_sign_out_ends_the_session
     # "sign out this device": the other device's token stops working at once
     await page.click("#session-list .session-row[data-current=false] button")
     await page.wait_for_selector("#session-list .session-row[data-current=false]", state="detached")
+    await page.wait_for_selector("#session-list .session-row[data-current=true]")  # the list is loaded again
     assert await page.locator("#session-list .session-row").count() == 1
     async with httpx.AsyncClient(base_url=server.url, timeout=10, headers={"Authorization": f"Bearer {other_token}"}) as http:
         assert (await http.get("/api/v1/auth/me")).status_code == 401

@@ -32,6 +32,7 @@ from ..errors import (
     Conflict,
     NotFound,
     RegistrationClosed,
+    SessionRequired,
     Unauthorized,
     WrongPassword,
 )
@@ -65,9 +66,12 @@ class Session:
     """An authenticated request's session."""
 
     user: User
+    #: The session's id, or the API token's.
     id: str
-    #: When the credentials expire (seconds since the epoch); a stream ends then.
-    expires: int
+    #: When the credentials expire (seconds since the epoch; None: never); a stream ends then.
+    expires: int | None
+    #: An API token's scope (``read`` or ``write``); None for a signed-in session.
+    scope: str | None = None
 
 
 def _at(epoch: int) -> str:
@@ -237,6 +241,8 @@ class Accounts:
         return await self._session(claims, int(claims.get("session_exp", claims["exp"])))
 
     def issue_ticket(self, session: Session) -> str:
+        if session.scope is not None or session.expires is None:
+            raise SessionRequired("SSE tickets are for signed-in sessions: send the API token to the stream itself")
         return self.tokens.issue_ticket(session.user.id, session.id, session.expires)
 
     async def _session(self, claims: dict[str, Any], expires: int) -> Session:

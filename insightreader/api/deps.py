@@ -9,6 +9,7 @@ from quart import Response, current_app, g, request
 from quart_schema import RequestSchemaValidationError
 
 from ..accounts import Client, Session
+from ..accounts.api_tokens import authorize, is_api_token
 from ..errors import Unauthorized
 from ..records import User
 from ..services import Services
@@ -19,6 +20,17 @@ M = TypeVar("M", bound=BaseModel)
 PUBLIC_ENDPOINTS = {"auth.register", "auth.login", "auth.refresh"}
 #: Endpoints that also take ``?ticket=`` / ``?token=``, for EventSource (no headers).
 STREAM_ENDPOINTS = {"events.stream", "events.stream_alias"}
+#: Endpoints an API token may not use, whatever its scope: they need a signed-in session.
+ACCOUNT_ENDPOINTS = {
+    "tokens.create",
+    "tokens.list_tokens",
+    "tokens.revoke",
+    "auth.logout",
+    "auth.change_password",
+    "auth.sessions",
+    "auth.end_session",
+    "auth.ticket",
+}
 
 
 def services() -> Services:
@@ -51,16 +63,24 @@ async def authenticate_request() -> None:
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() == "bearer" and token.strip():
-        session = await accounts.authenticate(token.strip())
+        session = await _bearer(token.strip())
     elif request.endpoint in STREAM_ENDPOINTS and (ticket := request.args.get("ticket")):
         session = await accounts.redeem_ticket(ticket)
     elif request.endpoint in STREAM_ENDPOINTS and (query_token := request.args.get("token")):
-        session = await accounts.authenticate(query_token)
+        session = await _bearer(query_token)
     else:
         raise Unauthorized("an Authorization: Bearer <access_token> header is required")
+    authorize(session, request.method, manages_account=request.endpoint in ACCOUNT_ENDPOINTS)
     g.session = session
     # A stream ends when the credentials it was opened with expire.
     g.session_expires = session.expires
+
+
+async def _bearer(token: str) -> Session:
+    """The session of an access token, or of an API token (``irt_…``)."""
+    if is_api_token(token):
+        return await services().api_tokens.authenticate(token)
+    return await services().accounts.authenticate(token)
 
 
 async def finish_request_body(response: Response) -> Response:

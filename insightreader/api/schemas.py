@@ -7,6 +7,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints, model_validator
 
 from .. import search
+from ..accounts.api_tokens import EXPIRES_IN_DAYS_MAX, NAME_MAX
 from ..accounts.passwords import MAX_LENGTH, USERNAME_MAX, USERNAME_MIN, USERNAME_PATTERN
 
 
@@ -152,6 +153,47 @@ class TokenOut(BaseModel):
     refresh_token: str
     token_type: Literal["bearer"] = "bearer"
     expires_in: int
+
+
+class TokenCreate(Wire):
+    model_config = _examples({"name": "nightly import", "scope": "write", "expires_in_days": 90})
+
+    name: Annotated[str, StringConstraints(min_length=1, max_length=NAME_MAX, pattern=VISIBLE), AfterValidator(_encodable)]
+    scope: Literal["read", "write"]
+    #: Left out or null: the token does not expire.
+    expires_in_days: Annotated[int, Field(ge=1, le=EXPIRES_IN_DAYS_MAX), JsonInteger] | None = None
+
+
+class ApiTokenOut(BaseModel):
+    token_id: str
+    name: str
+    scope: Literal["read", "write"]
+    created_at: str
+    #: Written from memory every `auth.token_use_flush_interval` seconds (null: never used).
+    last_used_at: str | None
+    #: Null: the token does not expire.
+    expires_at: str | None
+
+
+class ApiTokenCreated(ApiTokenOut):
+    model_config = _examples(
+        {
+            "token_id": "0b8f3c2a9d5e4f6a8b7c1d2e3f4a5b6c",
+            "token": "irt_4q2JtW0m3sXkq9yLr8Hn1VZc6pBfGdEoTaUiKjYxRws",
+            "name": "nightly import",
+            "scope": "write",
+            "created_at": "2026-12-05T08:00:00.000Z",
+            "last_used_at": None,
+            "expires_at": "2027-03-05T08:00:00.000Z",
+        }
+    )
+
+    #: The secret, shown only in this answer.
+    token: str
+
+
+class ApiTokenList(BaseModel):
+    tokens: list[ApiTokenOut]
 
 
 class TicketOut(BaseModel):

@@ -1,10 +1,11 @@
 // #/account: change the password, the signed-in devices (sessions) with "Sign out
-// this device" for each, and the library's export.
+// this device" for each, the API tokens (views/tokens.js), and the library's export.
 
 import { api, changePassword, signOut } from '../api.js';
 import { h, replace, setText, when } from '../dom.js';
 import { describeError } from '../messages.js';
 import { busy, spinner, toast } from '../ui.js';
+import { tokensCard } from './tokens.js';
 
 function deviceName(agent) {
   if (!agent) return 'Unknown device';
@@ -48,6 +49,7 @@ export function mountAccount(main) {
   const list = h('ul', { class: 'session-list', id: 'session-list', 'aria-label': 'Signed-in devices' });
   const devices = h('section', { class: 'card account-card', 'aria-labelledby': 'devices-title' },
     h('h2', { id: 'devices-title' }, 'Signed-in devices'), list);
+  const tokens = tokensCard();
   let alive = true;
 
   async function loadSessions() {
@@ -98,9 +100,10 @@ export function mountAccount(main) {
 
   main.replaceChildren(h('div', { class: 'library account' },
     h('div', { class: 'library-head' }, heading, h('a', { class: 'button ghost', href: '#/' }, 'Back to your reading')),
-    devices, form, exports));
+    devices, form, tokens.element, exports));
   document.title = 'Your account · InsightReader';
   heading.focus();
   loadSessions();
-  return { unmount() { alive = false; }, escape: () => false };
+  tokens.load();
+  return { unmount() { alive = false; tokens.unmount(); }, escape: () => false };
 }
