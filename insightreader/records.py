@@ -174,6 +174,9 @@ class ArticleItem:
     meta_analysis: dict[str, Any] | None
     created_at: str
     updated_at: str
+    tags: tuple[str, ...] = ()
+    archived: bool = False
+    favorite: bool = False
 
     def public(self) -> dict[str, Any]:
         return {
@@ -185,6 +188,9 @@ class ArticleItem:
             "analysis": self.analysis,
             "meta_analysis": self.meta_analysis,
             "lenses": {},
+            "tags": list(self.tags),
+            "archived": self.archived,
+            "favorite": self.favorite,
             "created_at": self.created_at,
             "updated_at": self.updated_at,
         }
@@ -207,6 +213,10 @@ class Article:
     excerpt: str = ""
     #: The text's estimated size in tokens (``text.estimate_tokens``), set at save time.
     tokens: int = 0
+    #: Tag names, sorted by their keys.
+    tags: tuple[str, ...] = ()
+    archived: bool = False
+    favorite: bool = False
 
     def public(self) -> dict[str, Any]:
         """The article as the API shows it, with its text."""
@@ -220,6 +230,9 @@ class Article:
             "analysis": self.analysis,
             "meta_analysis": self.meta_analysis,
             "lenses": self.lenses,
+            "tags": list(self.tags),
+            "archived": self.archived,
+            "favorite": self.favorite,
             "created_at": self.created_at,
             "updated_at": self.updated_at,
         }

@@ -7,6 +7,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
 
 from ..accounts.passwords import MAX_LENGTH, USERNAME_MAX, USERNAME_MIN, USERNAME_PATTERN
+from ..tagnames import MAX_PER_ARTICLE
 
 
 def _encodable(value: str) -> str:
@@ -363,6 +364,9 @@ class ArticleOut(BaseModel):
     analysis: dict[str, Any] | None
     meta_analysis: dict[str, Any] | None
     lenses: dict[str, dict[str, Any]]
+    tags: list[str] = Field(description="Tag names, sorted case-insensitively.")
+    archived: bool
+    favorite: bool
     created_at: str
     updated_at: str
 
@@ -375,6 +379,45 @@ class ArticleList(BaseModel):
 class PageQuery(BaseModel):
     limit: int = 20
     cursor: str | None = None
+
+
+class ArticleQuery(PageQuery):
+    tag: str | None = Field(None, description="Only articles with this tag (any spelling of it).")
+    archived: bool | None = Field(None, description="Only archived (`true`) or only unarchived (`false`) articles.")
+    favorite: bool | None = Field(None, description="Only favourites (`true`) or only the others (`false`).")
+
+
+class ArticleChange(Wire):
+    """What `PATCH /articles/{article_id}` changes; a field left out (or `null`) stays."""
+
+    model_config = _examples({"archived": True}, {"favorite": True, "title": "Street trees, again"})
+
+    archived: bool | None = None
+    favorite: bool | None = None
+    title: Title | None = None
+
+
+class TagsIn(Wire):
+    model_config = _examples({"tags": ["cities", "Climate"]})
+
+    tags: list[Text] = Field(max_length=MAX_PER_ARTICLE, description="The article's whole set of tags.")
+
+
+class TagsOut(BaseModel):
+    model_config = _examples({"tags": ["Climate", "cities"]})
+
+    tags: list[str]
+
+
+class TagOut(BaseModel):
+    name: str
+    count: int = Field(description="How many of the user's articles carry the tag.")
+
+
+class TagList(BaseModel):
+    model_config = _examples({"items": [{"name": "Climate", "count": 3}, {"name": "cities", "count": 1}]})
+
+    items: list[TagOut]
 
 
 class LensOut(BaseModel):
