@@ -2,8 +2,9 @@
 
 Rules (docs/design.md, "Tags and states"): surrounding white space is trimmed and
 runs of white space inside become one space; the result is 1 to ``MAX_LENGTH``
-characters with no control or invisible format characters. Two names are the same
-tag when their keys (NFKC, case-folded) are equal; the first spelling is kept.
+characters with no control or invisible format characters (``REFUSED``) and valid
+Unicode. Two names are the same tag when their keys (NFKC, case-folded) are equal;
+the first spelling is kept.
 """
 
 from __future__ import annotations
@@ -20,9 +21,14 @@ MAX_LENGTH = 64
 MAX_PER_ARTICLE = 50
 
 _SPACE = re.compile(r"\s+")
-#: Unicode categories refused inside a name: controls, format characters (zero-width
-#: spaces, bidi overrides), surrogates, private use and unassigned code points.
-_REFUSED = frozenset({"Cc", "Cf", "Cs", "Co", "Cn"})
+#: Characters no tag name holds, as a regular-expression class (the API schema says
+#: the same): controls that are not white space, and invisible format characters
+#: (soft hyphen, zero-width spaces and joiners, bidi controls, word joiner, BOM).
+REFUSED = (
+    r"\x00-\x08\x0E-\x1B\x7F-\x84\x86-\x9F\xAD\u180E\u200B-\u200F\u202A-\u202E"
+    r"\u2060-\u2064\u2066-\u2069\uFEFF"
+)
+_REFUSED = re.compile(f"[{REFUSED}]")
 _SEPARATORS = re.compile(r"[\s_\-]+")
 
 
@@ -33,7 +39,7 @@ def clean(name: str) -> str:
         raise ValidationFailed("tags: a tag name must not be empty")
     if len(cleaned) > MAX_LENGTH:
         raise ValidationFailed(f"tags: {cleaned[:20]!r}… is longer than {MAX_LENGTH} characters")
-    if any(unicodedata.category(c) in _REFUSED for c in cleaned):
+    if _REFUSED.search(cleaned) or any(unicodedata.category(c) == "Cs" for c in cleaned):
         raise ValidationFailed(f"tags: {cleaned!r} holds control or invisible characters")
     return cleaned
 

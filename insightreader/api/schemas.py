@@ -7,7 +7,8 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
 
 from ..accounts.passwords import MAX_LENGTH, USERNAME_MAX, USERNAME_MIN, USERNAME_PATTERN
-from ..tagnames import MAX_PER_ARTICLE
+from ..tagnames import MAX_LENGTH as TAG_MAX_LENGTH
+from ..tagnames import MAX_PER_ARTICLE, REFUSED
 
 
 def _encodable(value: str) -> str:
@@ -381,8 +382,17 @@ class PageQuery(BaseModel):
     cursor: str | None = None
 
 
+#: A tag name as sent: something visible, nothing ``tagnames.REFUSED``, at most 64
+#: characters (white space is then trimmed and collapsed).
+TagName = Annotated[
+    str,
+    StringConstraints(max_length=TAG_MAX_LENGTH, pattern=rf"^[^{REFUSED}]*[^{REFUSED}{_INVISIBLE}][^{REFUSED}]*$"),
+    AfterValidator(_encodable),
+]
+
+
 class ArticleQuery(PageQuery):
-    tag: str | None = Field(None, description="Only articles with this tag (any spelling of it).")
+    tag: TagName | None = Field(None, description="Only articles with this tag (any spelling of it).")
     archived: bool | None = Field(None, description="Only archived (`true`) or only unarchived (`false`) articles.")
     favorite: bool | None = Field(None, description="Only favourites (`true`) or only the others (`false`).")
 
@@ -400,7 +410,7 @@ class ArticleChange(Wire):
 class TagsIn(Wire):
     model_config = _examples({"tags": ["cities", "Climate"]})
 
-    tags: list[Text] = Field(max_length=MAX_PER_ARTICLE, description="The article's whole set of tags.")
+    tags: list[TagName] = Field(max_length=MAX_PER_ARTICLE, description="The article's whole set of tags.")
 
 
 class TagsOut(BaseModel):
