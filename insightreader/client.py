@@ -524,20 +524,43 @@ class Client:
 
     save_article = analyze_article
 
-    async def list_articles(self, *, limit: int = 20, cursor: str | None = None) -> dict[str, Any]:
-        """One page: ``{items, next_cursor}`` (newest first, without the text)."""
-        return await self.request("GET", f"{API}/articles", params={"limit": limit, "cursor": cursor})  # type: ignore[no-any-return]
+    async def list_articles(
+        self,
+        *,
+        limit: int = 20,
+        cursor: str | None = None,
+        tag: str | None = None,
+        archived: bool | None = None,
+        favorite: bool | None = None,
+    ) -> dict[str, Any]:
+        """One page: ``{items, next_cursor}`` (newest first, without the text), narrowed
+        to a tag and to archived / favourite articles (or the others) when given."""
+        params = {
+            "limit": limit, "cursor": cursor, "tag": tag,
+            "archived": None if archived is None else str(archived).lower(),
+            "favorite": None if favorite is None else str(favorite).lower(),
+        }
+        return await self.request("GET", f"{API}/articles", params=params)  # type: ignore[no-any-return]
 
     async def search(self, q: str, *, limit: int = 20, cursor: str | None = None) -> dict[str, Any]:
         """One page of the articles matching ``q``: ``{items: [{article_id, title,
         snippet, score}], next_cursor}``, best first."""
         return await self.request("GET", f"{API}/search", params={"q": q, "limit": limit, "cursor": cursor})  # type: ignore[no-any-return]
 
-    async def iter_articles(self, *, page_size: int = 100) -> AsyncIterator[dict[str, Any]]:
-        """Every article, following ``next_cursor``."""
+    async def iter_articles(
+        self,
+        *,
+        page_size: int = 100,
+        tag: str | None = None,
+        archived: bool | None = None,
+        favorite: bool | None = None,
+    ) -> AsyncIterator[dict[str, Any]]:
+        """Every article (narrowed as :meth:`list_articles` is), following ``next_cursor``."""
         cursor = None
         while True:
-            page = await self.list_articles(limit=page_size, cursor=cursor)
+            page = await self.list_articles(
+                limit=page_size, cursor=cursor, tag=tag, archived=archived, favorite=favorite
+            )
             for item in page["items"]:
                 yield item
             cursor = page.get("next_cursor")
@@ -550,6 +573,27 @@ class Client:
 
     async def delete_article(self, article_id: str) -> None:
         await self.request("DELETE", f"{API}/articles/{article_id}")
+
+    async def update_article(
+        self,
+        article_id: str,
+        *,
+        archived: bool | None = None,
+        favorite: bool | None = None,
+        title: str | None = None,
+    ) -> dict[str, Any]:
+        """Archive, mark as favourite or rename (what is not given stays); the article after."""
+        body = self._body(archived=archived, favorite=favorite, title=title)
+        return await self.request("PATCH", f"{API}/articles/{article_id}", json=body, idempotent=True)  # type: ignore[no-any-return]
+
+    async def set_tags(self, article_id: str, tags: list[str]) -> list[str]:
+        """Replace the article's tags; the names it then carries."""
+        answer = await self.request("PUT", f"{API}/articles/{article_id}/tags", json={"tags": tags}, idempotent=True)
+        return answer["tags"]  # type: ignore[no-any-return]
+
+    async def tags(self) -> list[dict[str, Any]]:
+        """The user's tags: ``[{name, count}]``, sorted case-insensitively."""
+        return (await self.request("GET", f"{API}/tags"))["items"]  # type: ignore[no-any-return]
 
     async def meta_analysis(
         self, article_id: str, *, priority: int | None = None, idempotency_key: str | None = None

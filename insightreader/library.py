@@ -1,5 +1,6 @@
 """A user's library of saved articles: saving one together with its analysis, within
-the storage quotas. No web imports; the API and any other caller use these functions.
+the storage quotas; its tags and reading states (archived, favourite). No web imports;
+the API and any other caller use these functions.
 
 A save and the submit of its analysis are one write transaction: when the submit is
 refused (too many pending tasks, the token budget, a storage quota, shutting down),
@@ -13,13 +14,13 @@ import logging
 import hashlib
 import uuid
 
-from . import search, text, urls
+from . import search, tagnames, text, urls
 from .analyses import article as article_analysis
 from .config import LibrarySettings
 from .engine import Engine, SubmitOutcome, Submission
-from .errors import StorageQuotaExceeded
-from .records import Article, User, utcnow
-from .store import Store, Tx
+from .errors import NotFound, StorageQuotaExceeded
+from .records import Article, ArticleItem, User, utcnow
+from .store import ArticleFilter, Store, Tx
 
 log = logging.getLogger(__name__)
 
@@ -99,9 +100,13 @@ async def save_article(
             tx.insert_article(fresh)
             found = (fresh.id, fresh.title)
         article_id, saved_title = found
-        return Submission(
-            {"article_id": article_id, "content_hash": digest}, saved_title, article_id
-        )
+        payload = {
+            "article_id": article_id,
+            "content_hash": digest,
+            # In the prompt, and so in the dedup key: suggestions depend on them.
+            "existing_tags": tx.tag_names(user.id, article_analysis.EXISTING_TAGS),
+        }
+        return Submission(payload, saved_title, article_id)
 
     return await engine.submit_prepared(
         user.id,
@@ -185,3 +190,75 @@ async def index_search_backlog(store: Store) -> None:
                 log.info("the search index holds every saved article")
     except Exception:  # search stays incomplete; the next start tries again
         log.exception("could not index the saved articles for search")
+
+
+async def article(store: Store, user_id: str, article_id: str) -> Article:
+    """The user's article, or :class:`NotFound` (another user's article is not found)."""
+    found = await store.read.article(article_id, user_id)
+    if found is None:
+        raise NotFound("no such article")
+    return found
+
+
+async def list_articles(
+    store: Store,
+    user_id: str,
+    *,
+    limit: int,
+    before_seq: int | None,
+    tag: str | None = None,
+    archived: bool | None = None,
+    favorite: bool | None = None,
+) -> list[ArticleItem]:
+    """The user's articles, newest first, narrowed to a tag (any spelling of it) and
+    to the states given."""
+    only = ArticleFilter(
+        tag_key=None if tag is None else tagnames.key(tagnames.clean(tag)),
+        archived=archived,
+        favorite=favorite,
+    )
+    return await store.read.list_articles(user_id, limit=limit, before_seq=before_seq, only=only)
+
+
+async def set_tags(store: Store, user_id: str, article_id: str, names: list[str]) -> list[str]:
+    """Replace the article's tags with ``names`` (see :mod:`insightreader.tagnames`);
+    the tags it then carries. A name the user already has under another spelling
+    takes that spelling."""
+    chosen = [(tagnames.key(name), name) for name in tagnames.clean_set(names)]
+    now = utcnow()
+
+    def job(tx: Tx) -> list[str] | None:
+        return tx.set_article_tags(article_id, user_id, chosen, now)
+
+    tags = await store.write(job)
+    if tags is None:
+        raise NotFound("no such article")
+    return tags
+
+
+async def tags(store: Store, user_id: str) -> list[tuple[str, int]]:
+    """The user's tags with how many articles carry each (a tag no article carries is gone)."""
+    return await store.read.tags(user_id)
+
+
+async def update_article(
+    store: Store,
+    user_id: str,
+    article_id: str,
+    *,
+    title: str | None = None,
+    archived: bool | None = None,
+    favorite: bool | None = None,
+) -> Article:
+    """Rename, archive or unarchive, mark or unmark as favourite; the article after."""
+    now = utcnow()
+    new_title = None if title is None else title.strip()
+
+    def job(tx: Tx) -> bool:
+        return tx.update_article(
+            article_id, user_id, title=new_title, archived=archived, favorite=favorite, now=now
+        )
+
+    if not await store.write(job):
+        raise NotFound("no such article")
+    return await article(store, user_id, article_id)

@@ -189,6 +189,9 @@ class ArticleItem:
     updated_at: str
     fetch_status: str | None = None
     page_meta: dict[str, str] = field(default_factory=dict)
+    tags: tuple[str, ...] = ()
+    archived: bool = False
+    favorite: bool = False
 
     def public(self) -> dict[str, Any]:
         return {
@@ -202,6 +205,9 @@ class ArticleItem:
             "lenses": {},
             "fetch_status": self.fetch_status,
             "page": self.page_meta,
+            "tags": list(self.tags),
+            "archived": self.archived,
+            "favorite": self.favorite,
             "created_at": self.created_at,
             "updated_at": self.updated_at,
         }
@@ -228,6 +234,10 @@ class Article:
     fetch_status: str | None = None
     #: What a fetched page said of itself: ``author``, ``site_name``, ``published``, ``language``.
     page_meta: dict[str, str] = field(default_factory=dict)
+    #: Tag names, sorted by their keys.
+    tags: tuple[str, ...] = ()
+    archived: bool = False
+    favorite: bool = False
 
     def public(self) -> dict[str, Any]:
         """The article as the API shows it, with its text."""
@@ -241,6 +251,9 @@ class Article:
             "analysis": self.analysis,
             "meta_analysis": self.meta_analysis,
             "lenses": self.lenses,
+            "tags": list(self.tags),
+            "archived": self.archived,
+            "favorite": self.favorite,
             "fetch_status": self.fetch_status,
             "page": self.page_meta,
             "created_at": self.created_at,

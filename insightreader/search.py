@@ -137,10 +137,10 @@ def _analysis_text(raw: str | None) -> str:
 
 
 def _document(row: sqlite3.Row | tuple[Any, ...]) -> tuple[Any, ...]:
-    seq, user_id, title, content, analysis, notes = row[:6]
+    seq, user_id, title, content, analysis, notes, tags = row[:7]
     return (
         seq, user_id, index_text(title), index_text(content), index_text(_analysis_text(analysis)),
-        "", index_text(notes or ""),
+        index_text(tags or ""), index_text(notes or ""),
     )
 
 
@@ -163,7 +163,9 @@ def reindex(conn: sqlite3.Connection, seqs: list[int]) -> None:
     conn.execute(f"DELETE FROM search WHERE rowid IN ({marks})", seqs)
     rows = conn.execute(
         "SELECT seq, user_id, title, content, analysis,"
-        " (SELECT group_concat(quote || char(10) || note, char(10)) FROM highlights h WHERE h.article_id = articles.id)"
+        " (SELECT group_concat(quote || char(10) || note, char(10)) FROM highlights h WHERE h.article_id = articles.id),"
+        " (SELECT group_concat(t.name, char(10)) FROM article_tags at JOIN tags t ON t.id = at.tag_id"
+        " WHERE at.article_seq = articles.seq)"
         f" FROM articles WHERE seq IN ({marks})",
         seqs,
     ).fetchall()

@@ -72,8 +72,8 @@ _TASK_LIST_COLUMNS = (
 )
 #: What an article list reads: no ``content``.
 _ARTICLE_LIST_COLUMNS = (
-    "seq, id, user_id, title, url, content_hash, excerpt, analysis, meta_analysis,"
-    " created_at, updated_at, fetch_status, page_meta"
+    "seq", "id", "user_id", "title", "url", "content_hash", "excerpt", "analysis", "meta_analysis",
+    "created_at", "updated_at", "archived", "favorite", "fetch_status", "page_meta",
 )
 
 
@@ -170,7 +170,7 @@ _API_TOKEN_COLUMNS = (
 )
 
 
-def _article(row: sqlite3.Row, lenses: dict[str, dict[str, Any]]) -> Article:
+def _article(row: sqlite3.Row, lenses: dict[str, dict[str, Any]], tags: list[str]) -> Article:
     return Article(
         id=row["id"],
         seq=row["seq"],
@@ -188,10 +188,13 @@ def _article(row: sqlite3.Row, lenses: dict[str, dict[str, Any]]) -> Article:
         tokens=row["tokens"],
         fetch_status=row["fetch_status"],
         page_meta=_loads(row["page_meta"]),
+        tags=tuple(tags),
+        archived=bool(row["archived"]),
+        favorite=bool(row["favorite"]),
     )
 
 
-def _article_item(row: sqlite3.Row) -> ArticleItem:
+def _article_item(row: sqlite3.Row, tags: list[str]) -> ArticleItem:
     return ArticleItem(
         id=row["id"],
         seq=row["seq"],
@@ -206,7 +209,19 @@ def _article_item(row: sqlite3.Row) -> ArticleItem:
         updated_at=row["updated_at"],
         fetch_status=row["fetch_status"],
         page_meta=_loads(row["page_meta"]),
+        tags=tuple(tags),
+        archived=bool(row["archived"]),
+        favorite=bool(row["favorite"]),
     )
+
+
+@dataclass(frozen=True)
+class ArticleFilter:
+    """What a list of articles is narrowed to (``None``: either way)."""
+
+    tag_key: str | None = None
+    archived: bool | None = None
+    favorite: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -319,6 +334,7 @@ class Reader:
         )
         if row is None:
             return None
+        tags = await self._article_tags([row["seq"]])
         lenses = {
             r["lens_type"]: _loads(r["result"])
             for r in await self._all(
@@ -327,7 +343,28 @@ class Reader:
                 (article_id,),
             )
         }
-        return _article(row, lenses)
+        return _article(row, lenses, tags.get(row["seq"], []))
+
+    async def _article_tags(self, seqs: list[int]) -> dict[int, list[str]]:
+        """The tag names of these articles (by seq), each list sorted by key."""
+        if not seqs:
+            return {}
+        marks = ", ".join("?" * len(seqs))
+        found: dict[int, list[str]] = {}
+        for row in await self._all(
+            "SELECT at.article_seq, t.name FROM article_tags at JOIN tags t ON t.id = at.tag_id"
+            f" WHERE at.article_seq IN ({marks}) ORDER BY t.key",
+            seqs,
+        ):
+            found.setdefault(row[0], []).append(row[1])
+        return found
+
+    async def tags(self, user_id: str) -> list[tuple[str, int]]:
+        """The user's tags and how many articles carry each, by key."""
+        rows = await self._all(
+            "SELECT name, articles FROM tags WHERE user_id = ? ORDER BY key", (user_id,)
+        )
+        return [(row[0], row[1]) for row in rows]
 
     async def articles_after(self, user_id: str, after_seq: int, limit: int) -> list[Article]:
         """The user's articles saved after ``after_seq``, oldest first, in full with
@@ -346,7 +383,8 @@ class Reader:
             ids,
         ):
             lenses.setdefault(r["article_id"], {})[r["lens_type"]] = _loads(r["result"])
-        return [_article(row, lenses.get(row["id"], {})) for row in rows]
+        tags = await self._article_tags([row["seq"] for row in rows])
+        return [_article(row, lenses.get(row["id"], {}), tags.get(row["seq"], [])) for row in rows]
 
     async def highlights_of(self, user_id: str, article_ids: list[str]) -> dict[str, list[Highlight]]:
         """The highlights of these articles of the user, in text order, by article."""
@@ -419,17 +457,37 @@ class Reader:
         return [_task(row) for row in await self._all(sql, params)]
 
     async def list_articles(
-        self, user_id: str, *, limit: int, before_seq: int | None
+        self, user_id: str, *, limit: int, before_seq: int | None, only: ArticleFilter = ArticleFilter()
     ) -> list[ArticleItem]:
-        """The user's articles, newest first: excerpts, not texts."""
-        sql = f"SELECT {_ARTICLE_LIST_COLUMNS} FROM articles WHERE user_id = ?"
-        params: list[Any] = [user_id]
+        """The user's articles, newest first: excerpts, not texts. With a tag, the list
+        pages through that tag's links (``article_tags`` is keyed by tag and seq)."""
+        columns = ", ".join(f"a.{c}" for c in _ARTICLE_LIST_COLUMNS)
+        params: list[Any] = []
+        if only.tag_key is None:
+            sql = f"SELECT {columns} FROM articles a WHERE a.user_id = ?"
+            order = "a.seq"
+        else:
+            sql = (
+                f"SELECT {columns} FROM article_tags at JOIN articles a ON a.seq = at.article_seq"
+                " WHERE at.tag_id = (SELECT id FROM tags WHERE user_id = ? AND key = ?)"
+            )
+            params.append(user_id)
+            params.append(only.tag_key)
+            sql += " AND a.user_id = ?"
+            order = "at.article_seq"
+        params.append(user_id)
+        for column, value in (("archived", only.archived), ("favorite", only.favorite)):
+            if value is not None:
+                sql += f" AND a.{column} = ?"
+                params.append(int(value))
         if before_seq is not None:
-            sql += " AND seq < ?"
+            sql += f" AND {order} < ?"
             params.append(before_seq)
-        sql += " ORDER BY seq DESC LIMIT ?"
+        sql += f" ORDER BY {order} DESC LIMIT ?"
         params.append(limit)
-        return [_article_item(row) for row in await self._all(sql, params)]
+        rows = await self._all(sql, params)
+        tags = await self._article_tags([row["seq"] for row in rows])
+        return [_article_item(row, tags.get(row["seq"], [])) for row in rows]
 
     async def unfinished_article_tasks(self, user_id: str, article_id: str) -> list[Task]:
         rows = await self._all(
@@ -635,6 +693,14 @@ class Tx:
         """Index up to ``limit`` articles saved before the search index existed; how
         many are left."""
         return search.index_backlog(self._conn, limit)
+
+    def tag_names(self, user_id: str, limit: int) -> list[str]:
+        """The user's ``limit`` most used tag names (most used first, then by key)."""
+        rows = self._conn.execute(
+            "SELECT name FROM tags WHERE user_id = ? ORDER BY articles DESC, key LIMIT ?",
+            (user_id, limit),
+        ).fetchall()
+        return [str(row[0]) for row in rows]
 
     def library_usage(self, user_id: str) -> tuple[int, int]:
         """The user's stored articles and their bytes (title and text, UTF-8)."""
@@ -940,6 +1006,72 @@ class Tx:
 
     def delete_highlight(self, highlight_id: str, user_id: str) -> bool:
         return self._execute("DELETE FROM highlights WHERE id = ? AND user_id = ?", (highlight_id, user_id)) == 1
+
+    def set_article_tags(
+        self, article_id: str, user_id: str, tags: list[tuple[str, str]], now: str
+    ) -> list[str] | None:
+        """Make ``tags`` ((key, name) pairs) the article's whole set of tags, creating
+        the user's missing ones; the names it then carries, or None when the user has
+        no such article. Links are added before the removed ones go, so a tag kept
+        under another spelling keeps its first one."""
+        row = self._one("SELECT seq FROM articles WHERE id = ? AND user_id = ?", (article_id, user_id))
+        if row is None:
+            return None
+        seq = int(row[0])
+        tag_ids: list[int] = []
+        for key, name in tags:
+            self._execute(
+                "INSERT INTO tags (user_id, name, key, created_at) VALUES (?, ?, ?, ?)"
+                " ON CONFLICT (user_id, key) DO NOTHING",
+                (user_id, name, key, now),
+            )
+            found = self._one("SELECT id FROM tags WHERE user_id = ? AND key = ?", (user_id, key))
+            assert found is not None
+            tag_ids.append(int(found[0]))
+            self._execute(
+                "INSERT INTO article_tags (tag_id, article_seq) VALUES (?, ?) ON CONFLICT DO NOTHING",
+                (tag_ids[-1], seq),
+            )
+        marks = ", ".join("?" * len(tag_ids))
+        self._execute(
+            f"DELETE FROM article_tags WHERE article_seq = ? AND tag_id NOT IN ({marks})",
+            (seq, *tag_ids),
+        )
+        self._execute("UPDATE articles SET updated_at = ? WHERE seq = ?", (now, seq))
+        rows = self._conn.execute(
+            "SELECT t.name FROM article_tags at JOIN tags t ON t.id = at.tag_id"
+            " WHERE at.article_seq = ? ORDER BY t.key",
+            (seq,),
+        ).fetchall()
+        return [str(r[0]) for r in rows]
+
+    def update_article(
+        self,
+        article_id: str,
+        user_id: str,
+        *,
+        title: str | None,
+        archived: bool | None,
+        favorite: bool | None,
+        now: str,
+    ) -> bool:
+        """Change what is given (``None``: leave it); False when the user has no such article."""
+        return (
+            self._execute(
+                "UPDATE articles SET title = coalesce(?, title),"
+                " archived = coalesce(?, archived), favorite = coalesce(?, favorite),"
+                " updated_at = ? WHERE id = ? AND user_id = ?",
+                (
+                    title,
+                    None if archived is None else int(archived),
+                    None if favorite is None else int(favorite),
+                    now,
+                    article_id,
+                    user_id,
+                ),
+            )
+            == 1
+        )
 
     def delete_article(self, article_id: str, user_id: str) -> bool:
         return (

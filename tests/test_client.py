@@ -122,6 +122,26 @@ async def test_register_login_analyze_and_wait(live: ServerProcess) -> None:
         assert (await c.list_articles())["items"] == []
 
 
+async def test_tags_and_states(live: ServerProcess) -> None:
+    username, password = await new_user(live.url)
+    async with Client(live.url, username=username, password=password) as c:
+        first = await c.analyze_article("Trees", ARTICLE)
+        second = await c.analyze_article("Other", "Another text to file away.")
+        assert await c.set_tags(first.article_id, ["Cities", "trees"]) == ["Cities", "trees"]
+        assert await c.set_tags(second.article_id, ["cities"]) == ["Cities"]
+        assert await c.tags() == [{"name": "Cities", "count": 2}, {"name": "trees", "count": 1}]
+        changed = await c.update_article(second.article_id, archived=True, favorite=True)
+        assert (changed["archived"], changed["favorite"], changed["title"]) == (True, True, "Other")
+        assert [a["article_id"] async for a in c.iter_articles(tag="CITIES", page_size=1)] == [
+            second.article_id, first.article_id
+        ]
+        assert [a["article_id"] for a in (await c.list_articles(archived=False))["items"]] == [first.article_id]
+        assert [a["article_id"] for a in (await c.list_articles(favorite=True, tag="trees"))["items"]] == []
+        with pytest.raises(ClientError) as refused:
+            await c.set_tags(first.article_id, ["x" * 65])
+        assert (refused.value.status, refused.value.code) == (422, "validation_error")
+
+
 async def test_stream_insight_yields_the_text_as_it_is_written(live: ServerProcess) -> None:
     username, password = await new_user(live.url)
     async with Client(live.url, username=username, password=password) as c:

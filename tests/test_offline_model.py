@@ -155,7 +155,10 @@ def is_strings(value: Any, low: int, high: int) -> bool:
 
 def check_shape(task: str, result: dict[str, Any]) -> None:
     if task == "article_analysis":
-        assert set(result) == {"summary", "key_points", "topics", "reading_time_minutes", "language", "questions"}
+        assert set(result) == {
+            "summary", "key_points", "topics", "reading_time_minutes", "language", "questions", "suggested_tags"
+        }
+        assert is_strings(result["suggested_tags"], 3, 5), result["suggested_tags"]
         assert isinstance(result["summary"], str) and result["summary"]
         assert is_strings(result["key_points"], 3, 6), result["key_points"]
         assert is_strings(result["topics"], 3, 6), result["topics"]

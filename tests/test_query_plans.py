@@ -6,7 +6,8 @@ import sqlite3
 from pathlib import Path
 
 from insightreader.config import DatabaseSettings
-from insightreader.store import Store, Tx
+from insightreader.records import Article, User
+from insightreader.store import ArticleFilter, Store, Tx
 
 
 async def test_submit_path_queries_do_not_walk_a_users_history(tmp_path: Path) -> None:
@@ -49,3 +50,50 @@ async def test_submit_path_queries_do_not_walk_a_users_history(tmp_path: Path) -
     # The storage quota reads one counter row, never the user's articles.
     quota = next(plan for sql, plan in plans.items() if "library_usage" in sql)
     assert "articles" not in quota.replace("library_usage", "")
+
+
+async def test_library_lists_page_through_indexes(tmp_path: Path) -> None:
+    """Each filter of GET /articles pages newest first through an index (no scan of
+    the articles, no sort), and GET /tags reads the user's tags only."""
+    store = Store(DatabaseSettings(path=tmp_path / "library.db"))
+    await store.open()
+    now = "2026-12-05T00:00:00.000Z"
+
+    def fill(tx: Tx) -> None:
+        tx.insert_user(User(id="u", username="u", password_hash="x", is_admin=False, created_at=now))
+        for n in range(30):
+            tx.insert_article(Article(
+                id=f"a{n}", seq=0, user_id="u", title=f"t{n}", content=f"text {n}", url=None,
+                content_hash=f"sha256:{n}", analysis=None, meta_analysis=None, lenses={},
+                created_at=now, updated_at=now,
+            ))
+            tx.set_article_tags(f"a{n}", "u", [("even" if n % 2 else "odd", "x")], now)
+        tx._conn.execute("ANALYZE")
+
+    statements: list[str] = []
+    try:
+        await store.write(fill)
+        await store._reader.set_trace_callback(statements.append)  # type: ignore[union-attr]
+        filters = [
+            ArticleFilter(), ArticleFilter(archived=False), ArticleFilter(favorite=True),
+            ArticleFilter(tag_key="even"), ArticleFilter(tag_key="even", archived=True, favorite=False),
+        ]
+        for only in filters:
+            await store.read.list_articles("u", limit=5, before_seq=20, only=only)
+        await store.read.tags("u")
+    finally:
+        await store.close()
+    conn = sqlite3.connect(tmp_path / "library.db")
+    plans = {
+        sql: " | ".join(row[3] for row in conn.execute("EXPLAIN QUERY PLAN " + sql).fetchall())
+        for sql in statements
+        if sql.lstrip().upper().startswith("SELECT")
+    }
+    conn.close()
+    lists = [plan for sql, plan in plans.items() if "LIMIT" in sql]
+    assert len(lists) == len(filters)
+    for plan in lists:
+        assert "SCAN a" not in plan.replace("SCAN at", ""), plan
+        assert "TEMP B-TREE" not in plan, plan
+    tags = next(plan for sql, plan in plans.items() if "FROM tags WHERE user_id" in sql)
+    assert "tags_user_key" in tags and "TEMP B-TREE" not in tags, tags

@@ -177,3 +177,12 @@ async def test_articles_saved_before_the_index_existed_are_indexed_at_start(
         sql, params = search.page_sql(query)
         assert len(conn.execute(sql, (*params, "u", 1000, 0)).fetchall()) == 250
     assert server.alive
+
+
+async def test_tags_and_highlight_notes_are_searched(offline: tuple[Api, Api]) -> None:
+    api, _ = offline
+    article = await save(api, "Weekend reading", "Nothing about the subject in the text.")
+    assert (await api.http.put(f"/api/v1/articles/{article}/tags", json={"tags": ["Ornithology"]}, headers=api.headers)).status_code == 200
+    assert await found(api, "ornitho") == [article]
+    assert (await api.http.put(f"/api/v1/articles/{article}/tags", json={"tags": []}, headers=api.headers)).status_code == 200
+    assert await found(api, "ornithology") == []

@@ -16,14 +16,18 @@ from .deps import current_user, optional_body, services
 from .openapi import errors, optional_request, raw_response
 from .paging import clamp_limit, decode_cursor, page
 from .schemas import (
+    ArticleChange,
     ArticleList,
     ArticleOut,
+    ArticleQuery,
     LensList,
     MetaAnalysisRequest,
-    PageQuery,
     SaveArticle,
     Submit,
     SubmitOut,
+    TagList,
+    TagsIn,
+    TagsOut,
 )
 from .tasks import idempotency_key, submit_answer
 
@@ -31,10 +35,7 @@ bp = Blueprint("articles", __name__, url_prefix="/api/v1")
 
 
 async def _article(article_id: str) -> Article:
-    found = await services().store.read.article(article_id, current_user().id)
-    if found is None:
-        raise NotFound("no such article")
-    return found
+    return await library.article(services().store, current_user().id, article_id)
 
 
 async def _submit_on(found: Article, task_type: str, priority: int | None, **extra: Any) -> tuple[dict[str, Any], int]:
@@ -89,18 +90,61 @@ async def save_with_analysis(data: SaveArticle) -> tuple[dict[str, Any], int]:
 
 
 @bp.get("/articles")
-@validate_querystring(PageQuery)
+@validate_querystring(ArticleQuery)
 @validate_response(ArticleList)
-@errors((422, "A query parameter is invalid (e.g. a cursor this server did not give out).", "validation_error"))
-async def list_articles(query_args: PageQuery) -> dict[str, Any]:
+@errors((422, "A query parameter is invalid (e.g. a cursor this server did not give out, or a tag name that is not one).", "validation_error"))
+async def list_articles(query_args: ArticleQuery) -> dict[str, Any]:
     """The caller's articles, newest first, each with an `excerpt` (at most 300
-    characters) instead of its text. `limit` is clamped to 1…100."""
+    characters) instead of its text; narrowed by `tag`, `archived` and `favorite`
+    when given. `limit` is clamped to 1…100."""
     limit = clamp_limit(query_args.limit)
-    rows = await services().store.read.list_articles(
-        current_user().id, limit=limit + 1, before_seq=decode_cursor(query_args.cursor)
+    rows = await library.list_articles(
+        services().store,
+        current_user().id,
+        limit=limit + 1,
+        before_seq=decode_cursor(query_args.cursor),
+        tag=query_args.tag,
+        archived=query_args.archived,
+        favorite=query_args.favorite,
     )
     items, next_cursor = page(rows, limit)
     return {"items": [a.public() for a in items], "next_cursor": next_cursor}
+
+
+@bp.patch("/articles/<article_id>")
+@validate_request(ArticleChange)
+@validate_response(ArticleOut)
+@errors(404)
+async def change_article(article_id: str, data: ArticleChange) -> dict[str, Any]:
+    """Archive or unarchive, mark or unmark as favourite, or rename the article; the
+    article after the change."""
+    changed = await library.update_article(
+        services().store,
+        current_user().id,
+        article_id,
+        title=data.title,
+        archived=data.archived,
+        favorite=data.favorite,
+    )
+    return changed.public()
+
+
+@bp.put("/articles/<article_id>/tags")
+@validate_request(TagsIn)
+@validate_response(TagsOut)
+@errors(404, (422, "A tag name is empty, too long (over 64 characters) or holds control characters, or there are over 50.", "validation_error"))
+async def put_tags(article_id: str, data: TagsIn) -> dict[str, Any]:
+    """Replace the article's tags. Names are trimmed; two names differing only in case
+    are one tag, spelled as the user first wrote it."""
+    return {"tags": await library.set_tags(services().store, current_user().id, article_id, data.tags)}
+
+
+@bp.get("/tags")
+@validate_response(TagList)
+async def list_tags() -> dict[str, Any]:
+    """The caller's tags with how many articles carry each, sorted case-insensitively."""
+    found = await library.tags(services().store, current_user().id)
+    return {"items": [{"name": name, "count": count} for name, count in found]}
 
 
 @bp.get("/articles/<article_id>")

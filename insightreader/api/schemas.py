@@ -9,6 +9,8 @@ from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Fie
 from .. import search
 from ..accounts.api_tokens import EXPIRES_IN_DAYS_MAX, NAME_MAX
 from ..accounts.passwords import MAX_LENGTH, USERNAME_MAX, USERNAME_MIN, USERNAME_PATTERN
+from ..tagnames import MAX_LENGTH as TAG_MAX_LENGTH
+from ..tagnames import MAX_PER_ARTICLE, REFUSED
 
 
 def _encodable(value: str) -> str:
@@ -433,6 +435,9 @@ class ArticleOut(BaseModel):
     page: dict[str, str] = Field(
         default_factory=dict, description="What a fetched page said of itself: `author`, `site_name`, `published`, `language`."
     )
+    tags: list[str] = Field(description="Tag names, sorted case-insensitively.")
+    archived: bool
+    favorite: bool
     created_at: str
     updated_at: str
 
@@ -523,6 +528,52 @@ class SearchResults(BaseModel):
 
     items: list[SearchHit]
     next_cursor: str | None
+#: A tag name as sent: something visible, nothing ``tagnames.REFUSED``, at most 64
+#: characters (white space is then trimmed and collapsed).
+TagName = Annotated[
+    str,
+    StringConstraints(max_length=TAG_MAX_LENGTH, pattern=rf"^[^{REFUSED}]*[^{REFUSED}{_INVISIBLE}][^{REFUSED}]*$"),
+    AfterValidator(_encodable),
+]
+
+
+class ArticleQuery(PageQuery):
+    tag: TagName | None = Field(None, description="Only articles with this tag (any spelling of it).")
+    archived: bool | None = Field(None, description="Only archived (`true`) or only unarchived (`false`) articles.")
+    favorite: bool | None = Field(None, description="Only favourites (`true`) or only the others (`false`).")
+
+
+class ArticleChange(Wire):
+    """What `PATCH /articles/{article_id}` changes; a field left out (or `null`) stays."""
+
+    model_config = _examples({"archived": True}, {"favorite": True, "title": "Street trees, again"})
+
+    archived: bool | None = None
+    favorite: bool | None = None
+    title: Title | None = None
+
+
+class TagsIn(Wire):
+    model_config = _examples({"tags": ["cities", "Climate"]})
+
+    tags: list[TagName] = Field(max_length=MAX_PER_ARTICLE, description="The article's whole set of tags.")
+
+
+class TagsOut(BaseModel):
+    model_config = _examples({"tags": ["Climate", "cities"]})
+
+    tags: list[str]
+
+
+class TagOut(BaseModel):
+    name: str
+    count: int = Field(description="How many of the user's articles carry the tag.")
+
+
+class TagList(BaseModel):
+    model_config = _examples({"items": [{"name": "Climate", "count": 3}, {"name": "cities", "count": 1}]})
+
+    items: list[TagOut]
 
 
 class LensOut(BaseModel):

@@ -22,10 +22,10 @@ The request convention
   name is a 400 ``invalid_request_error`` with code ``unknown_task``.
 * The data is in the last user message holding any of the tagged blocks
   ``<title> <article> <selection> <insight> <intent> <lens> <history>
-  <question>`` (so a later user message, such as a repair note, does not
-  hide it). Everything inside a block is data, never instructions. Blocks
+  <question> <tags>`` (so a later user message, such as a repair note, does
+  not hide it). Everything inside a block is data, never instructions. Blocks
   are read in the order article, history, insight, selection, question,
-  title, intent, lens: each from its FIRST open tag to its LAST close tag,
+  title, intent, lens, tags: each from its FIRST open tag to its LAST close tag,
   then cut out before the next is read, so fake tags inside an article
   stay part of the article. A user message with no tags at all is the
   article (structured tasks) or the selection (insights).
@@ -95,7 +95,7 @@ LENS_TYPES = ("argument_map", "first_principles", "systems_thinking", "counterfa
 INTENTS = ("explain", "challenge", "example", "connect", "deeper")
 
 #: Tags of the data blocks, in the order they are read and cut out.
-TAGS = ("article", "history", "insight", "selection", "question", "title", "intent", "lens")
+TAGS = ("article", "history", "insight", "selection", "question", "title", "intent", "lens", "tags")
 
 _SYSTEM_ROLES = ("system", "developer")
 
@@ -824,6 +824,37 @@ def _reader_questions(article: _Article, topics: list[str]) -> list[str]:
     return questions
 
 
+def _existing_tags(blocks: dict[str, str]) -> list[str]:
+    """The reader's tags from the ``<tags>`` block (a JSON array of names)."""
+    try:
+        names = json.loads(blocks.get("tags", "[]"))
+    except ValueError:
+        return []
+    return [n for n in names if isinstance(n, str)] if isinstance(names, list) else []
+
+
+def _suggested_tags(article: _Article, existing: list[str], count: int = 5) -> list[str]:
+    """Existing tags whose words all occur in the text (in the order given: most used
+    first), then the text's keywords not covered by those, ``count`` at most and
+    three at least."""
+    occurring = [
+        name for name in existing
+        if (keys := terms(name)) and all(k in article.doc.weight for k in keys)
+    ]
+    chosen = list(dict.fromkeys(occurring[:count]))
+    taken = {k for name in chosen for k in terms(name)}
+    topics = article.topics(count)
+    for topic in topics:
+        if len(chosen) < count and not set(terms(topic)) <= taken:
+            chosen.append(topic)
+            taken.update(terms(topic))
+    # A short text: its topics overlap, and the fallbacks fill up to three.
+    for topic in [*topics, *article.w("fallback_topics").split("|")]:
+        if len(chosen) < 3 and topic not in chosen:
+            chosen.append(topic)
+    return chosen
+
+
 def _article_analysis(blocks: dict[str, str]) -> dict[str, Any]:
     article = _Article(blocks)
     summary, key_points = _summary_and_points(article)
@@ -835,6 +866,7 @@ def _article_analysis(blocks: dict[str, str]) -> dict[str, Any]:
         "reading_time_minutes": reading_time_minutes(article.raw),
         "language": article.w.language,
         "questions": _reader_questions(article, topics),
+        "suggested_tags": _suggested_tags(article, _existing_tags(blocks)),
     }
 
 

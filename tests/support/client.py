@@ -32,6 +32,9 @@ class Api:
     async def post(self, path: str, json: Any = None, headers: dict[str, str] | None = None, **kw: Any) -> httpx.Response:
         return await self.http.post(path, json=json, headers={**self.headers, **(headers or {})}, **kw)
 
+    async def put(self, path: str, json: Any = None, **kw: Any) -> httpx.Response:
+        return await self.http.put(path, json=json, headers=self.headers, **kw)
+
     async def patch(self, path: str, json: Any = None, **kw: Any) -> httpx.Response:
         return await self.http.patch(path, json=json, headers=self.headers, **kw)
 

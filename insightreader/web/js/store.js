@@ -2,7 +2,8 @@
 // stream, plus a tiny publish/subscribe bus the views listen to.
 //
 // Topics: 'task' (one task changed), 'tasks' (the list changed), 'article' (one
-// article changed), 'articles' (the list changed), 'tick' (a second passed).
+// article changed), 'articles' (the list changed), 'tags' (the user's tags changed),
+// 'tick' (a second passed).
 
 import { api, serverNow } from './api.js';
 
@@ -33,6 +34,10 @@ export const state = {
   articlesCursor: null,
   articlesLoaded: false,
   lenses: [],
+  /** The library's filter: a tag name and the states ('' = either way). */
+  filter: { tag: '', archived: '', favorite: '' },
+  /** The user's tags: [{name, count}]. */
+  tags: [],
 };
 
 /** The id of the last event the stream delivered (its source is set by app.js). */
@@ -52,6 +57,8 @@ export function clear() {
   state.articleOrder = [];
   state.articlesCursor = null;
   state.articlesLoaded = false;
+  state.filter = { tag: '', archived: '', favorite: '' };
+  state.tags = [];
 }
 
 const nowIso = () => new Date(serverNow()).toISOString();
@@ -289,6 +296,7 @@ function applyResult(t) {
 
 export async function loadArticles({ more = false } = {}) {
   const query = new URLSearchParams({ limit: '30' });
+  for (const [key, value] of Object.entries(state.filter)) if (value) query.set(key, value);
   if (more && state.articlesCursor) query.set('cursor', state.articlesCursor);
   const page = await api('GET', `/articles?${query}`);
   const ids = page.items.map((item) => mergeArticle(item).article_id);
@@ -296,6 +304,32 @@ export async function loadArticles({ more = false } = {}) {
   state.articlesCursor = page.next_cursor;
   state.articlesLoaded = true;
   emit('articles');
+}
+
+/** Whether an article belongs in the list under the current filter. */
+export function matchesFilter(article) {
+  const { tag, archived, favorite } = state.filter;
+  if (archived && String(Boolean(article.archived)) !== archived) return false;
+  if (favorite && String(Boolean(article.favorite)) !== favorite) return false;
+  return !tag || (article.tags || []).some((t) => t.toLocaleLowerCase() === tag.toLocaleLowerCase());
+}
+
+export async function loadTags() {
+  state.tags = (await api('GET', '/tags')).items;
+  emit('tags');
+}
+
+/** Replace an article's tags (the server answers the names it keeps). */
+export async function setArticleTags(id, tags) {
+  const answer = await api('PUT', `/articles/${encodeURIComponent(id)}/tags`, { tags });
+  emit('article', mergeArticle({ article_id: id, tags: answer.tags }));
+  await loadTags();
+}
+
+/** Archive, mark as favourite or rename an article. */
+export async function changeArticle(id, change) {
+  const changed = await api('PATCH', `/articles/${encodeURIComponent(id)}`, change);
+  emit('article', mergeArticle(changed));
 }
 
 export async function loadArticle(id) {

@@ -5,10 +5,11 @@ import { api, serverNow } from '../api.js';
 import { duration, h, hostOf, randomId, replace, setText, when } from '../dom.js';
 import { describeError, describeTaskError } from '../messages.js';
 import {
-  analysisTask, fetchTask, isActive, loadArticles, noteArticleSaved, on, refreshTask, state,
+  analysisTask, emit, fetchTask, isActive, loadArticles, loadTags, matchesFilter, noteArticleSaved, on, refreshTask, state,
 } from '../store.js';
 import { busy, spinner, toast } from '../ui.js';
 import { retryTask } from '../actions.js';
+import { articleTools, filterBar } from './tags.js';
 
 /** The analysis of an article, or where it stands (shared with the reader). */
 export function analysisBlock(article, task, { full = false } = {}) {
@@ -69,8 +70,9 @@ function articleCard(article) {
   const link = h('a', { href: `#/article/${encodeURIComponent(article.article_id)}`, class: 'card-link' });
   const meta = h('p', { class: 'article-card-meta' });
   const body = h('div', { class: 'article-card-body' });
+  const tools = articleTools(article.article_id);
   const el = h('li', { class: 'card article-card', dataset: { articleId: article.article_id } },
-    h('h2', { class: 'article-card-title' }, link), meta, body);
+    h('h2', { class: 'article-card-title' }, link), meta, body, tools.el);
   let key = null;
 
   function update() {
@@ -90,6 +92,7 @@ function articleCard(article) {
       replace(body, fetching ? fetchBlock(current, task) : analysisBlock(current, task));
       el.dataset.state = body.firstElementChild ? body.firstElementChild.dataset.state : '';
     }
+    tools.update();
     tick();
   }
 
@@ -164,12 +167,16 @@ export function mountLibrary(main) {
   const heading = h('h1', { tabindex: '-1' }, 'Your reading');
   const toggle = h('button', { type: 'button', class: 'button primary', 'aria-expanded': 'false', 'aria-controls': 'new-article' }, 'Add an article');
   const list = h('ol', { class: 'article-list', 'aria-label': 'Saved articles' });
+  const noMatch = h('p', { class: 'empty card muted', hidden: true }, 'No articles match this filter.');
   const empty = h('div', { class: 'empty card', hidden: true },
     h('h2', null, 'Nothing saved yet'),
     h('p', null, 'Paste an article above. You will get a summary, key points and topics in a few seconds, and can then read it with an AI companion: select any passage to ask about it.'));
   const more = h('button', { type: 'button', class: 'button ghost', hidden: true }, 'Show older articles');
   const loading = h('p', { class: 'muted loading-line' }, spinner(), 'Loading your articles…');
   const cards = new Map();
+  const filters = filterBar(() => {
+    loadArticles().catch((err) => toast(describeError(err)));
+  });
 
   const { form, focus } = newArticleForm((id) => {
     setFormOpen(false);
@@ -187,13 +194,15 @@ export function mountLibrary(main) {
 
   main.replaceChildren(h('div', { class: 'library' },
     h('div', { class: 'library-head' }, h('div', null, heading, h('p', { class: 'lede' }, 'Save what you want to read closely. Analyses arrive by themselves.')), toggle),
-    form, loading, empty, list, h('div', { class: 'more-row' }, more)));
+    form, filters.el, loading, empty, noMatch, list, h('div', { class: 'more-row' }, more)));
 
   function render() {
     if (!state.articlesLoaded) return;
     loading.hidden = true;
-    empty.hidden = state.articleOrder.length > 0;
-    if (!state.articleOrder.length && form.hidden && !render.opened) {
+    const filtered = Object.values(state.filter).some(Boolean);
+    empty.hidden = filtered || state.articleOrder.length > 0;
+    noMatch.hidden = !filtered || state.articleOrder.length > 0;
+    if (!filtered && !state.articleOrder.length && form.hidden && !render.opened) {
       render.opened = true;
       setFormOpen(true);
     }
@@ -222,7 +231,15 @@ export function mountLibrary(main) {
 
   const offs = [
     on('articles', render),
-    on('article', (article) => cards.get(article.article_id)?.update()),
+    on('article', (article) => {
+      if (!matchesFilter(article) && state.articleOrder.includes(article.article_id)) {
+        state.articleOrder = state.articleOrder.filter((id) => id !== article.article_id);
+        emit('articles');
+      } else {
+        cards.get(article.article_id)?.update();
+      }
+    }),
+    on('tags', () => filters.update()),
     on('task', (task) => { if (task.task_type === 'article_analysis' && task.article_id) cards.get(task.article_id)?.update(); }),
     on('tasks', () => { for (const card of cards.values()) card.update(); }),
     on('tick', () => { for (const card of cards.values()) card.tick(); }),
@@ -233,6 +250,7 @@ export function mountLibrary(main) {
   loadArticles().catch((err) => {
     setText(loading, describeError(err));
   });
+  loadTags().catch((err) => toast(describeError(err)));
 
   return {
     unmount: () => offs.forEach((off) => off()),
