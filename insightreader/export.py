@@ -1,6 +1,7 @@
 """A user's library taken elsewhere: ``markdown`` (a zip of one Markdown file per
 article, which opens as an Obsidian vault) and ``json`` (one document with everything
-the user owns, which ``POST /imports?format=insightreader`` reads back).
+the user owns, in the ``insightreader`` import format of docs/import-export.md; the
+import endpoint that reads it back is still to come).
 
 Both are streamed: articles are read a page at a time (``PAGE``) and each page is
 written out before the next is read, so a library of 10,000 articles is never held in

@@ -31,8 +31,8 @@ class ExportQuery(BaseModel):
     "application/zip",
     "`markdown`: a zip with one Markdown file per article (YAML front matter, then the "
     "analyses, highlights, insights and text), which opens as an Obsidian vault. `json` "
-    "(`application/json`): everything the user owns, which `POST /imports?format=insightreader` "
-    "reads back (docs/import-export.md).",
+    "(`application/json`): everything the user owns, in the `insightreader` import format "
+    "(docs/import-export.md).",
     schema={"type": "string", "format": "binary"},
 )
 @raw_response(200, "application/json", "`json`: the document (docs/import-export.md).",

@@ -43,7 +43,7 @@ export function mountAccount(main) {
     error, h('div', { class: 'form-actions' }, save));
   const exports = h('section', { class: 'card account-card', id: 'export', 'aria-labelledby': 'export-title' },
     h('h2', { id: 'export-title' }, 'Take your library with you'),
-    h('p', { class: 'muted' }, 'Every article with its analyses, highlights and insights: as Markdown notes (a zip that opens as an Obsidian vault), or as one JSON file this server can import again.'),
+    h('p', { class: 'muted' }, 'Every article with its analyses, highlights and insights: as Markdown notes (a zip that opens as an Obsidian vault), or as one JSON file with everything (its format is in docs/import-export.md).'),
     h('div', { class: 'form-actions' },
       exportButton('markdown', 'Download Markdown (.zip)'), exportButton('json', 'Download JSON')));
   const list = h('ul', { class: 'session-list', id: 'session-list', 'aria-label': 'Signed-in devices' });
