@@ -220,21 +220,26 @@ class Hit:
         return {"article_id": self.article_id, "title": self.title, "snippet": self.snippet, "score": self.score}
 
 
-def page_sql(query: Query) -> tuple[str, list[Any]]:
-    """The statement for the rowids and ranks of one page of ``query``'s hits, and its
-    leading parameters (``user_id``, ``limit``, ``offset`` follow). It reads no text:
-    a common word matches thousands of articles, and only a page of them is shown. An
-    article found only by a stem has no rank in ``search``: it comes after the ranked."""
+def page_sql(query: Query, user_id: str, limit: int, offset: int) -> tuple[str, list[Any]]:
+    """The statement for the rowids and ranks of one page of ``query``'s hits among the
+    user's articles, and its parameters. It reads no text: a common word matches
+    thousands of articles, and only a page of them is shown. Both sides are
+    materialised and met through ``IN`` (an index SQLite builds once): a join of the
+    two took seconds over 10,000 articles, and so did any constraint on ``rowid`` next to
+    a ``MATCH`` (FTS5 then looks each rowid up alone). An article found only by a stem
+    has no rank in ``search``: it comes after the ranked ones."""
     matched, params = query.matched_sql()
     sql = (
-        f"WITH matched AS ({matched}),"
-        f" ranked AS (SELECT rowid, bm25(search, {', '.join(str(w) for w in _WEIGHTS)}) AS rank"
-        " FROM search WHERE search MATCH ? AND rowid IN matched)"
-        " SELECT m.rowid, r.rank FROM matched m JOIN articles a ON a.seq = m.rowid"
-        " LEFT JOIN ranked r ON r.rowid = m.rowid"
-        " WHERE a.user_id = ? ORDER BY r.rank IS NULL, r.rank, m.rowid DESC LIMIT ? OFFSET ?"
+        f"WITH found AS MATERIALIZED ({matched}),"
+        " matched AS MATERIALIZED (SELECT rowid FROM found"
+        " WHERE rowid IN (SELECT seq FROM articles WHERE user_id = ?)),"
+        f" ranked AS MATERIALIZED (SELECT rowid, bm25(search, {', '.join(str(w) for w in _WEIGHTS)}) AS rank"
+        " FROM search WHERE search MATCH ?)"
+        " SELECT rowid, rank FROM (SELECT rowid, rank FROM ranked WHERE rowid IN (SELECT rowid FROM matched)"
+        " UNION ALL SELECT rowid, NULL AS rank FROM matched WHERE rowid NOT IN (SELECT rowid FROM ranked))"
+        " ORDER BY rank IS NULL, rank, rowid DESC LIMIT ? OFFSET ?"
     )
-    return sql, [*params, query.any_part]
+    return sql, [*params, user_id, query.any_part, limit, offset]
 
 
 def shown_sql(count: int) -> str:

@@ -316,8 +316,8 @@ class Reader:
     async def search(self, user_id: str, query: search.Query, limit: int, offset: int) -> list[search.Hit]:
         """The user's articles matching ``query``, best first: a page of ranks, then
         the text shown for that page only."""
-        sql, params = search.page_sql(query)
-        page = [(row[0], row[1]) for row in await self._all(sql, (*params, user_id, limit, offset))]
+        sql, params = search.page_sql(query, user_id, limit, offset)
+        page = [(row[0], row[1]) for row in await self._all(sql, params)]
         if not page:
             return []
         rowids = [rowid for rowid, _ in page]

@@ -126,7 +126,7 @@ async def test_the_json_document_holds_everything_for_every_page_and_nothing_of_
     assert (document["format"], document["version"], document["username"]) == ("insightreader", 1, api.username)
     assert [a["article_id"] for a in document["articles"]] == ids  # oldest first, each once
     head = document["articles"][0]
-    assert (head["title"], head["content"], head["analysis"]) == ("First", CONTENT, ANALYSIS)
+    assert (head["title"], head["content"], head["analysis"]) == ("First", CONTENT, {**ANALYSIS, "suggested_tags": []})
     assert [(i["selected_text"], i["insight"]) for i in head["insights"]] == [("They cost little", INSIGHT)]
     assert {"url", "tags", "archived", "favorite", "saved_at", "highlights"} <= set(head)
     markdown = zipfile.ZipFile(io.BytesIO((await api.get("/api/v1/export")).content))

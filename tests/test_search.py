@@ -140,8 +140,8 @@ def test_queries_never_reach_fts5_as_syntax(tmp_path: Path) -> None:
         query = search.parse_query(typed)
         if query is None:
             return
-        sql, params = search.page_sql(query)
-        conn.execute(sql, (*params, "u", 10, 0)).fetchall()
+        sql, params = search.page_sql(query, "u", 10, 0)
+        conn.execute(sql, params).fetchall()
         shown = search.shown_sql(2)
         conn.execute(shown, (200, 24, query.any_part, 1, 2, 1, 2)).fetchall()
 
@@ -174,8 +174,8 @@ async def test_articles_saved_before_the_index_existed_are_indexed_at_start(
         assert conn.execute("SELECT count(*) FROM search_backlog").fetchone()[0] == 0
         query = search.parse_query("kites 风筝")
         assert query is not None
-        sql, params = search.page_sql(query)
-        assert len(conn.execute(sql, (*params, "u", 1000, 0)).fetchall()) == 250
+        sql, params = search.page_sql(query, "u", 1000, 0)
+        assert len(conn.execute(sql, params).fetchall()) == 250
     assert server.alive
 
 
