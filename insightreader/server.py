@@ -124,6 +124,7 @@ async def serve(
     # No gc.collect() first: start-up leaves next to no garbage (it found none), and a
     # full collection of the ~115,000 objects imports make held the loop 25-40 ms.
     gc.freeze()
+    gc.enable()  # `insightreader serve` loads the modules with collection off
     if configure is not None:
         configure(app)
     stop = asyncio.Event()

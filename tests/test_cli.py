@@ -12,6 +12,7 @@ from pathlib import Path
 import aiosqlite
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from insightreader import migrate
 from tests.conftest import base_config
@@ -256,5 +257,18 @@ async def test_a_second_server_on_the_same_database_refuses_to_start(
     try:
         second.start()
         assert httpx.get(f"{second.url}/healthz", timeout=10).status_code == 200
+        # `serve` loads its modules with garbage collection off: it is back on once it serves.
+        collections = [gc_collections(second.url) for _ in range(20)]
+        assert collections[-1] > collections[0], collections
     finally:
         second.stop()
+
+
+def gc_collections(url: str) -> float:
+    """The server's count of young-generation garbage collections, from ``/metrics``."""
+    text = httpx.get(f"{url}/metrics", timeout=10).text
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == "python_gc_collections_total" and sample.labels.get("generation") == "0":
+                return sample.value
+    raise AssertionError("no python_gc_collections_total in /metrics")
