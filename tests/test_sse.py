@@ -173,6 +173,33 @@ async def test_connected_then_a_tasks_lifecycle_in_order_and_heartbeats(client: 
         assert (await alias.events.next()).event == "connected"
 
 
+@pytest.mark.parametrize("http_version", ["1.1", "1.0"])
+async def test_the_body_is_framed_for_the_clients_http_version(
+    client: httpx.AsyncClient, main_server: ServerProcess, http_version: str
+) -> None:
+    """The stream's pieces are written to the connection directly (api/asgi.py,
+    DirectBody): chunked to an HTTP/1.1 client, bare to an HTTP/1.0 one, which reads to
+    the close; every message arrives whole in either."""
+    api = await register(client)
+    stream = await RawStream.open(main_server.url, token=api.token, http_version=http_version)
+    try:
+        assert stream.status == 200
+        chunked = stream.headers.get("transfer-encoding", "").lower() == "chunked"
+        assert chunked == (http_version == "1.1"), stream.headers
+        assert "content-length" not in stream.headers
+        assert (await stream.events.next()).event == "connected"
+        task_id = await api.submit_id("gate", {"gate": f"framing-{http_version}", "deltas": ["a", "b"]})
+        await api.wait_status(task_id, "running")
+        await api.open_gate(f"framing-{http_version}")
+        got = await stream.events.until(completed(task_id))
+        assert names(got) == ["task_queued", "task_started", "task_progress", "task_progress", "task_completed"]
+        await stream.events.until(lambda m: m.event == "heartbeat", timeout=3, heartbeats=True)
+        assert stream.body.startswith(b"retry: 3000\n\nevent: connected\n"), bytes(stream.body[:80])
+        assert b"\r" not in stream.body and b"\n\n\n" not in stream.body
+    finally:
+        stream.close()
+
+
 async def test_resume_with_the_header_or_the_query_gets_exactly_what_was_missed(
     client: httpx.AsyncClient,
 ) -> None:

@@ -187,6 +187,8 @@ class RawStream:
         self.writer = writer
         self.status = 0
         self.headers: dict[str, str] = {}
+        #: The body as received so far, unframed (chunk sizes removed).
+        self.body = bytearray()
         self.events = EventReader(self._body())
 
     @classmethod
@@ -200,6 +202,7 @@ class RawStream:
         headers: dict[str, str] | None = None,
         stuck: bool = False,
         timeout: float = 10.0,
+        http_version: str = "1.1",
     ) -> RawStream:
         url = urlsplit(base_url)
         host, port = url.hostname or "127.0.0.1", url.port or 80
@@ -219,7 +222,7 @@ class RawStream:
                 reader, writer = await asyncio.open_connection(sock=sock, limit=1024)
             stream = cls(reader, writer)
             target = path + ("?" + urlencode(params) if params else "")
-            lines = [f"GET {target} HTTP/1.1", f"Host: {host}:{port}", "Accept: text/event-stream"]
+            lines = [f"GET {target} HTTP/{http_version}", f"Host: {host}:{port}", "Accept: text/event-stream"]
             lines += [f"{k}: {v}" for k, v in {**auth_headers(token), **(headers or {})}.items()]
             writer.write(("\r\n".join(lines) + "\r\n\r\n").encode())
             head = await reader.readuntil(b"\r\n\r\n")
@@ -233,9 +236,12 @@ class RawStream:
 
     async def _body(self) -> AsyncIterator[bytes]:
         if self.headers.get("transfer-encoding", "").lower() != "chunked":
-            length = int(self.headers.get("content-length", "0"))
-            if length:
-                yield await self.reader.readexactly(length)
+            if "content-length" in self.headers:
+                yield await self.reader.readexactly(int(self.headers["content-length"]))
+                return
+            while data := await self.reader.read(65536):  # to the close (HTTP/1.0)
+                self.body += data
+                yield data
             return
         while True:
             try:
@@ -246,6 +252,7 @@ class RawStream:
                 await self.reader.readexactly(2)
             except (asyncio.IncompleteReadError, ConnectionError):
                 return
+            self.body += data
             yield data
 
     def close(self) -> None:
