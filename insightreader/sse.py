@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import logging
 import re
 import time
@@ -183,7 +184,9 @@ class EventStream:
         sub.on_close = closed
         if self._expires_at is not None:
             at = loop.time() + max(0.0, self._expires_at - time.time())
-            self._timers.append(loop.call_at(at, sub.close, "session_expired"))
+            # In a context of its own: this runs in the request's handler, and a timer
+            # keeps its context (the request, its body) alive until it fires.
+            self._timers.append(loop.call_at(at, sub.close, "session_expired", context=contextvars.Context()))
 
     @property
     def overflowed(self) -> bool:

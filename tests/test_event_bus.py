@@ -4,10 +4,15 @@ a user with a thousand open streams does not hold the loop for one long turn."""
 from __future__ import annotations
 
 import asyncio
+import contextvars
+import gc
+import time
+import weakref
 from pathlib import Path
 
 from insightreader.config import DatabaseSettings
 from insightreader.events import WAKE_BATCH, EventBus
+from insightreader.sse import EventStream
 from insightreader.store import Store
 
 
@@ -46,5 +51,39 @@ async def test_streams_are_woken_a_batch_per_turn_and_all_of_them_get_every_even
         taken = [sub.take() for sub in subs]
         assert all(event is not None and event.data == {"n": 3} for event in taken)
     finally:
+        await bus.stop()
+        await store.close()
+
+
+async def test_an_open_stream_keeps_nothing_of_the_request_that_opened_it(tmp_path: Path) -> None:
+    """A stream is opened in its request's handler, whose context holds the request;
+    the stream outlives the request by hours, and must not keep it (its session timer
+    used to: a timer keeps the context it was made in)."""
+    store = Store(DatabaseSettings(path=tmp_path / "bus.db"))
+    await store.open()
+    bus = EventBus(store, queue_size=8)
+    await bus.start()
+    request_var: contextvars.ContextVar[object] = contextvars.ContextVar("request")
+
+    class Request:
+        pass
+
+    stream = EventStream(bus, store, "u", last_event_id=None, heartbeat=5.0, max_streams=5,
+                         expires_at=time.time() + 900)
+    request = Request()
+    gone = weakref.ref(request)
+
+    def handler() -> None:
+        request_var.set(request)
+        stream.open()
+
+    try:
+        contextvars.copy_context().run(handler)
+        del request
+        gc.collect()
+        assert gone() is None, gc.get_referrers(gone())
+        assert bus.subscriber_count("u") == 1
+    finally:
+        stream.close()
         await bus.stop()
         await store.close()
