@@ -455,6 +455,21 @@ class Engine:
         tx.after_commit(lambda: self._enqueue(task))
         return SubmitOutcome(task, created=True, deduplicated=False)
 
+    def submit_in(
+        self, tx: Tx, user_id: str, task_type: str, spec: Submission, *, priority: int | None = None
+    ) -> SubmitOutcome:
+        """Submit within a write job that writes more (a completing run's follow-up, an
+        imported article's fetch): refused as any submit is (raising), and then the
+        job's failure keeps none of what it wrote. ``priority`` as given (bulk work
+        asks for less than its type's default)."""
+        kind = self.task_types[task_type]
+        digest = input_hash(kind, self.model, spec.payload)
+        rank = kind.priority if priority is None else priority
+        outcome = self._answer(tx, user_id, kind, spec, digest, rank, datetime.now(UTC))
+        if outcome.created:
+            tx.after_commit(lambda: self._changed("submitted", outcome.task))
+        return outcome
+
     def _submit_follow_up(self, tx: Tx, user_id: str, task_type: str, spec: Submission) -> None:
         """Submit a task a completing run asked for, in its completing transaction. A
         refused one (too many pending, the token budget) is logged and left out: the
@@ -462,15 +477,10 @@ class Engine:
         an article deleted meanwhile is left out too."""
         if spec.article_id is not None and tx.article_tokens(spec.article_id) is None:
             return
-        kind = self.task_types[task_type]
-        digest = input_hash(kind, self.model, spec.payload)
         try:
-            outcome = self._answer(tx, user_id, kind, spec, digest, kind.priority, datetime.now(UTC))
+            self.submit_in(tx, user_id, task_type, spec)
         except (TooManyPending, QuotaExceeded) as exc:
             log.warning("follow-up %s not submitted: %s", task_type, exc.message, extra={"error_code": exc.code})
-            return
-        if outcome.created:
-            tx.after_commit(lambda: self._changed("submitted", outcome.task))
 
     def _budget_left(
         self, tx: Tx, user_id: str, today: str, *, excluding: str | None = None

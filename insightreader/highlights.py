@@ -15,7 +15,7 @@ import uuid
 from collections.abc import Iterator
 
 from .errors import NotFound, QuoteNotFound
-from .records import Highlight, User, utcnow
+from .records import Article, Highlight, User, utcnow
 from .store import Store, Tx
 
 #: Characters of context kept on either side of a quote.
@@ -71,6 +71,17 @@ def locate(content: str, quote: str, prefix: str = "", suffix: str = "") -> tupl
     return best
 
 
+def placed(article: Article, quote: str, position: int, note: str, now: str) -> Highlight:
+    """A new highlight of ``quote``, found at ``position`` of the article's text (by
+    :func:`locate`), with the text around it as it stands there."""
+    return Highlight(
+        id=str(uuid.uuid4()), user_id=article.user_id, article_id=article.id, quote=quote,
+        prefix=article.content[max(0, position - CONTEXT_CHARS) : position],
+        suffix=article.content[position + len(quote) : position + len(quote) + CONTEXT_CHARS],
+        position=position, note=note, created_at=now, updated_at=now,
+    )
+
+
 async def add(
     store: Store, user: User, article_id: str, *, quote: str, prefix: str, suffix: str, note: str
 ) -> Highlight:
@@ -81,13 +92,7 @@ async def add(
     if found is None:
         raise QuoteNotFound("quote: it does not occur in the article's text")
     position, quote = found
-    now = utcnow()
-    highlight = Highlight(
-        id=str(uuid.uuid4()), user_id=user.id, article_id=article.id, quote=quote,
-        prefix=article.content[max(0, position - CONTEXT_CHARS) : position],
-        suffix=article.content[position + len(quote) : position + len(quote) + CONTEXT_CHARS],
-        position=position, note=note, created_at=now, updated_at=now,
-    )
+    highlight = placed(article, quote, position, note, utcnow())
 
     def job(tx: Tx) -> None:
         if not tx.article_exists(article.id, user.id):

@@ -80,6 +80,44 @@ class ApiTokenRecord:
 
 
 @dataclass(frozen=True)
+class Batch:
+    """Bulk work a user started (``batches`` table): an import, with its progress."""
+
+    id: str
+    user_id: str
+    kind: str
+    format: str | None
+    status: str
+    total: int
+    done: int
+    failed: int
+    duplicates: int
+    last_error: str | None
+    created_at: str
+    finished_at: str | None
+
+    def progress(self) -> dict[str, Any]:
+        """What the events and the API show of an import."""
+        return {
+            "import_id": self.id,
+            "status": self.status,
+            "total": self.total,
+            "done": self.done,
+            "failed": self.failed,
+            "duplicates": self.duplicates,
+        }
+
+    def public(self) -> dict[str, Any]:
+        return {
+            **self.progress(),
+            "format": self.format,
+            "last_error": self.last_error,
+            "created_at": self.created_at,
+            "finished_at": self.finished_at,
+        }
+
+
+@dataclass(frozen=True)
 class Task:
     id: str
     seq: int

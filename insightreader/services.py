@@ -12,6 +12,7 @@ from .accounts import Accounts, ApiTokens, Tokens, load_secret
 from .config import Settings, admin_credentials
 from .engine import Engine, TaskType
 from .events import EventBus
+from .imports import Importer
 from .llm import LLMClient
 from .sse import EventPruner
 from .store import Store, lock_database
@@ -30,6 +31,7 @@ class Services:
     api_tokens: ApiTokens
     llm: LLMClient
     pruner: EventPruner
+    importer: Importer
     #: Every background task of the process is started through it.
     supervisor: Supervisor
     _lock: IO[str]
@@ -57,6 +59,8 @@ class Services:
             await accounts.bootstrap_admin(*admin_credentials())
             api_tokens.start()
             await engine.start()
+            importer = Importer(store, bus, engine, settings.library, settings.tasks, supervisor=supervisor)
+            importer.start()
             supervisor.start(library.index_search_backlog(store), name="search-backlog", until_stopped=False)
         except BaseException:
             supervisor.shutdown()
@@ -66,7 +70,7 @@ class Services:
             await llm.aclose()
             lock.close()
             raise
-        return cls(settings, store, bus, engine, accounts, api_tokens, llm, pruner, supervisor, lock)
+        return cls(settings, store, bus, engine, accounts, api_tokens, llm, pruner, importer, supervisor, lock)
 
     async def close(self) -> None:
         """Drain the engine (running tasks get ``server.graceful_timeout``), end the

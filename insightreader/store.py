@@ -47,6 +47,7 @@ from .records import (
     ApiTokenRecord,
     Article,
     ArticleItem,
+    Batch,
     Highlight,
     NewTask,
     QueuedTask,
@@ -162,6 +163,14 @@ def _api_token(row: sqlite3.Row) -> ApiTokenRecord:
         created_at=row["token_created_at"],
         last_used_at=row["last_used_at"],
         expires_at=row["expires_at"],
+    )
+
+
+def _batch(row: sqlite3.Row) -> Batch:
+    return Batch(
+        id=row["id"], user_id=row["user_id"], kind=row["kind"], format=row["format"], status=row["status"],
+        total=row["total"], done=row["done"], failed=row["failed"], duplicates=row["duplicates"],
+        last_error=row["last_error"], created_at=row["created_at"], finished_at=row["finished_at"],
     )
 
 
@@ -307,6 +316,33 @@ class Reader:
             (user_id,),
         )
         return [_api_token(row) for row in rows]
+
+    async def batch(self, batch_id: str, user_id: str) -> Batch | None:
+        row = await self._one("SELECT * FROM batches WHERE id = ? AND user_id = ? AND status != 'staging'",
+                              (batch_id, user_id))
+        return None if row is None else _batch(row)
+
+    async def batches(self, user_id: str, kind: str, limit: int) -> list[Batch]:
+        """The user's batches of ``kind``, newest first."""
+        rows = await self._all(
+            "SELECT * FROM batches WHERE user_id = ? AND kind = ? AND status != 'staging'"
+            " ORDER BY created_at DESC, id LIMIT ?",
+            (user_id, kind, limit),
+        )
+        return [_batch(row) for row in rows]
+
+    async def running_batches(self, kind: str) -> list[Batch]:
+        rows = await self._all(
+            "SELECT * FROM batches WHERE status = 'running' AND kind = ? ORDER BY created_at, id", (kind,)
+        )
+        return [_batch(row) for row in rows]
+
+    async def next_batch_item(self, batch_id: str) -> tuple[int, str] | None:
+        """The first item still to do: (position, item JSON)."""
+        row = await self._one(
+            "SELECT position, item FROM batch_items WHERE batch_id = ? ORDER BY position LIMIT 1", (batch_id,)
+        )
+        return None if row is None else (int(row[0]), str(row[1]))
 
     async def task(self, task_id: str, user_id: str | None = None) -> Task | None:
         """The task, or None; with ``user_id``, only when it is that user's."""
@@ -900,12 +936,13 @@ class Tx:
             "UPDATE tasks SET status = 'pending', started_at = NULL WHERE status = 'running'"
         )
 
-    def insert_article(self, article: Article) -> bool:
-        """Insert an article; False when the user already saved this content."""
+    def insert_article(self, article: Article, url_key: str | None = None) -> bool:
+        """Insert an article (with the normalised URL it came from, when known); False
+        when the user already saved this content."""
         return (
             self._execute(
                 "INSERT INTO articles (id, user_id, title, content, url, content_hash,"
-                " excerpt, tokens, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                " excerpt, tokens, created_at, updated_at, url_key) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
                 " ON CONFLICT (user_id, content_hash) DO NOTHING",
                 (
                     article.id,
@@ -918,10 +955,53 @@ class Tx:
                     article.tokens,
                     article.created_at,
                     article.updated_at,
+                    url_key,
                 ),
             )
             == 1
         )
+
+    # -- batches ------------------------------------------------------------
+
+    def insert_batch(self, batch: Batch) -> None:
+        self._execute(
+            "INSERT INTO batches (id, user_id, kind, format, status, total, duplicates, created_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (batch.id, batch.user_id, batch.kind, batch.format, batch.status, batch.total, batch.duplicates,
+             batch.created_at),
+        )
+
+    def stage_batch_items(self, batch_id: str, items: list[tuple[int, str]]) -> None:
+        """Add (position, item JSON) pairs to the batch's items to do."""
+        self._conn.executemany(
+            "INSERT INTO batch_items (batch_id, position, item) VALUES (?, ?, ?)",
+            [(batch_id, position, item) for position, item in items],
+        )
+
+    def set_batch_status(self, batch_id: str, status: str) -> None:
+        self._execute("UPDATE batches SET status = ? WHERE id = ?", (status, batch_id))
+
+    def drop_staging_batches(self) -> int:
+        """Batches whose request died while storing their items (never answered)."""
+        return self._execute("DELETE FROM batches WHERE status = 'staging'")
+
+    def finish_batch_item(
+        self, batch_id: str, position: int, outcome: str, error: str | None, now: str
+    ) -> Batch:
+        """The item is done (``outcome``: ``done``, ``failed`` or ``duplicates``, the
+        counter it adds to): removed from the items to do, counted, and the batch
+        finished when it was the last one."""
+        assert outcome in ("done", "failed", "duplicates")
+        self._execute("DELETE FROM batch_items WHERE batch_id = ? AND position = ?", (batch_id, position))
+        row = self._one(
+            f"UPDATE batches SET {outcome} = {outcome} + 1, last_error = coalesce(?, last_error),"
+            " status = CASE WHEN done + failed + duplicates + 1 >= total THEN 'finished' ELSE status END,"
+            " finished_at = CASE WHEN done + failed + duplicates + 1 >= total THEN ? ELSE finished_at END"
+            " WHERE id = ? RETURNING *",
+            (error, now, batch_id),
+        )
+        assert row is not None
+        return _batch(row)
 
     def insert_url_article(self, article: Article, url_key: str) -> None:
         """Insert an article saved from a URL, still to be fetched (``fetch_status``

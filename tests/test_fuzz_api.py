@@ -180,14 +180,17 @@ def accepted_when_valid(response: schemathesis.Response, case: Case) -> None:
     (``POSITIVE_STATUSES``); a list may also refuse a generated cursor (422), since a
     cursor is opaque: the schema says it is a string, not which strings the server
     gave out; a new password may be refused as ``weak_password`` (422), by rules
-    (a common password, the username) that a schema cannot state; and a highlight's
-    quote as ``quote_not_found`` (422) when the article's text does not hold it."""
+    (a common password, the username) that a schema cannot state; a highlight's
+    quote as ``quote_not_found`` (422) when the article's text does not hold it; and
+    an import's file as ``bad_import`` (400) when it is not a file of its format."""
     status = response.status_code
     if 200 <= status < 400 or status in POSITIVE_STATUSES:
         return
     if status == 422 and "cursor" in (case.query or {}) and "cursor" in response.json()["error"]["message"]:
         return
     if status == 422 and response.json()["error"]["code"] in ("weak_password", "quote_not_found"):
+        return
+    if status == 400 and response.json()["error"]["code"] == "bad_import":
         return
     raise AssertionError(
         f"a case the schema calls valid was refused: {status} {response.text[:300]}\n"

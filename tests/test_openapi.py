@@ -46,7 +46,7 @@ NOT_JSON = {
 PUBLIC = {"/api/v1/auth/register", "/api/v1/auth/login", "/api/v1/auth/refresh"}
 STREAM_EVENTS = {
     "connected", "task_queued", "task_started", "task_progress", "task_completed", "task_failed",
-    "task_cancelled", "reset", "heartbeat", "closed",
+    "task_cancelled", "reset", "heartbeat", "closed", "import_progress", "import_finished",
 }
 _PARAM = re.compile(r"<(?:[^:<>]*:)?([^<>]+)>")
 

@@ -57,6 +57,7 @@ TAGS = {
     "search": ("articles", "Saved articles and their analyses."),
     "export": ("articles", "Saved articles and their analyses."),
     "highlights": ("articles", "Saved articles and their analyses."),
+    "imports": ("articles", "Saved articles and their analyses."),
     "tasks": ("tasks", "The tasks every submit creates: read, list, cancel, retry."),
     "events": ("events", "The Server-Sent Events stream of task events."),
     "health": ("operations", "Health, readiness and metrics."),
@@ -115,6 +116,8 @@ class _Doc:
     errors: dict[int, tuple[str | None, tuple[str, ...]]] = field(default_factory=dict)
     raw: dict[int, dict[str, Any]] = field(default_factory=dict)
     optional_body: bool = False
+    #: A body that is not a JSON model (:func:`raw_request`).
+    raw_body: dict[str, Any] | None = None
 
 
 def _doc(func: Callable[..., Any]) -> _Doc:
@@ -164,6 +167,24 @@ def raw_response(
         if status in raw and "content" in raw[status] and "content" in answer:
             answer["content"] = {**raw[status]["content"], **answer["content"]}
         raw[status] = answer
+        return func
+
+    return decorator
+
+
+def raw_request(description: str, *media_types: str) -> Callable[[T], T]:
+    """Document a required body that is not JSON (a file), in any of ``media_types``."""
+
+    def decorator(func: T) -> T:
+        content = {
+            media: (
+                {"schema": {"type": "object", "properties": {"file": {"type": "string", "format": "binary"}}}}
+                if media == "multipart/form-data"
+                else {"schema": {"type": "string", "format": "binary"}}
+            )
+            for media in media_types
+        }
+        _doc(func).raw_body = {"description": description, "required": True, "content": content}
         return func
 
     return decorator
@@ -257,8 +278,11 @@ class Provider(OpenAPIProvider):
         if api and endpoint not in PUBLIC_ENDPOINTS:
             operation["security"] = [{SECURITY_SCHEME: []}]
             wanted[401] = (None, ())
+        if doc.raw_body is not None:
+            operation["requestBody"] = copy.deepcopy(doc.raw_body)
+            wanted[413] = (None, ())
         body = operation.get("requestBody")
-        if body is not None:
+        if body is not None and doc.raw_body is None:
             body["required"] = validated and not doc.optional_body
             wanted.update({400: (None, ("invalid_json",)), 413: (None, ()), 422: (None, ())})
         if api:

@@ -686,6 +686,26 @@ class EventClosed(BaseModel):
     reason: Literal["overflow", "shutdown", "session_expired", "closed"]
 
 
+class ImportProgress(BaseModel):
+    """Where an import stands: `done` + `failed` + `duplicates` reach `total` when it
+    has finished (docs/import-export.md)."""
+
+    import_id: str
+    status: Literal["running", "finished"]
+    total: int = Field(description="Items the file held (items with neither a URL nor text are not counted).")
+    done: int = Field(description="Items saved as articles (their fetch or analysis queued).")
+    failed: int = Field(description="Items that could not be saved (a quota, an address that is not a web page).")
+    duplicates: int = Field(description="Items already in the library, or earlier in the same file.")
+
+
+class EventImportProgress(ImportProgress):
+    """An import moved on (at most every half second per import)."""
+
+
+class EventImportFinished(ImportProgress):
+    """An import's last item is done."""
+
+
 EVENT_MODELS: dict[str, type[BaseModel]] = {
     "connected": EventConnected,
     "task_queued": EventTaskQueued,
@@ -697,6 +717,8 @@ EVENT_MODELS: dict[str, type[BaseModel]] = {
     "reset": EventReset,
     "heartbeat": EventHeartbeat,
     "closed": EventClosed,
+    "import_progress": EventImportProgress,
+    "import_finished": EventImportFinished,
 }
 
 
@@ -737,3 +759,27 @@ class ExportDocument(BaseModel):
 
 #: Models the spec lists among its components without a route returning them as JSON.
 DOCUMENT_MODELS: tuple[type[BaseModel], ...] = (ExportDocument,)
+
+
+class ImportQuery(BaseModel):
+    format: Literal["netscape", "pocket_csv", "instapaper_csv", "omnivore", "wallabag", "readwise_csv", "insightreader"] = Field(
+        description="The file's format (docs/import-export.md)."
+    )
+
+
+class ImportStarted(BaseModel):
+    import_id: str
+    status: Literal["running", "finished"]
+    total: int
+    duplicates: int = Field(description="Items that repeat an earlier item of the same file.")
+
+
+class ImportOut(ImportProgress):
+    format: str
+    last_error: str | None = Field(description="Why the last failed item failed.")
+    created_at: str
+    finished_at: str | None
+
+
+class ImportList(BaseModel):
+    items: list[ImportOut]

@@ -1,6 +1,7 @@
 """A web site on 127.0.0.1 for the fetch tests: real-looking article pages (navigation,
 ads and comments around the text), a redirect chain, a slow page, a huge page, a PDF,
-plain text and error statuses. Runs on the test's loop; ``hits`` records each path
+plain text and error statuses; ``/articles/<anything>`` is the article page too (links
+of import files, pointed here by the import tests). Runs on the test's loop; ``hits`` records each path
 asked for, so a test can tell that a refused address was never contacted.
 """
 
@@ -72,7 +73,7 @@ def _answer(status: str, content_type: str, body: bytes, **extra: str) -> bytes:
 
 
 async def _respond(site: Site, path: str, writer: asyncio.StreamWriter) -> None:
-    if path == "/article" or (path.startswith("/flaky/") and site.hits.count(path) > int(path.rsplit("/", 1)[1])):
+    if path == "/article" or path.startswith("/articles/") or (path.startswith("/flaky/") and site.hits.count(path) > int(path.rsplit("/", 1)[1])):
         writer.write(_answer("200 OK", "text/html; charset=utf-8", ARTICLE_HTML.encode()))
     elif path.startswith("/flaky/"):  # /flaky/N: down for the first N requests, then up
         writer.write(_answer("503 Service Unavailable", "text/html", b"<p>try later</p>"))
