@@ -93,7 +93,9 @@ function trackClock(response) {
 async function call(method, path, body, { token, headers: extra, blob = false } = {}) {
   const headers = { Accept: 'application/json', ...(extra || {}) };
   const init = { method, headers, cache: 'no-store', credentials: 'omit' };
-  if (body !== undefined) {
+  if (body instanceof FormData) {
+    init.body = body;  // a file upload: the browser sets the multipart Content-Type
+  } else if (body !== undefined) {
     headers['Content-Type'] = 'application/json';
     init.body = JSON.stringify(body);
   }

@@ -3,7 +3,7 @@
 //
 // Topics: 'task' (one task changed), 'tasks' (the list changed), 'article' (one
 // article changed), 'articles' (the list changed), 'tags' (the user's tags changed),
-// 'tick' (a second passed).
+// 'tick' (a second passed), 'import' (an import moved on: its progress).
 
 import { api, serverNow } from './api.js';
 
@@ -148,6 +148,10 @@ export function refreshTask(id, delay = 150) {
 
 /** Apply one event from the stream. */
 export function applyEvent(name, data, id) {
+  if (name.startsWith('import_')) {
+    if (data && typeof data.import_id === 'string') emit('import', data);
+    return;
+  }
   if (!data || typeof data.task_id !== 'string') return;
   const t = task(data.task_id, data.task_type);
   if (data.task_type) t.task_type = data.task_type;

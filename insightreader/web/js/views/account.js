@@ -1,10 +1,12 @@
 // #/account: change the password, the signed-in devices (sessions) with "Sign out
-// this device" for each, the API tokens (views/tokens.js), and the library's export.
+// this device" for each, the API tokens (views/tokens.js), the library's import
+// (views/imports.js) and export.
 
 import { api, changePassword, signOut } from '../api.js';
 import { h, replace, setText, when } from '../dom.js';
 import { describeError } from '../messages.js';
 import { busy, spinner, toast } from '../ui.js';
+import { importCard } from './imports.js';
 import { tokensCard } from './tokens.js';
 
 function deviceName(agent) {
@@ -50,6 +52,7 @@ export function mountAccount(main) {
   const devices = h('section', { class: 'card account-card', 'aria-labelledby': 'devices-title' },
     h('h2', { id: 'devices-title' }, 'Signed-in devices'), list);
   const tokens = tokensCard();
+  const imports = importCard();
   let alive = true;
 
   async function loadSessions() {
@@ -100,10 +103,10 @@ export function mountAccount(main) {
 
   main.replaceChildren(h('div', { class: 'library account' },
     h('div', { class: 'library-head' }, heading, h('a', { class: 'button ghost', href: '#/' }, 'Back to your reading')),
-    devices, form, tokens.element, exports));
+    devices, form, tokens.element, imports.element, exports));
   document.title = 'Your account · InsightReader';
   heading.focus();
   loadSessions();
   tokens.load();
-  return { unmount() { alive = false; tokens.unmount(); }, escape: () => false };
+  return { unmount() { alive = false; tokens.unmount(); imports.unmount(); }, escape: () => false };
 }
