@@ -135,6 +135,15 @@ class LibrarySettings(_Section):
     fetch_max_bytes: int = Field(5 * 1024 * 1024, ge=1024)
 
 
+class WebhookSettings(_Section):
+    #: Seconds before the first retry of a failed delivery; each retry waits about twice as long.
+    retry_initial: float = Field(5.0, gt=0)
+    #: Seconds a delivery is retried for, at least, before it is given up.
+    retry_for: float = Field(3600.0, gt=0)
+    #: Seconds a receiver has to answer one delivery.
+    timeout: float = Field(10.0, gt=0)
+
+
 class SSESettings(_Section):
     heartbeat: float = Field(15.0, gt=0)
     retention: int = Field(24 * 3600, ge=60)
@@ -163,6 +172,7 @@ class Settings(BaseSettings):
     tasks: TaskSettings = TaskSettings()
     library: LibrarySettings = LibrarySettings()
     sse: SSESettings = SSESettings()
+    webhooks: WebhookSettings = WebhookSettings()
     log: LogSettings = LogSettings()
 
 

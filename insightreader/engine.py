@@ -297,6 +297,12 @@ class Engine:
     def accepting(self) -> bool:
         return self._accepting
 
+    @property
+    def bus(self) -> EventBus:
+        """Where the engine publishes: callers that save more in a submit's transaction
+        publish their own events there."""
+        return self._bus
+
     def status(self) -> dict[str, Any]:
         return {
             "accepting": self._accepting,

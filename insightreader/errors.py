@@ -67,6 +67,13 @@ class ValidationFailed(ApiError):
     code = "validation_error"
 
 
+class ForbiddenAddress(ValidationFailed):
+    """A webhook's URL leads to an address the fetch guard refuses
+    (``library.fetch_allow_private`` is off)."""
+
+    code = "fetch_forbidden_address"
+
+
 class QuoteNotFound(ValidationFailed):
     """A highlight's quote does not occur in its article's text."""
 
@@ -130,6 +137,12 @@ class TooManyTokens(Conflict):
     """The user has the most API tokens allowed; revoke one first."""
 
     code = "too_many_tokens"
+
+
+class TooManyWebhooks(Conflict):
+    """The user has the most webhooks allowed; delete one first."""
+
+    code = "too_many_webhooks"
 
 
 class WeakPassword(ValidationFailed):

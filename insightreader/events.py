@@ -145,6 +145,9 @@ class EventBus:
         #: Observed for metrics: (event name) for each delivered event, and overflow closes.
         self.on_deliver: Callable[[Event], None] | None = None
         self.on_overflow: Callable[[], None] | None = None
+        #: Called for every stored event, in the transaction that stores it (the
+        #: webhooks' deliveries are made there): (tx, user id, event name, data).
+        self.on_store: Callable[[Tx, str, str, dict[str, Any]], None] | None = None
 
     async def start(self) -> None:
         """Continue the id sequence after everything this database ever handed out."""
@@ -232,6 +235,8 @@ class EventBus:
         tx.on_rollback(lambda: self._drop(published))
         assert published.id is not None
         tx.insert_event(published.id, user_id, event, data, utcnow())
+        if self.on_store is not None:
+            self.on_store(tx, user_id, event, data)
         return published
 
     def _release(self, event: Event) -> None:

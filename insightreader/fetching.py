@@ -21,10 +21,11 @@ library's.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 import socket
 import ssl
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from urllib.parse import urljoin, urlsplit
 
@@ -266,6 +267,34 @@ async def _follow(pool: httpcore.AsyncConnectionPool, url: str, rules: FetchRule
     raise TaskError("fetch_http_error", f"more than {MAX_REDIRECTS} redirects")
 
 
+@contextlib.asynccontextmanager
+async def _guarded_pool(
+    allow_private: bool,
+    timeout: float,
+    what: str,
+    resolver: Resolver,
+    guard: Guard,
+    network: httpcore.AsyncNetworkBackend | None,
+) -> AsyncIterator[httpcore.AsyncConnectionPool]:
+    """A connection pool under the guard, and within ``timeout`` seconds for all it does;
+    its failures as :class:`TaskError` (``what`` names the timeout setting)."""
+    backend = GuardedBackend(resolver, _allow_all if allow_private else guard, network)
+    try:
+        async with asyncio.timeout(timeout):
+            async with httpcore.AsyncConnectionPool(
+                ssl_context=ssl.create_default_context(), network_backend=backend, retries=0
+            ) as pool:
+                yield pool
+    except TimeoutError as exc:
+        raise TaskError("fetch_timeout", f"no answer within {what} ({timeout:g} s)", retryable=True) from exc
+    except httpcore.TimeoutException as exc:
+        raise TaskError("fetch_timeout", f"the request timed out ({exc})", retryable=True) from exc
+    except (httpcore.UnsupportedProtocol, httpcore.LocalProtocolError) as exc:
+        raise TaskError("fetch_http_error", f"the URL cannot be fetched ({exc})") from exc
+    except (httpcore.NetworkError, httpcore.RemoteProtocolError) as exc:
+        raise TaskError("fetch_http_error", f"the server could not be reached ({exc})", retryable=True) from exc
+
+
 async def fetch(
     url: str,
     rules: FetchRules,
@@ -278,21 +307,55 @@ async def fetch(
     ``fetch_*`` code (``fetch_http_error`` for 429/5xx and ``fetch_timeout`` retryable).
     ``resolver``, ``guard`` and ``network`` (what connects to a checked address) are
     seams for tests; ``rules.allow_private`` turns the guard off."""
-    backend = GuardedBackend(resolver, _allow_all if rules.allow_private else guard, network)
+    async with _guarded_pool(
+        rules.allow_private, rules.timeout, "library.fetch_timeout", resolver, guard, network
+    ) as pool:
+        return await _follow(pool, url, rules)
+
+
+def check_destination(url: str, *, allow_private: bool, guard: Guard = forbidden_reason) -> None:
+    """Raise the :class:`TaskError` a request to ``url`` would surely meet: a URL that
+    cannot be sent, or a host that is a refused address (or ``localhost``). A host name
+    is not resolved here (no lookup on a user's behalf before anything is sent): its
+    addresses are checked when each request is made."""
+    host = httpx.URL(_request_target(url)).host
+    if allow_private:
+        return
+    if host == "localhost" or host.endswith(".localhost"):
+        raise _forbidden(f"{host}: the machine's own name; calling it is not allowed (library.fetch_allow_private is off)")
     try:
-        async with asyncio.timeout(rules.timeout):
-            async with httpcore.AsyncConnectionPool(
-                ssl_context=ssl.create_default_context(), network_backend=backend, retries=0
-            ) as pool:
-                return await _follow(pool, url, rules)
-    except TimeoutError as exc:
-        raise TaskError(
-            "fetch_timeout", f"the page did not arrive within library.fetch_timeout ({rules.timeout:g} s)",
-            retryable=True,
-        ) from exc
-    except httpcore.TimeoutException as exc:
-        raise TaskError("fetch_timeout", f"the page timed out ({exc})", retryable=True) from exc
-    except (httpcore.UnsupportedProtocol, httpcore.LocalProtocolError) as exc:
-        raise TaskError("fetch_http_error", f"the URL cannot be fetched ({exc})") from exc
-    except (httpcore.NetworkError, httpcore.RemoteProtocolError) as exc:
-        raise TaskError("fetch_http_error", f"the server could not be reached ({exc})", retryable=True) from exc
+        literal: IPAddress = ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return
+    reason = guard(literal)
+    if reason is not None:
+        raise _forbidden(f"{host}: {reason}; calling it is not allowed (library.fetch_allow_private is off)")
+
+
+#: Bytes of a POST's answer read (and dropped): enough to reuse nothing, bounded.
+POST_ANSWER_BYTES = 64 * 1024
+
+
+async def post(
+    url: str,
+    body: bytes,
+    headers: list[tuple[bytes, bytes]],
+    *,
+    allow_private: bool,
+    timeout: float,
+    resolver: Resolver = system_resolver,
+    guard: Guard = forbidden_reason,
+    network: httpcore.AsyncNetworkBackend | None = None,
+) -> int:
+    """POST ``body`` to ``url`` under the guard, following no redirect (a redirect's
+    status is the answer): the answer's status. Failures as :func:`fetch` raises them."""
+    target = _request_target(url)
+    sent = [(b"User-Agent", USER_AGENT.encode()), (b"Content-Length", str(len(body)).encode()), *headers]
+    async with _guarded_pool(allow_private, timeout, "webhooks.timeout", resolver, guard, network) as pool:
+        async with pool.stream("POST", target, headers=sent, content=body) as response:
+            read = 0
+            async for chunk in response.aiter_stream():
+                read += len(chunk)
+                if read > POST_ANSWER_BYTES:
+                    break
+            return response.status

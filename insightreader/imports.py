@@ -273,6 +273,7 @@ class Importer:
                 article.title, article.id,
             ), priority=PRIORITY)
             self._add_highlights(tx, article, item.highlights, now)
+        library.publish_saved(self._bus, tx, article)
         names = tagnames.clean_set(item.tags)
         if names:
             tx.set_article_tags(article.id, user_id, [(tagnames.key(name), name) for name in names], now)

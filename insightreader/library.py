@@ -18,6 +18,7 @@ from . import search, tagnames, text, urls
 from .analyses import article as article_analysis
 from .config import LibrarySettings
 from .engine import Engine, SubmitOutcome, Submission
+from .events import EventBus
 from .errors import NotFound, StorageQuotaExceeded
 from .records import Article, ArticleItem, User, utcnow
 from .store import ArticleFilter, Store, Tx
@@ -50,6 +51,12 @@ def excerpt(content: str) -> str:
 def stored_bytes(title: str, content: str) -> int:
     """What an article counts against ``library.max_bytes_per_user``."""
     return len(title.encode()) + len(content.encode())
+
+
+def publish_saved(bus: EventBus, tx: Tx, article: Article) -> None:
+    """``article_saved`` on the user's stream (and to their webhooks), in the transaction
+    that saved the article."""
+    bus.publish(article.user_id, "article_saved", {"article_id": article.id, "title": article.title, "url": article.url}, tx=tx)
 
 
 def check_quota(tx: Tx, user_id: str, size: int, limits: LibrarySettings, *, new_article: bool = True) -> None:
@@ -98,6 +105,7 @@ async def save_article(
         if found is None:
             check_quota(tx, user.id, size, limits)
             tx.insert_article(fresh)
+            publish_saved(engine.bus, tx, fresh)
             found = (fresh.id, fresh.title)
         article_id, saved_title = found
         payload = {
@@ -150,6 +158,7 @@ async def save_url(
         if found is None:
             check_quota(tx, user.id, stored_bytes(fresh.title, ""), limits)
             tx.insert_url_article(fresh, key)
+            publish_saved(engine.bus, tx, fresh)
             article_id, saved_title = fresh.id, fresh.title
         else:
             article_id, saved_title, status = found

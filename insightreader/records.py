@@ -80,6 +80,63 @@ class ApiTokenRecord:
 
 
 @dataclass(frozen=True)
+class Webhook:
+    """A user's receiver of events (``webhooks`` table)."""
+
+    id: str
+    user_id: str
+    url: str
+    events: tuple[str, ...]
+    secret: str
+    enabled: bool
+    disabled_reason: str | None
+    failing_since: str | None
+    created_at: str
+
+    def public(self) -> dict[str, Any]:
+        """As the API lists it: never the secret."""
+        return {
+            "webhook_id": self.id,
+            "url": self.url,
+            "events": list(self.events),
+            "enabled": self.enabled,
+            "disabled_reason": self.disabled_reason,
+            "failing_since": self.failing_since,
+            "created_at": self.created_at,
+        }
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One event for one webhook (``webhook_deliveries`` table), its id kept across retries."""
+
+    id: str
+    webhook_id: str
+    event: str
+    payload: str
+    status: str
+    attempts: int
+    next_attempt_at: str | None
+    last_status: int | None
+    last_error: str | None
+    created_at: str
+    finished_at: str | None
+
+    def public(self) -> dict[str, Any]:
+        return {
+            "delivery_id": self.id,
+            "event": self.event,
+            "status": self.status,
+            "attempts": self.attempts,
+            "next_attempt_at": self.next_attempt_at,
+            "last_status": self.last_status,
+            "last_error": self.last_error,
+            "created_at": self.created_at,
+            "finished_at": self.finished_at,
+        }
+
+
+@dataclass(frozen=True)
 class Batch:
     """Bulk work a user started (``batches`` table): an import, with its progress."""
 

@@ -17,6 +17,7 @@ from .llm import LLMClient
 from .sse import EventPruner
 from .store import Store, lock_database
 from .supervisor import Supervisor
+from .webhooks import Webhooks
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +33,7 @@ class Services:
     llm: LLMClient
     pruner: EventPruner
     importer: Importer
+    webhooks: Webhooks
     #: Every background task of the process is started through it.
     supervisor: Supervisor
     _lock: IO[str]
@@ -49,6 +51,10 @@ class Services:
             await pruner.start()
             bus = EventBus(store, queue_size=settings.sse.queue_size, supervisor=supervisor)
             await bus.start()
+            webhooks = Webhooks(
+                store, bus, settings.webhooks, allow_private=settings.library.fetch_allow_private, supervisor=supervisor
+            )
+            await webhooks.start()
             engine = Engine(
                 store, bus, settings.tasks, task_types, llm=llm, model=llm.model, supervisor=supervisor
             )
@@ -70,7 +76,7 @@ class Services:
             await llm.aclose()
             lock.close()
             raise
-        return cls(settings, store, bus, engine, accounts, api_tokens, llm, pruner, importer, supervisor, lock)
+        return cls(settings, store, bus, engine, accounts, api_tokens, llm, pruner, importer, webhooks, supervisor, lock)
 
     async def close(self) -> None:
         """Drain the engine (running tasks get ``server.graceful_timeout``), end the

@@ -48,6 +48,7 @@ from .records import (
     Article,
     ArticleItem,
     Batch,
+    Delivery,
     Highlight,
     NewTask,
     QueuedTask,
@@ -55,6 +56,7 @@ from .records import (
     Task,
     TaskStatus,
     User,
+    Webhook,
     to_json,
 )
 from .supervisor import Supervisor
@@ -171,6 +173,23 @@ def _batch(row: sqlite3.Row) -> Batch:
         id=row["id"], user_id=row["user_id"], kind=row["kind"], format=row["format"], status=row["status"],
         total=row["total"], done=row["done"], failed=row["failed"], duplicates=row["duplicates"],
         last_error=row["last_error"], created_at=row["created_at"], finished_at=row["finished_at"],
+    )
+
+
+def _webhook(row: sqlite3.Row) -> Webhook:
+    return Webhook(
+        id=row["id"], user_id=row["user_id"], url=row["url"], events=tuple(json.loads(row["events"])),
+        secret=row["secret"], enabled=bool(row["enabled"]), disabled_reason=row["disabled_reason"],
+        failing_since=row["failing_since"], created_at=row["created_at"],
+    )
+
+
+def _delivery(row: sqlite3.Row) -> Delivery:
+    return Delivery(
+        id=row["id"], webhook_id=row["webhook_id"], event=row["event"], payload=row["payload"],
+        status=row["status"], attempts=row["attempts"], next_attempt_at=row["next_attempt_at"],
+        last_status=row["last_status"], last_error=row["last_error"], created_at=row["created_at"],
+        finished_at=row["finished_at"],
     )
 
 
@@ -330,6 +349,50 @@ class Reader:
             (user_id, kind, limit),
         )
         return [_batch(row) for row in rows]
+
+    async def enabled_webhooks(self) -> list[Webhook]:
+        return [_webhook(row) for row in await self._all("SELECT * FROM webhooks WHERE enabled = 1")]
+
+    async def webhooks(self, user_id: str) -> list[Webhook]:
+        rows = await self._all("SELECT * FROM webhooks WHERE user_id = ? ORDER BY created_at, id", (user_id,))
+        return [_webhook(row) for row in rows]
+
+    async def webhook(self, webhook_id: str, user_id: str) -> Webhook | None:
+        row = await self._one("SELECT * FROM webhooks WHERE id = ? AND user_id = ?", (webhook_id, user_id))
+        return None if row is None else _webhook(row)
+
+    async def deliveries(self, webhook_id: str, limit: int) -> list[Delivery]:
+        """The webhook's deliveries, newest first."""
+        rows = await self._all(
+            "SELECT * FROM webhook_deliveries WHERE webhook_id = ? ORDER BY created_at DESC, id LIMIT ?",
+            (webhook_id, limit),
+        )
+        return [_delivery(row) for row in rows]
+
+    async def due_deliveries(self, now: str, limit: int) -> list[tuple[Delivery, Webhook]]:
+        """Pending deliveries whose attempt is due, oldest due first, with their webhook."""
+        rows = await self._all(
+            "SELECT d.*, w.id AS w_id, w.user_id, w.url, w.events, w.secret, w.enabled, w.disabled_reason,"
+            " w.failing_since, w.created_at AS w_created_at"
+            " FROM webhook_deliveries d JOIN webhooks w ON w.id = d.webhook_id"
+            " WHERE d.status = 'pending' AND d.next_attempt_at <= ? ORDER BY d.next_attempt_at LIMIT ?",
+            (now, limit),
+        )
+        return [
+            (
+                _delivery(row),
+                Webhook(
+                    id=row["w_id"], user_id=row["user_id"], url=row["url"], events=tuple(json.loads(row["events"])),
+                    secret=row["secret"], enabled=bool(row["enabled"]), disabled_reason=row["disabled_reason"],
+                    failing_since=row["failing_since"], created_at=row["w_created_at"],
+                ),
+            )
+            for row in rows
+        ]
+
+    async def next_delivery_due(self) -> str | None:
+        row = await self._one("SELECT min(next_attempt_at) FROM webhook_deliveries WHERE status = 'pending'")
+        return None if row is None else row[0]
 
     async def running_batches(self, kind: str) -> list[Batch]:
         rows = await self._all(
@@ -959,6 +1022,63 @@ class Tx:
                 ),
             )
             == 1
+        )
+
+    # -- webhooks -----------------------------------------------------------
+
+    def count_webhooks(self, user_id: str) -> int:
+        row = self._one("SELECT count(*) FROM webhooks WHERE user_id = ?", (user_id,))
+        return 0 if row is None else int(row[0])
+
+    def insert_webhook(self, webhook: Webhook) -> None:
+        self._execute(
+            "INSERT INTO webhooks (id, user_id, url, events, secret, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+            (webhook.id, webhook.user_id, webhook.url, json.dumps(list(webhook.events)), webhook.secret,
+             webhook.created_at),
+        )
+
+    def delete_webhook(self, webhook_id: str, user_id: str) -> bool:
+        return self._execute("DELETE FROM webhooks WHERE id = ? AND user_id = ?", (webhook_id, user_id)) == 1
+
+    def insert_delivery(self, delivery: Delivery) -> None:
+        self._execute(
+            "INSERT INTO webhook_deliveries (id, webhook_id, event, payload, status, next_attempt_at, created_at)"
+            " VALUES (?, ?, ?, ?, 'pending', ?, ?)",
+            (delivery.id, delivery.webhook_id, delivery.event, delivery.payload, delivery.next_attempt_at,
+             delivery.created_at),
+        )
+
+    def record_attempt(
+        self, delivery_id: str, *, status: str, next_attempt_at: str | None, last_status: int | None,
+        last_error: str | None, finished_at: str | None,
+    ) -> None:
+        self._execute(
+            "UPDATE webhook_deliveries SET status = ?, attempts = attempts + 1, next_attempt_at = ?,"
+            " last_status = ?, last_error = ?, finished_at = ? WHERE id = ? AND status = 'pending'",
+            (status, next_attempt_at, last_status, last_error, finished_at, delivery_id),
+        )
+
+    def set_webhook_failing(self, webhook_id: str, since: str | None) -> None:
+        """Mark the webhook failing since ``since`` (kept if already failing), or healthy (None)."""
+        self._execute(
+            "UPDATE webhooks SET failing_since = CASE WHEN ? IS NULL THEN NULL ELSE coalesce(failing_since, ?) END"
+            " WHERE id = ?",
+            (since, since, webhook_id),
+        )
+
+    def disable_webhook(self, webhook_id: str, reason: str, now: str) -> None:
+        """Disable the webhook; its pending deliveries fail with the reason."""
+        self._execute("UPDATE webhooks SET enabled = 0, disabled_reason = ? WHERE id = ?", (reason, webhook_id))
+        self._execute(
+            "UPDATE webhook_deliveries SET status = 'failed', next_attempt_at = NULL, last_error = ?,"
+            " finished_at = ? WHERE webhook_id = ? AND status = 'pending'",
+            (reason, now, webhook_id),
+        )
+
+    def prune_deliveries(self, before: str) -> int:
+        """Finished deliveries older than ``before``: the log does not grow without bound."""
+        return self._execute(
+            "DELETE FROM webhook_deliveries WHERE status != 'pending' AND finished_at < ?", (before,)
         )
 
     # -- batches ------------------------------------------------------------

@@ -42,11 +42,12 @@ NOT_JSON = {
     ("delete", "/api/v1/auth/sessions/{session_id}", 204): None,
     ("delete", "/api/v1/highlights/{highlight_id}", 204): None,
     ("delete", "/api/v1/tokens/{token_id}", 204): None,
+    ("delete", "/api/v1/webhooks/{webhook_id}", 204): None,
 }
 PUBLIC = {"/api/v1/auth/register", "/api/v1/auth/login", "/api/v1/auth/refresh"}
 STREAM_EVENTS = {
     "connected", "task_queued", "task_started", "task_progress", "task_completed", "task_failed",
-    "task_cancelled", "reset", "heartbeat", "closed", "import_progress", "import_finished",
+    "task_cancelled", "reset", "heartbeat", "closed", "article_saved", "import_progress", "import_finished",
 }
 _PARAM = re.compile(r"<(?:[^:<>]*:)?([^<>]+)>")
 

@@ -58,6 +58,7 @@ TAGS = {
     "export": ("articles", "Saved articles and their analyses."),
     "highlights": ("articles", "Saved articles and their analyses."),
     "imports": ("articles", "Saved articles and their analyses."),
+    "webhooks": ("auth", "Accounts, tokens and stream tickets."),
     "tasks": ("tasks", "The tasks every submit creates: read, list, cancel, retry."),
     "events": ("events", "The Server-Sent Events stream of task events."),
     "health": ("operations", "Health, readiness and metrics."),

@@ -6,7 +6,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints, model_validator
 
-from .. import search
+from .. import search, webhooks
 from ..accounts.api_tokens import EXPIRES_IN_DAYS_MAX, NAME_MAX
 from ..accounts.passwords import MAX_LENGTH, USERNAME_MAX, USERNAME_MIN, USERNAME_PATTERN
 from ..tagnames import MAX_LENGTH as TAG_MAX_LENGTH
@@ -196,6 +196,54 @@ class ApiTokenCreated(ApiTokenOut):
 
 class ApiTokenList(BaseModel):
     tokens: list[ApiTokenOut]
+
+
+class WebhookCreate(Wire):
+    model_config = _examples({"url": "https://example.org/hooks/insightreader", "events": ["task_completed", "article_saved"]})
+
+    url: Annotated[str, StringConstraints(min_length=1, max_length=2048)] = Field(
+        description="Where to POST (http or https), behind the fetch address guard."
+    )
+    events: list[Literal["task_completed", "task_failed", "task_cancelled", "article_saved", "import_finished"]] = Field(
+        min_length=1, max_length=5
+    )
+    secret: Annotated[str, StringConstraints(pattern=webhooks.SECRET_PATTERN)] | None = Field(
+        None, description="`whsec_` + the base64 of a 24–64 byte key; left out, one is made."
+    )
+
+
+class WebhookOut(BaseModel):
+    webhook_id: str
+    url: str
+    events: list[str]
+    enabled: bool
+    disabled_reason: str | None = Field(description="Why it was disabled (a 410 answer, 24 hours of failures).")
+    failing_since: str | None = Field(description="Since when its deliveries fail (null while they succeed).")
+    created_at: str
+
+
+class WebhookCreated(WebhookOut):
+    secret: str = Field(description="The signing secret (Standard Webhooks), shown in this answer only.")
+
+
+class WebhookList(BaseModel):
+    items: list[WebhookOut]
+
+
+class DeliveryOut(BaseModel):
+    delivery_id: str = Field(description="The `webhook-id` header, the same on every attempt.")
+    event: str
+    status: Literal["pending", "succeeded", "failed"]
+    attempts: int
+    next_attempt_at: str | None
+    last_status: int | None = Field(description="The receiver's last HTTP status (null: no answer).")
+    last_error: str | None
+    created_at: str
+    finished_at: str | None
+
+
+class DeliveryList(BaseModel):
+    items: list[DeliveryOut]
 
 
 class TicketOut(BaseModel):
@@ -698,6 +746,14 @@ class ImportProgress(BaseModel):
     duplicates: int = Field(description="Items already in the library, or earlier in the same file.")
 
 
+class EventArticleSaved(BaseModel):
+    """A new article is in the library (saved with its text or from a URL, or imported)."""
+
+    article_id: str
+    title: str
+    url: str | None
+
+
 class EventImportProgress(ImportProgress):
     """An import moved on (at most every half second per import)."""
 
@@ -717,6 +773,7 @@ EVENT_MODELS: dict[str, type[BaseModel]] = {
     "reset": EventReset,
     "heartbeat": EventHeartbeat,
     "closed": EventClosed,
+    "article_saved": EventArticleSaved,
     "import_progress": EventImportProgress,
     "import_finished": EventImportFinished,
 }
