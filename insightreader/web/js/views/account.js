@@ -1,6 +1,6 @@
 // #/account: change the password, the signed-in devices (sessions) with "Sign out
-// this device" for each, the API tokens (views/tokens.js), the library's import
-// (views/imports.js) and export.
+// this device" for each, the API tokens (views/tokens.js), the webhooks
+// (views/webhooks.js), the library's import (views/imports.js) and export.
 
 import { api, changePassword, signOut } from '../api.js';
 import { h, replace, setText, when } from '../dom.js';
@@ -8,6 +8,7 @@ import { describeError } from '../messages.js';
 import { busy, spinner, toast } from '../ui.js';
 import { importCard } from './imports.js';
 import { tokensCard } from './tokens.js';
+import { webhooksCard } from './webhooks.js';
 
 function deviceName(agent) {
   if (!agent) return 'Unknown device';
@@ -53,6 +54,7 @@ export function mountAccount(main) {
     h('h2', { id: 'devices-title' }, 'Signed-in devices'), list);
   const tokens = tokensCard();
   const imports = importCard();
+  const hooks = webhooksCard();
   let alive = true;
 
   async function loadSessions() {
@@ -103,10 +105,11 @@ export function mountAccount(main) {
 
   main.replaceChildren(h('div', { class: 'library account' },
     h('div', { class: 'library-head' }, heading, h('a', { class: 'button ghost', href: '#/' }, 'Back to your reading')),
-    devices, form, tokens.element, imports.element, exports));
+    devices, form, tokens.element, hooks.element, imports.element, exports));
   document.title = 'Your account · InsightReader';
   heading.focus();
   loadSessions();
   tokens.load();
-  return { unmount() { alive = false; tokens.unmount(); imports.unmount(); }, escape: () => false };
+  hooks.load();
+  return { unmount() { alive = false; tokens.unmount(); hooks.unmount(); imports.unmount(); }, escape: () => false };
 }
