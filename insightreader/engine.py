@@ -62,6 +62,9 @@ class TaskType:
     #: The most tokens a run may spend, from its input (read in the submit's
     #: transaction): reserved against ``tasks.daily_token_budget`` while unfinished.
     estimate: Callable[[Tx, Mapping[str, Any]], int] | None = None
+    #: Called in the transaction that records a task of this type failed or cancelled,
+    #: whatever ended it (a failed run, a cancel, a start refused): what it leaves undone.
+    on_unfinished: Callable[[Tx, Task], None] | None = None
 
 
 @dataclass(frozen=True)
@@ -99,7 +102,6 @@ class TaskContext:
         default_factory=list
     )
     _follow_ups: list[tuple[str, Submission]] = field(default_factory=list)
-    _on_failure: list[Callable[[Tx], None]] = field(default_factory=list)
     #: Tokens the user may still spend beyond this run's own (None: no budget).
     _budget_left: Callable[[], Awaitable[int | None]] | None = None
 
@@ -155,10 +157,6 @@ class TaskContext:
         """Submit a task of ``task_type`` for this task's user in the transaction that
         marks this one completed (after the ``on_complete`` functions ran)."""
         self._follow_ups.append((task_type, submission))
-
-    def on_failure(self, fn: Callable[[Tx], None]) -> None:
-        """Run ``fn(tx)`` in the transaction that marks this run failed."""
-        self._on_failure.append(fn)
 
 
 class ReadyQueue:
@@ -609,9 +607,8 @@ class Engine:
                     fn(tx, result)
                 for task_type, spec in ctx._follow_ups:
                     self._submit_follow_up(tx, task.user_id, task_type, spec)
-            if status is TaskStatus.FAILED and ctx is not None:
-                for on_failure in ctx._on_failure:
-                    on_failure(tx)
+            if status in (TaskStatus.FAILED, TaskStatus.CANCELLED):
+                self._unfinished(tx, done)
             extra: dict[str, Any] = {}
             if status is TaskStatus.COMPLETED:
                 extra["result"] = result
@@ -660,7 +657,13 @@ class Engine:
             task_id, TaskStatus.FAILED, now, error=error.as_dict(), from_statuses=("pending",)
         )
         assert failed is not None
+        self._unfinished(tx, failed)
         self._publish(tx, "task_failed", failed, error=error.as_dict())
+
+    def _unfinished(self, tx: Tx, task: Task) -> None:
+        kind = self.task_types.get(task.task_type)
+        if kind is not None and kind.on_unfinished is not None:
+            kind.on_unfinished(tx, task)
 
     async def _requeue(self, task: Task, *, reason: str) -> None:
         def job(tx: Tx) -> Task | None:

@@ -5,7 +5,6 @@ that completes the task. Not an LLM task: it spends no tokens."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
@@ -17,7 +16,7 @@ from .analyses.common import load_article
 from .config import LibrarySettings
 from .engine import Submission, TaskContext
 from .errors import StorageQuotaExceeded, TaskError
-from .records import utcnow
+from .records import Task, utcnow
 from .store import Tx
 
 NAME = library.PAGE_FETCH
@@ -55,17 +54,20 @@ async def _fetch(url: str, rules: fetching.FetchRules) -> fetching.Page:
     raise AssertionError("tenacity ends with a result or the last error")
 
 
+def unfinished(tx: Tx, task: Task) -> None:
+    """A fetch that failed or was cancelled leaves its article ``failed``, not
+    ``fetching`` for ever (saving the URL again, or retrying the task, fetches again)."""
+    if task.article_id is not None:
+        tx.set_fetch_status(task.article_id, "failed", utcnow(), only_from="fetching")
+
+
 async def run(ctx: TaskContext, *, settings: LibrarySettings) -> dict[str, Any]:
     article = await load_article(ctx)
     if article.fetch_status == "fetched":
         return {"article_id": article.id, "title": article.title, "fetched": False}
 
-    def status(value: str) -> Callable[[Tx], None]:
-        return lambda tx: tx.set_fetch_status(article.id, value, utcnow())
-
     if article.fetch_status == "failed":  # a retry: fetching again
-        await ctx.store.write(status("fetching"))
-    ctx.on_failure(status("failed"))
+        await ctx.store.write(lambda tx: tx.set_fetch_status(article.id, "fetching", utcnow()))
     page = await _fetch(ctx.task.input["url"], rules(settings))
     found = await asyncio.to_thread(extraction.extract, page)
     filled = replace(

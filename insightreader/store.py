@@ -1142,9 +1142,11 @@ class Tx:
             ),
         )
 
-    def set_fetch_status(self, article_id: str, status: str, now: str) -> None:
+    def set_fetch_status(self, article_id: str, status: str, now: str, *, only_from: str | None = None) -> None:
+        """Set the article's fetch status (only when it is ``only_from``, if given)."""
         self._execute(
-            "UPDATE articles SET fetch_status = ?, updated_at = ? WHERE id = ?", (status, now, article_id)
+            "UPDATE articles SET fetch_status = ?, updated_at = ? WHERE id = ? AND (? IS NULL OR fetch_status = ?)",
+            (status, now, article_id, only_from, only_from),
         )
 
     def fill_fetched_article(self, article: Article) -> bool:

@@ -18,5 +18,6 @@ def task_types(settings: Settings) -> dict[str, TaskType]:
             partial(page_fetch.run, settings=settings.library),
             analyses.INTERACTIVE,
             page_fetch.PROMPT_VERSION,
+            on_unfinished=page_fetch.unfinished,
         ),
     }

@@ -317,6 +317,19 @@ async def test_a_failed_fetch_marks_the_article_and_saving_again_fetches_again(s
     assert (await api.wait_status(again["task_id"], "failed"))["error"]["code"] == "fetch_unsupported_type"
 
 
+async def test_a_cancelled_fetch_leaves_its_article_failed_not_fetching(site: Site, fetching_server: ServerProcess, connect: Callable[[ServerProcess], Any]) -> None:
+    api = await register(connect(fetching_server))
+    saved = await _save(api, site.url("/slow"))
+    await api.wait_status(saved["task_id"], "running")
+    cancelled = await api.post(f"/api/v1/tasks/{saved['task_id']}/cancel")
+    assert cancelled.status_code == 200, cancelled.text
+    assert (await api.get(f"/api/v1/articles/{saved['article_id']}")).json()["fetch_status"] == "failed"
+    site.release.set()
+    again = await _save(api, site.url("/slow"))  # saving it again fetches it again
+    assert again["article_id"] == saved["article_id"] and again["task_id"] != saved["task_id"]
+    assert (await api.get(f"/api/v1/articles/{saved['article_id']}")).json()["fetch_status"] == "fetching"
+
+
 async def test_a_retryable_failure_is_fetched_again_with_backoff(site: Site, fetching_server: ServerProcess, connect: Callable[[ServerProcess], Any]) -> None:
     api = await register(connect(fetching_server))
     saved = await _save(api, site.url("/flaky/2"))
