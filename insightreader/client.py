@@ -524,6 +524,34 @@ class Client:
 
     save_article = analyze_article
 
+    async def save_url(
+        self,
+        url: str,
+        title: str | None = None,
+        *,
+        priority: int | None = None,
+        idempotency_key: str | None = None,
+    ) -> Submitted:
+        """Save an article from its URL (the same URL, normalised, gives the same
+        article): the ``page_fetch`` task that fetches it, which queues its analysis
+        (:meth:`analysis_of`)."""
+        body = self._body(url=url, title=title, priority=priority)
+        return await self._submit(f"{API}/articles/save-with-analysis", body, idempotency_key)
+
+    async def analysis_of(self, article_id: str, *, timeout: float = 600.0) -> dict[str, Any]:
+        """The result of the article's newest ``article_analysis`` task, once finished
+        (:meth:`wait`); ``ClientError`` ``not_found`` when it has none."""
+        cursor = None
+        for _ in range(100):
+            page = await self.list_tasks(task_type="article_analysis", limit=100, cursor=cursor)
+            for task in page["items"]:
+                if task.get("article_id") == article_id:
+                    return await self.wait(task["task_id"], timeout=timeout)
+            cursor = page["next_cursor"]
+            if cursor is None:
+                break
+        raise ClientError("not_found", f"article {article_id} has no analysis task")
+
     async def list_articles(
         self,
         *,

@@ -313,7 +313,7 @@ def login(server: str | None, username: str | None, register: bool) -> None:
 
 @click.command()
 @click.argument("file")
-@click.option("--title", help="The article's title (default: its first line).")
+@click.option("--title", help="The article's title (default: its first line, or the page's).")
 @click.option("--url", help="Where the article comes from.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @click.option("--timeout", type=click.FloatRange(min=1), default=600.0, show_default=True, help="Seconds to wait for the analysis.")
@@ -321,21 +321,36 @@ def login(server: str | None, username: str | None, register: bool) -> None:
 def analyze(
     file: str, title: str | None, url: str | None, as_json: bool, timeout: float, server: str | None, token: str | None
 ) -> None:
-    """Save the article in FILE (- for stdin) and print its analysis."""
-    content = _read_file(file)
-    if not content.strip():
-        fail("empty_article", "the article has no text")
-    title = title or _title_of(content)
+    """Save the article in FILE (- for stdin), or the page at FILE when it is an http(s)
+    URL (the server fetches it), and print its analysis."""
+    if file.startswith(("http://", "https://")):
+        link: str | None = file
+        content = ""
+    else:
+        link = None
+        content = _read_file(file)
+        if not content.strip():
+            fail("empty_article", "the article has no text")
+        title = title or _title_of(content)
 
     async def go() -> None:
         async with connect(server, token) as client:
-            submitted = await client.analyze_article(title, content, url)
-            async with Spinner("analyzing"):
-                result = await client.wait(submitted, timeout=timeout)
+            if link is None:
+                submitted = await client.analyze_article(title or "", content, url)
+                async with Spinner("analyzing"):
+                    result = await client.wait(submitted, timeout=timeout)
+                shown = title or ""
+            else:
+                fetching = await client.save_url(link, title)
+                async with Spinner("fetching"):
+                    fetched = await client.wait(fetching, timeout=timeout)
+                async with Spinner("analyzing"):
+                    result = await client.analysis_of(fetched["article_id"], timeout=timeout)
+                shown = fetched.get("title") or link
         if as_json:
             click.echo(json.dumps(result, ensure_ascii=False, indent=2))
         else:
-            click.echo(render_analysis(title, result))
+            click.echo(render_analysis(shown, result))
 
     run(go())
 

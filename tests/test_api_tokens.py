@@ -3,6 +3,7 @@ last-use bookkeeping, streams, and the client and server command lines."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import sqlite3
@@ -19,6 +20,7 @@ from insightreader.client import Client, ClientError
 
 from tests.support.cli import run_cli
 from tests.support.client import Api, register
+from tests.support.pages import ARTICLE_TITLE, serve_site
 from tests.support.process import ServerProcess
 from tests.support.sse import open_stream
 
@@ -243,6 +245,25 @@ async def test_the_client_cli_takes_the_token_from_the_environment(
     refused = run_cli("analyze", str(article), "--token", reader["token"], cwd=tmp_path, env=env)
     assert refused.returncode == 1
     assert refused.stderr.startswith("error: insufficient_scope: "), refused.stderr
+
+
+async def test_the_client_cli_analyzes_a_url_with_a_token(start_server: Callable[..., ServerProcess], tmp_path: Path) -> None:
+    """`insightreader analyze URL` in a fresh shell with only INSIGHTREADER_TOKEN: the
+    server fetches the page (a local site), and the analysis is printed."""
+    server = start_server(library={"fetch_allow_private": True})
+    async with serve_site() as site, httpx.AsyncClient(base_url=server.url, timeout=30) as http:
+        api = await register(http)
+        token = await mint(api, "write")
+        env = {
+            "INSIGHTREADER_TOKEN": token["token"],
+            "INSIGHTREADER_SERVER": server.url,
+            "INSIGHTREADER_CLIENT_CONFIG": str(tmp_path / "no-login.json"),
+        }
+        result = await asyncio.to_thread(run_cli, "analyze", site.url("/article"), "--json", cwd=tmp_path, env=env)
+        assert result.returncode == 0, result.stderr
+        assert json.loads(result.stdout)["analysis"]["summary"]
+        [stored] = (await api.get("/api/v1/articles")).json()["items"]
+        assert (stored["title"], stored["fetch_status"], stored["url"]) == (ARTICLE_TITLE, "fetched", site.url("/article"))
 
 
 async def test_the_python_client_takes_the_token_from_the_environment(
