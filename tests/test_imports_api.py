@@ -1,6 +1,6 @@
 """POST /api/v1/imports over real HTTP: every format's file becomes the articles its
-parser reads (links fetched from a local site), the JSON export of one user imports
-into another's identical library, duplicates and bad files create nothing, an import
+parser reads (links fetched from a local site), the JSON export of one server imports
+into an identical library on a fresh one, duplicates and bad files create nothing, an import
 survives a SIGKILL, and a large import never holds up another user's insight."""
 
 from __future__ import annotations
@@ -140,7 +140,9 @@ async def test_each_format_becomes_the_articles_its_file_holds(http: httpx.Async
             assert article["fetch_status"] in ("fetching", "fetched")
 
 
-async def test_the_json_export_imports_into_the_same_library(http: httpx.AsyncClient, site: Site) -> None:
+async def test_the_json_export_imports_into_the_same_library(
+    http: httpx.AsyncClient, start_server: Callable[..., ServerProcess], tmp_path: Path
+) -> None:
     first = await register(http)
     texts = {
         "Street trees": "Street trees cool the pavement by several degrees.\n\nThey cost little next to drains.",
@@ -160,7 +162,10 @@ async def test_the_json_export_imports_into_the_same_library(http: httpx.AsyncCl
     exported = await first.get("/api/v1/export", params={"format": "json"})
     assert exported.status_code == 200
 
-    second = await register(http)
+    # A fresh server of its own: the file is all that moves.
+    fresh = start_server("fresh.toml", database={"path": str(tmp_path / "fresh" / "fresh.db")})
+    other = httpx.AsyncClient(base_url=fresh.url, timeout=30)
+    second = await register(other)
     started = await start_import(second, "insightreader", exported.content)
     state = await wait_finished(second, started["import_id"])
     assert (state["total"], state["done"], state["failed"], state["duplicates"]) == (3, 3, 0, 0)
@@ -176,7 +181,10 @@ async def test_the_json_export_imports_into_the_same_library(http: httpx.AsyncCl
             ))
         return sorted(rows)
 
-    assert await library_of(second) == await library_of(first)
+    try:
+        assert await library_of(second) == await library_of(first)
+    finally:
+        await other.aclose()
 
 
 async def test_duplicates_in_the_file_and_in_the_library_create_nothing(http: httpx.AsyncClient, site: Site) -> None:
