@@ -91,17 +91,7 @@ async def wait_finished(api: Api, import_id: str, timeout: float = 60) -> dict[s
 
 
 async def articles(api: Api) -> list[dict[str, Any]]:
-    items: list[dict[str, Any]] = []
-    cursor = None
-    for _ in range(100):
-        response = await api.get("/api/v1/articles", params={"limit": 100, **({"cursor": cursor} if cursor else {})})
-        assert response.status_code == 200, response.text
-        page = response.json()
-        items += page["items"]
-        cursor = page["next_cursor"]
-        if cursor is None:
-            return items
-    raise AssertionError("GET /articles never reached the last page")
+    return await api.every("/api/v1/articles")
 
 
 def identity(url: str | None, content: str | None) -> str:

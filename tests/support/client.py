@@ -69,18 +69,23 @@ class Api:
 
     async def all_tasks(self, **params: Any) -> list[dict[str, Any]]:
         """Every task of the user through ``GET /tasks``, following ``next_cursor``."""
+        return await self.every("/api/v1/tasks", **params)
+
+    async def every(self, path: str, **params: Any) -> list[dict[str, Any]]:
+        """Every item of a list endpoint (``/api/v1/tasks``, ``/api/v1/articles``),
+        following ``next_cursor``."""
         items: list[dict[str, Any]] = []
         cursor = None
         for _ in range(1000):
             query = {"limit": 100, **params, **({"cursor": cursor} if cursor else {})}
-            response = await self.get("/api/v1/tasks", params=query)
+            response = await self.get(path, params=query)
             assert response.status_code == 200, response.text
             page = response.json()
             items += page["items"]
             cursor = page["next_cursor"]
             if cursor is None:
                 return items
-        raise AssertionError("GET /tasks never reached the last page")
+        raise AssertionError(f"GET {path} never reached the last page")
 
     async def open_gate(self, name: str) -> None:
         response = await self.post(f"/api/v1/test/gates/{name}")
