@@ -203,7 +203,8 @@ class Importer:
         try:
             return await self._store.write(lambda tx: self._do(tx, batch, prepared))
         except ApiError as refused:  # the submit or a quota refused it: nothing of it was kept
-            return await self._store.write(lambda tx: self._record(tx, batch, position, "failed", refused.message))
+            reason = refused.message
+        return await self._store.write(lambda tx: self._record(tx, batch, position, "failed", reason))
 
     def _do(self, tx: Tx, batch: Batch, prepared: _Prepared) -> Batch | None:
         if tx.count_unfinished(batch.user_id) >= self._room:

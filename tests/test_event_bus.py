@@ -70,16 +70,19 @@ async def test_an_open_stream_keeps_nothing_of_the_request_that_opened_it(tmp_pa
 
     stream = EventStream(bus, store, "u", last_event_id=None, heartbeat=5.0, max_streams=5,
                          expires_at=time.time() + 900)
-    request = Request()
-    gone = weakref.ref(request)
 
-    def handler() -> None:
-        request_var.set(request)
-        stream.open()
+    def open_in_a_request() -> weakref.ref[Request]:
+        request = Request()
+
+        def handler() -> None:
+            request_var.set(request)
+            stream.open()
+
+        contextvars.copy_context().run(handler)
+        return weakref.ref(request)
 
     try:
-        contextvars.copy_context().run(handler)
-        del request
+        gone = open_in_a_request()
         gc.collect()
         assert gone() is None, gc.get_referrers(gone())
         assert bus.subscriber_count("u") == 1

@@ -285,3 +285,19 @@ async def test_a_large_import_never_holds_up_another_users_insight(
             if t["task_id"] in queued_before and (t["started_at"] is None or t["started_at"] > insight["started_at"])
         ]
         assert overtaken, "the insight waited for every fetch queued before it"
+
+
+async def test_an_item_whose_task_is_refused_fails_with_the_reason_and_leaves_nothing(
+    start_server: Callable[..., ServerProcess], site: Site
+) -> None:
+    server = start_server(tasks={"daily_token_budget": 1})  # no analysis fits today
+    async with httpx.AsyncClient(base_url=server.url, timeout=30) as http:
+        api = await register(http)
+        started = await start_import(api, "insightreader", file_of("insightreader", site))
+        state = await wait_finished(api, started["import_id"])
+        with_text = [i for i in importers.parse("insightreader", file_of("insightreader", site)).items if i.content]
+        assert state["failed"] >= len(with_text) > 0, state
+        assert "budget" in state["last_error"], state
+        saved = await articles(api)
+        assert all(a["fetch_status"] is not None for a in saved)  # only the links were saved
+        assert len(saved) == state["done"]
