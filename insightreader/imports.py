@@ -147,9 +147,17 @@ class Importer:
         self._supervisor = supervisor
         self._wake = asyncio.Event()
         self._last_progress: dict[str, float] = {}
+        self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
-        self._supervisor.start(self._run(), name="importer")
+        self._task = self._supervisor.start(self._run(), name="importer")
+
+    async def stop(self) -> None:
+        """Stop between two items (an item's write is done or not done at all)."""
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.wait([self._task])
+            self._task = None
 
     def wake(self) -> None:
         self._wake.set()

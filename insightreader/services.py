@@ -46,6 +46,8 @@ class Services:
         llm = LLMClient.from_settings(settings.llm, supervisor=supervisor)
         pruner = EventPruner(store, settings.sse.retention, supervisor=supervisor)
         api_tokens = ApiTokens(store, flush_interval=settings.auth.token_use_flush_interval, supervisor=supervisor)
+        importer: Importer | None = None
+        webhooks: Webhooks | None = None
         try:
             await store.open()
             await pruner.start()
@@ -54,7 +56,6 @@ class Services:
             webhooks = Webhooks(
                 store, bus, settings.webhooks, allow_private=settings.library.fetch_allow_private, supervisor=supervisor
             )
-            await webhooks.start()
             engine = Engine(
                 store, bus, settings.tasks, task_types, llm=llm, model=llm.model, supervisor=supervisor
             )
@@ -67,22 +68,30 @@ class Services:
             await engine.start()
             importer = Importer(store, bus, engine, settings.library, settings.tasks, supervisor=supervisor)
             importer.start()
+            await webhooks.start()
             supervisor.start(library.index_search_backlog(store), name="search-backlog", until_stopped=False)
         except BaseException:
             supervisor.shutdown()
+            if importer is not None:
+                await importer.stop()
+            if webhooks is not None:
+                await webhooks.stop()
             await api_tokens.stop()
             await pruner.stop()
             await store.close()
             await llm.aclose()
             lock.close()
             raise
+        assert importer is not None and webhooks is not None
         return cls(settings, store, bus, engine, accounts, api_tokens, llm, pruner, importer, webhooks, supervisor, lock)
 
     async def close(self) -> None:
         """Drain the engine (running tasks get ``server.graceful_timeout``), end the
         streams, flush the store."""
         self.supervisor.shutdown()
+        await self.importer.stop()
         await self.engine.drain(self.settings.server.graceful_timeout)
+        await self.webhooks.stop()
         await self.bus.stop()
         await self.api_tokens.stop()
         await self.pruner.stop()

@@ -124,6 +124,9 @@ class Webhooks:
             self._by_user.setdefault(webhook.user_id, []).append(webhook)
         self.dispatcher.start()
 
+    async def stop(self) -> None:
+        await self.dispatcher.stop()
+
     def _remember(self, webhook: Webhook) -> None:
         self._by_user.setdefault(webhook.user_id, []).append(webhook)
 
@@ -219,9 +222,17 @@ class Dispatcher:
         self._slots = asyncio.Semaphore(CONCURRENCY)
         self._in_flight: set[str] = set()
         self._pruned_at = 0.0
+        self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
-        self._supervisor.start(self._run(), name="webhook-dispatcher")
+        self._task = self._supervisor.start(self._run(), name="webhook-dispatcher")
+
+    async def stop(self) -> None:
+        """Stop sending: a delivery cut short stays pending and is sent after a restart."""
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.wait([self._task])
+            self._task = None
 
     def wake(self) -> None:
         self._wake.set()
