@@ -154,10 +154,8 @@ class Importer:
 
     async def stop(self) -> None:
         """Stop between two items (an item's write is done or not done at all)."""
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.wait([self._task])
-            self._task = None
+        await self._supervisor.stop(self._task)
+        self._task = None
 
     def wake(self) -> None:
         self._wake.set()

@@ -343,7 +343,5 @@ class EventPruner:
             await self._prune_logged()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.wait([self._task])
-            self._task = None
+        await self._supervisor.stop(self._task)
+        self._task = None

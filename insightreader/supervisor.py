@@ -66,6 +66,13 @@ class Supervisor:
         task.add_done_callback(lambda done: self._ended(done, until_stopped))
         return task
 
+    @staticmethod
+    async def stop(task: asyncio.Task[Any] | None) -> None:
+        """Cancel a part its owner stops, and wait until it has ended."""
+        if task is not None:
+            task.cancel()
+            await asyncio.wait([task])
+
     def shutdown(self) -> None:
         """The server is stopping: from now on a part that returns has done its job."""
         self._stopping = True

@@ -229,10 +229,8 @@ class Dispatcher:
 
     async def stop(self) -> None:
         """Stop sending: a delivery cut short stays pending and is sent after a restart."""
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.wait([self._task])
-            self._task = None
+        await self._supervisor.stop(self._task)
+        self._task = None
 
     def wake(self) -> None:
         self._wake.set()
