@@ -390,8 +390,13 @@ class Reader:
             for row in rows
         ]
 
-    async def next_delivery_due(self) -> str | None:
-        row = await self._one("SELECT min(next_attempt_at) FROM webhook_deliveries WHERE status = 'pending'")
+    async def next_delivery_due(self, excluding: list[str]) -> str | None:
+        """When the next pending delivery not in ``excluding`` (those being sent) is due."""
+        marks = ",".join("?" * len(excluding))
+        row = await self._one(
+            f"SELECT min(next_attempt_at) FROM webhook_deliveries WHERE status = 'pending' AND id NOT IN ({marks})",
+            excluding,
+        )
         return None if row is None else row[0]
 
     async def running_batches(self, kind: str) -> list[Batch]:

@@ -220,7 +220,12 @@ class Dispatcher:
         self._supervisor = supervisor
         self._wake = asyncio.Event()
         self._slots = asyncio.Semaphore(CONCURRENCY)
-        self._in_flight: set[str] = set()
+        #: Reads of the due deliveries begun so far.
+        self._reads = 0
+        #: Deliveries being sent (None), or sent (the reads begun when their outcome was
+        #: recorded): a read begun before that may still show them due, so they are
+        #: skipped until a later read.
+        self._in_flight: dict[str, int | None] = {}
         self._pruned_at = 0.0
         self._task: asyncio.Task[None] | None = None
 
@@ -241,18 +246,26 @@ class Dispatcher:
                 self._wake.clear()
                 if time.monotonic() - self._pruned_at >= PRUNE_EVERY:
                     await self._prune()
-                now = utcnow()
-                for delivery, webhook in await self._store.read.due_deliveries(now, DUE_BATCH):
-                    if delivery.id in self._in_flight:
+                self._reads += 1
+                read = self._reads
+                for delivery, webhook in await self._store.read.due_deliveries(utcnow(), DUE_BATCH):
+                    if delivery.id in self._in_flight and not self._known(delivery.id, read):
                         continue
                     await self._slots.acquire()
-                    self._in_flight.add(delivery.id)
+                    self._in_flight[delivery.id] = None
                     group.create_task(self._attempt(delivery, webhook))
+                for done in [d for d, settled in self._in_flight.items() if settled is not None and settled < read]:
+                    del self._in_flight[done]
                 await self._sleep()
+
+    def _known(self, delivery_id: str, read: int) -> bool:
+        """Whether the read numbered ``read`` began after the delivery's last outcome was recorded."""
+        settled = self._in_flight[delivery_id]
+        return settled is not None and settled < read
 
     async def _sleep(self) -> None:
         """Until woken (a new delivery, an attempt done) or the next retry is due."""
-        due = await self._store.read.next_delivery_due()
+        due = await self._store.read.next_delivery_due(list(self._in_flight))
         wait: float | None = None
         if due is not None:
             wait = max(0.0, (datetime.fromisoformat(due.replace("Z", "+00:00")) - datetime.now(UTC)).total_seconds())
@@ -278,7 +291,7 @@ class Dispatcher:
         except Exception:
             log.exception("webhook delivery %s could not be recorded; it stays due", delivery.id)
         finally:
-            self._in_flight.discard(delivery.id)
+            self._in_flight[delivery.id] = self._reads
             self._slots.release()
             self.wake()
 
