@@ -73,3 +73,12 @@ async def connect() -> AsyncIterator[Callable[[ServerProcess], httpx.AsyncClient
 @pytest.fixture
 async def api(http: httpx.AsyncClient) -> Api:
     return await register(http)
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Any]:
+    """Chromium for the page tests (tests/support/browser.py); imported only when one runs."""
+    from tests.support.browser import chromium
+
+    async with chromium() as launched:
+        yield launched

@@ -30,7 +30,6 @@ from tests.support.browser import (  # noqa: E402
     SESSION_KEY,
     access_token,
     api_client,
-    chromium,
     free_port,
     open_page,
     record_text_growth,
@@ -57,12 +56,6 @@ LONG_INSIGHT = (
 )
 #: Network noise the browser logs as console errors while a test makes it happen.
 REFUSED = ("net::ERR_CONNECTION_REFUSED", "net::ERR_FAILED", "net::ERR_EMPTY_RESPONSE", "ERR_INCOMPLETE_CHUNKED_ENCODING")
-
-
-@pytest.fixture
-async def browser() -> AsyncIterator[Any]:
-    async with chromium() as launched:
-        yield launched
 
 
 @pytest.fixture

@@ -4,7 +4,7 @@ archive, and the library's filters. Screenshots go to docs/screenshots/."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +12,7 @@ import pytest
 
 pytest.importorskip("playwright")
 
-from tests.support.browser import CHROMIUM, api_client, chromium, open_page, register_in_page, screenshot  # noqa: E402
+from tests.support.browser import CHROMIUM, api_client, open_page, register_in_page, screenshot  # noqa: E402
 from tests.support.process import ServerProcess  # noqa: E402
 
 pytestmark = pytest.mark.skipif(
@@ -20,12 +20,6 @@ pytestmark = pytest.mark.skipif(
 )
 
 ARTICLE = (Path(__file__).parent / "data" / "article_en.txt").read_text()
-
-
-@pytest.fixture
-async def browser() -> AsyncIterator[Any]:
-    async with chromium() as launched:
-        yield launched
 
 
 async def test_tags_suggestions_states_and_filters(start_server: Callable[..., ServerProcess], browser: Any) -> None:

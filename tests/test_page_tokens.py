@@ -3,7 +3,7 @@ the secret shown once with a copy button, the list, revoke."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -11,18 +11,12 @@ import pytest
 
 pytest.importorskip("playwright")
 
-from tests.support.browser import CHROMIUM, chromium, open_page, register_in_page, screenshot  # noqa: E402
+from tests.support.browser import CHROMIUM, open_page, register_in_page, screenshot  # noqa: E402
 from tests.support.process import ServerProcess  # noqa: E402
 
 pytestmark = pytest.mark.skipif(
     not CHROMIUM.exists(), reason="needs Debian's chromium at /usr/bin/chromium (.ci/run installs it)"
 )
-
-
-@pytest.fixture
-async def browser() -> AsyncIterator[Any]:
-    async with chromium() as launched:
-        yield launched
 
 
 async def test_tokens_are_created_shown_once_copied_listed_and_revoked(

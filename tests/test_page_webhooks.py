@@ -3,14 +3,14 @@ send a test and see it delivered to a local receiver in the delivery log, delete
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 
 pytest.importorskip("playwright")
 
-from tests.support.browser import CHROMIUM, access_token, api_client, chromium, open_page, register_in_page, screenshot  # noqa: E402
+from tests.support.browser import CHROMIUM, access_token, api_client, open_page, register_in_page, screenshot  # noqa: E402
 from tests.support.client import Api  # noqa: E402
 from tests.support.process import ServerProcess  # noqa: E402
 from tests.support.receiver import receiving  # noqa: E402
@@ -19,12 +19,6 @@ from tests.test_webhooks import wait_delivery  # noqa: E402
 pytestmark = pytest.mark.skipif(
     not CHROMIUM.exists(), reason="needs Debian's chromium at /usr/bin/chromium (.ci/run installs it)"
 )
-
-
-@pytest.fixture
-async def browser() -> AsyncIterator[Any]:
-    async with chromium() as launched:
-        yield launched
 
 
 async def test_a_webhook_is_added_tested_and_deleted(start_server: Callable[..., ServerProcess], browser: Any) -> None:
