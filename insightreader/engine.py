@@ -17,7 +17,7 @@ import logging
 import uuid
 from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -238,8 +238,12 @@ class Engine:
         llm: LLMClient | None = None,
         model: str = "",
         supervisor: Supervisor | None = None,
+        shape: Callable[[Tx, str, str, dict[str, Any]], dict[str, Any]] | None = None,
     ) -> None:
         self._store = store
+        #: ``shape(tx, user_id, task_type, payload)``: the payload with what else shapes
+        #: the task's prompt (the reader's settings), read in the submit's transaction.
+        self._shape = shape
         self._supervisor = supervisor or Supervisor()
         self._bus = bus
         self.settings = settings
@@ -403,18 +407,22 @@ class Engine:
             return self._answer(tx, user_id, kind, spec, digest, rank, now)
 
         def job(tx: Tx) -> SubmitOutcome:
-            spec = prepare(tx)
+            asked = prepare(tx)
+            spec = self._shaped(tx, user_id, kind, asked)
             digest = input_hash(kind, self.model, spec.payload)
             if idempotency_key is None:
                 return answer(tx, spec, digest)
+            # The key stands for the request as sent: a setting changed since does not
+            # make its retry a different request.
+            request_digest = input_hash(kind, self.model, asked.payload)
             earlier = tx.idempotency_key(user_id, idempotency_key)
             if earlier is not None:
                 first_hash, task = earlier
-                if first_hash != digest:
+                if first_hash != request_digest:
                     raise Conflict("this Idempotency-Key was used with a different request")
                 return SubmitOutcome(task, created=False, deduplicated=False)
             outcome = answer(tx, spec, digest)
-            tx.record_idempotency_key(user_id, idempotency_key, digest, outcome.task.id, format_time(now))
+            tx.record_idempotency_key(user_id, idempotency_key, request_digest, outcome.task.id, format_time(now))
             return outcome
 
         outcome = await self._store.write(job)
@@ -423,6 +431,11 @@ class Engine:
         elif outcome.deduplicated:
             self._changed("deduplicated", outcome.task)
         return outcome
+
+    def _shaped(self, tx: Tx, user_id: str, kind: TaskType, spec: Submission) -> Submission:
+        if self._shape is None:
+            return spec
+        return replace(spec, payload=self._shape(tx, user_id, kind.name, spec.payload))
 
     def _answer(
         self, tx: Tx, user_id: str, kind: TaskType, spec: Submission, digest: str, rank: int, now: datetime
@@ -467,6 +480,7 @@ class Engine:
         job's failure keeps none of what it wrote. ``priority`` as given (bulk work
         asks for less than its type's default)."""
         kind = self.task_types[task_type]
+        spec = self._shaped(tx, user_id, kind, spec)
         digest = input_hash(kind, self.model, spec.payload)
         rank = kind.priority if priority is None else priority
         outcome = self._answer(tx, user_id, kind, spec, digest, rank, datetime.now(UTC))

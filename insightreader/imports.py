@@ -11,7 +11,8 @@ stopped, and nothing is imported twice.
 
 An item becomes an article with its tags, reading states, saved time and highlights;
 with the text the file carries (its analysis queued), or else saved from its URL with
-a ``page_fetch`` (which then queues the analysis). Those tasks run at priority
+a ``page_fetch`` (which then queues the analysis); no analysis when the reader turned
+``auto_analyze`` off. Those tasks run at priority
 :data:`PRIORITY`, below everything a reader waits for, and an import leaves
 :data:`HEADROOM` of the user's ``tasks.max_pending_per_user`` free for the reader's
 own work: while the user has more unfinished tasks than that allows, the import waits.
@@ -29,7 +30,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from . import highlights, importers, library, tagnames, text, urls
+from . import highlights, importers, library, tagnames, text, urls, user_settings
 from .analyses import article as article_analysis
 from .config import LibrarySettings, TaskSettings
 from .engine import Engine, Submission
@@ -267,18 +268,21 @@ class Importer:
             library.check_quota(tx, user_id, library.stored_bytes(article.title, article.content), self._limits)
         except StorageQuotaExceeded as exc:
             return "failed", exc.message
+        analyze = user_settings.read_in(tx, user_id).auto_analyze
         if item.content is None:
             assert url_key is not None
             tx.insert_url_article(article, url_key)
-            spec = Submission({"article_id": article.id, "url": url_key}, article.title, article.id)
-            self._engine.submit_in(tx, user_id, library.PAGE_FETCH, spec, priority=PRIORITY)
+            fetch = {"article_id": article.id, "url": url_key} | ({} if analyze else {"analyze": False})
+            self._engine.submit_in(tx, user_id, library.PAGE_FETCH, Submission(fetch, article.title, article.id),
+                                   priority=PRIORITY)
         else:
             tx.insert_article(article, url_key)
-            self._engine.submit_in(tx, user_id, article_analysis.NAME, Submission(
-                {"article_id": article.id, "content_hash": article.content_hash,
-                 "existing_tags": tx.tag_names(user_id, article_analysis.EXISTING_TAGS)},
-                article.title, article.id,
-            ), priority=PRIORITY)
+            if analyze:
+                self._engine.submit_in(tx, user_id, article_analysis.NAME, Submission(
+                    {"article_id": article.id, "content_hash": article.content_hash,
+                     "existing_tags": tx.tag_names(user_id, article_analysis.EXISTING_TAGS)},
+                    article.title, article.id,
+                ), priority=PRIORITY)
             self._add_highlights(tx, article, item.highlights, now)
         library.publish_saved(self._bus, tx, article)
         names = tagnames.clean_set(item.tags)

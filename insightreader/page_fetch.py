@@ -93,8 +93,9 @@ async def run(ctx: TaskContext, *, settings: LibrarySettings) -> dict[str, Any]:
         tx.fill_fetched_article(filled)
 
     ctx.on_complete(store)
-    ctx.then_submit(
-        article_analysis.NAME,
-        Submission({"article_id": article.id, "content_hash": article.content_hash}, filled.title, article.id),
-    )
+    if ctx.task.input.get("analyze", True):  # False: imported while the reader's auto_analyze is off
+        ctx.then_submit(
+            article_analysis.NAME,
+            Submission({"article_id": article.id, "content_hash": article.content_hash}, filled.title, article.id),
+        )
     return {"article_id": article.id, "title": filled.title, "url": page.url, "page": filled.page_meta, "fetched": True}

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import IO
 
-from . import library
+from . import library, user_settings
 from .accounts import Accounts, ApiTokens, Tokens, load_secret
 from .config import Settings, admin_credentials
 from .engine import Engine, TaskType
@@ -57,7 +57,8 @@ class Services:
                 store, bus, settings.webhooks, allow_private=settings.library.fetch_allow_private, supervisor=supervisor
             )
             engine = Engine(
-                store, bus, settings.tasks, task_types, llm=llm, model=llm.model, supervisor=supervisor
+                store, bus, settings.tasks, task_types, llm=llm, model=llm.model, supervisor=supervisor,
+                shape=user_settings.shape,
             )
             tokens = Tokens(settings.auth, load_secret(settings.auth, settings.database.path))
             accounts = Accounts(settings.auth, tokens, store, trusted_proxies=settings.server.trusted_proxies)

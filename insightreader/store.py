@@ -336,6 +336,11 @@ class Reader:
         )
         return [_api_token(row) for row in rows]
 
+    async def user_settings(self, user_id: str) -> str | None:
+        """The user's settings as stored (JSON; None: all defaults)."""
+        row = await self._one("SELECT settings FROM user_settings WHERE user_id = ?", (user_id,))
+        return None if row is None else str(row[0])
+
     async def batch(self, batch_id: str, user_id: str) -> Batch | None:
         row = await self._one("SELECT * FROM batches WHERE id = ? AND user_id = ? AND status != 'staging'",
                               (batch_id, user_id))
@@ -760,6 +765,17 @@ class Tx:
             (user_id, input_hash),
         )
         return _task(row) if row else None
+
+    def user_settings(self, user_id: str) -> str | None:
+        row = self._one("SELECT settings FROM user_settings WHERE user_id = ?", (user_id,))
+        return None if row is None else str(row[0])
+
+    def set_user_settings(self, user_id: str, settings: str, now: str) -> None:
+        self._execute(
+            "INSERT INTO user_settings (user_id, settings, updated_at) VALUES (?, ?, ?)"
+            " ON CONFLICT (user_id) DO UPDATE SET settings = excluded.settings, updated_at = excluded.updated_at",
+            (user_id, settings, now),
+        )
 
     def has_users(self) -> bool:
         return self._one("SELECT 1 FROM users LIMIT 1") is not None

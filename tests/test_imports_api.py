@@ -301,3 +301,33 @@ async def test_an_item_whose_task_is_refused_fails_with_the_reason_and_leaves_no
         saved = await articles(api)
         assert all(a["fetch_status"] is not None for a in saved)  # only the links were saved
         assert len(saved) == state["done"]
+
+
+async def test_auto_analyze_off_imports_without_analysing(http: httpx.AsyncClient, site: Site) -> None:
+    quiet, default = await register(http), await register(http)
+    changed = await quiet.patch("/api/v1/settings", json={"auto_analyze": False})
+    assert changed.status_code == 200 and changed.json()["auto_analyze"] is False
+    for api in (quiet, default):
+        for fmt in ("netscape", "insightreader"):
+            await wait_finished(api, (await start_import(api, fmt, file_of(fmt, site)))["import_id"])
+
+    async def settled(api: Api) -> list[dict[str, Any]]:
+        """Every task of ``api``'s once none is unfinished (a fetch's follow-up is
+        submitted in the transaction that completes the fetch)."""
+        deadline = time.monotonic() + 60
+        while True:
+            tasks = await api.all_tasks()
+            if all(t["status"] in ("completed", "failed", "cancelled") for t in tasks):
+                return tasks
+            assert time.monotonic() < deadline, [t["status"] for t in tasks]
+            await asyncio.sleep(POLL)
+
+    quiet_tasks, default_tasks = await settled(quiet), await settled(default)
+    saved = await articles(quiet)
+    fetched = [a for a in saved if a["fetch_status"] == "fetched"]
+    assert len(saved) == len(await articles(default)) and fetched
+    assert sum(t["task_type"] == "page_fetch" for t in quiet_tasks) == sum(a["fetch_status"] is not None for a in saved)
+    assert not [t for t in quiet_tasks if t["task_type"] == "article_analysis"]
+    analysed = {t["article_id"] for t in default_tasks if t["task_type"] == "article_analysis"}
+    expected = [a for a in await articles(default) if a["fetch_status"] in (None, "fetched")]
+    assert analysed == {a["article_id"] for a in expected}

@@ -67,6 +67,7 @@ def _messages(data: Mapping[str, Any]) -> list[dict[str, str]]:
         block("insight", data["insight"]) if data.get("insight") else "",
         block("intent", data["intent"]) if data.get("intent") else "",
         block("history", history) if history else "",
+        prompt=data.get("prompt"),
     )
 
 

@@ -70,7 +70,7 @@ def _blocks(data: Mapping[str, Any]) -> list[str]:
 def estimate(tx: Tx, payload: Mapping[str, Any]) -> int:
     """The request's cost; with an article, its title and at most ``CONTEXT_CHARS``
     characters of context (a token is at least a character)."""
-    cost = request_cost(messages(SYSTEM, NAME, *_blocks(payload)), MAX_TOKENS)
+    cost = request_cost(messages(SYSTEM, NAME, *_blocks(payload), prompt=payload.get("prompt")), MAX_TOKENS)
     return cost + (PROMPT_ALLOWANCE + CONTEXT_CHARS if payload.get("article_id") else 0)
 
 
@@ -84,7 +84,7 @@ async def run(ctx: TaskContext) -> dict[str, Any]:
         blocks.insert(1, block("article", _context(article.content, data["selected_text"])))
     coalescer = Coalescer(ctx)
     completion = await ctx.llm.stream_text(
-        messages(SYSTEM, NAME, *blocks), coalescer.add, max_tokens=MAX_TOKENS
+        messages(SYSTEM, NAME, *blocks, prompt=data.get("prompt")), coalescer.add, max_tokens=MAX_TOKENS
     )
     await coalescer.flush()
     ctx.record_usage(completion.model, completion.usage.prompt_tokens, completion.usage.completion_tokens)

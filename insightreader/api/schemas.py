@@ -11,6 +11,8 @@ from ..accounts.api_tokens import EXPIRES_IN_DAYS_MAX, NAME_MAX
 from ..accounts.passwords import MAX_LENGTH, USERNAME_MAX, USERNAME_MIN, USERNAME_PATTERN
 from ..tagnames import MAX_LENGTH as TAG_MAX_LENGTH
 from ..tagnames import MAX_PER_ARTICLE, REFUSED
+from ..languages import TAG_PATTERN
+from ..user_settings import INSTRUCTION_CHARS
 
 
 def _encodable(value: str) -> str:
@@ -840,3 +842,50 @@ class ImportOut(ImportProgress):
 
 class ImportList(BaseModel):
     items: list[ImportOut]
+
+
+PromptedTaskType = Literal["article_analysis", "meta_analysis", "thinking_lens", "button_generation", "insight_generation"]
+Instruction = Annotated[str, StringConstraints(max_length=INSTRUCTION_CHARS), AfterValidator(_encodable)]
+
+
+class SettingsOut(BaseModel):
+    model_config = _examples(
+        {
+            "output_language": "zh-CN",
+            "auto_analyze": True,
+            "instructions": {
+                "article_analysis": "Keep the summary under 60 words; name the data sources.",
+                "meta_analysis": "",
+                "thinking_lens": "",
+                "button_generation": "",
+                "insight_generation": "",
+            },
+            "ui_language": "zh-CN",
+        }
+    )
+
+    #: `auto`: results in the text's own language; or a BCP 47 tag.
+    output_language: str
+    auto_analyze: bool
+    instructions: dict[PromptedTaskType, str]
+    ui_language: Literal["en", "zh-CN"] | None
+
+
+class SettingsChange(Wire):
+    """What `PATCH /settings` changes; a field left out stays. An empty instruction
+    removes that task type's."""
+
+    model_config = _examples(
+        {"output_language": "zh-CN"},
+        {"instructions": {"article_analysis": "Keep the summary under 60 words."}, "auto_analyze": False},
+    )
+
+    output_language: Annotated[str, StringConstraints(pattern=rf"^(auto|{TAG_PATTERN})$")] = Field(
+        "auto", description="`auto` (the text's own language) or a BCP 47 tag such as `en`, `zh-CN`, `ja`."
+    )
+    auto_analyze: bool = Field(True, description="Analyse the articles an import brings in.")
+    instructions: dict[PromptedTaskType, Instruction] = Field(
+        default_factory=dict,
+        description=f"Task type → the reader's own instructions (at most {INSTRUCTION_CHARS} characters each).",
+    )
+    ui_language: Literal["en", "zh-CN"] | None = Field(None, description="The page's language (`null`: the browser's).")

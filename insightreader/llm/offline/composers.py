@@ -27,10 +27,11 @@ from .request import (
     OfflineRequestError,
     content_text,
     data_blocks,
+    requested_language,
     snake,
     task_of,
 )
-from .wording import Writer
+from .wording import Writer, translation_notice
 
 
 def _clamp(value: int, low: int, high: int) -> int:
@@ -518,13 +519,29 @@ def answer(body: dict[str, Any]) -> str:
     untagged = blocks.pop("", None)
     if untagged is not None:
         blocks["selection" if task in (None, "insight", "button_generation") else "article"] = untagged
+    requested = requested_language(system_text)
+    notice = None if requested is None else translation_notice(detect_language(_main_text(blocks)), requested)
     if task is None or task == "insight":
-        text = _insight(blocks)
+        text = _insight(blocks) if notice is None else f"{notice}\n\n{_insight(blocks)}"
         response_format = body.get("response_format")
         if isinstance(response_format, dict) and response_format.get("type") in ("json_object", "json_schema"):
             return _dump({"insight": text})
         return text
-    return _dump(_COMPOSERS[task](blocks))
+    composed = _COMPOSERS[task](blocks)
+    noticed = _NOTICED.get(task)
+    if notice is not None and noticed is not None:
+        composed[noticed] = f"{notice} {composed[noticed]}"
+    return _dump(composed)
+
+
+#: The field of each task's answer that starts with the notice that the offline model
+#: could not write in the requested language (button labels are too short for it).
+_NOTICED = {"article_analysis": "summary", "meta_analysis": "author_stance", "thinking_lens": "summary"}
+
+
+def _main_text(blocks: dict[str, str]) -> str:
+    """The text an answer is about, whose language it is written in."""
+    return blocks.get("article") or blocks.get("selection") or blocks.get("question") or ""
 
 
 def _dump(value: Any) -> str:

@@ -104,6 +104,18 @@ def task_of(body: dict[str, Any], system_text: str) -> str | None:
     return None
 
 
+_REQUESTED_LANGUAGE = re.compile(
+    r"Write every text of the answer in [^()\n]*\(([A-Za-z]{2,3}(?:-[A-Za-z0-9]{2,8})*)\)"
+)
+
+
+def requested_language(system_text: str) -> str | None:
+    """The BCP 47 tag of the language the system prompt asks answers in (None: the
+    text's own; :func:`insightreader.analyses.common.language_rule` writes it)."""
+    found = _REQUESTED_LANGUAGE.search(system_text)
+    return found.group(1) if found else None
+
+
 def data_blocks(messages: list[Any]) -> dict[str, str]:
     user_texts = [content_text(m.get("content")) for m in messages if isinstance(m, dict) and m.get("role") == "user"]
     for text in reversed(user_texts):

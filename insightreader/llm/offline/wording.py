@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 
+from insightreader import languages
 from insightreader.text import Language, trim_sentence
 
 _WORDING: dict[str, dict[str, str]] = {
@@ -387,3 +388,20 @@ class Writer:
 
     def join(self, sentences: list[str]) -> str:
         return self.words["join"].join(s for s in sentences if s)
+
+
+_LANGUAGE_NAMES_ZH = {"en": "英语", "zh": "中文", "ja": "日语", "ko": "韩语", "de": "德语", "fr": "法语", "es": "西班牙语"}
+
+
+def translation_notice(written_in: Language, requested: str) -> str | None:
+    """The sentence saying plainly that the answer is not in the ``requested``
+    language (a BCP 47 tag) because the offline model cannot translate; None when
+    the text is already in it. In the requested language when it is English or
+    Chinese, else in English."""
+    primary = requested.split("-")[0].lower()
+    if primary == written_in:
+        return None
+    if primary == "zh":
+        return f"（离线模型不会翻译：以下仍用原文的语言（{_LANGUAGE_NAMES_ZH[written_in]}）写成，而不是中文。）"
+    written = languages.name(written_in)
+    return f"(The offline model cannot translate: this is written in {written}, the text's own language, not in {languages.name(requested)}.)"
