@@ -23,9 +23,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from . import reanalysis
+from .analyses import task_types
 from .config import DatabaseSettings, Settings
 from .errors import AlreadyRunning
 from .events import EventBus
+from .llm.client import served_model
 from .records import Task, TaskStatus, format_time
 from .store import Reader, Store, Tx, lock_database, open_reader
 
@@ -212,7 +215,11 @@ async def retry_failed(settings: Settings, since: datetime) -> RetryOutcome:
     try:
         lock = lock_database(settings.database.path)
     except AlreadyRunning:
-        raise ServerRunning(_running_message(settings)) from None
+        raise ServerRunning(_running_message(
+            settings,
+            "or let each user retry their own tasks with POST /api/v1/tasks/{id}/retry while it runs."
+            " --dry-run lists the tasks without changing anything.",
+        )) from None
     try:
         store = Store(settings.database)
         await store.open()
@@ -248,7 +255,41 @@ async def retry_failed(settings: Settings, since: datetime) -> RetryOutcome:
     return outcome
 
 
-def _running_message(settings: Settings) -> str:
+# -- admin reanalyze ------------------------------------------------------------------------
+
+
+async def reanalyze_stale(settings: Settings) -> dict[str, int]:
+    """Stage, for every user, a re-analysis of the results made with another model,
+    prompt version or prompt settings than the configured ones (``POST
+    /articles/reanalyze`` with scope ``stale`` and every kind); username → results to
+    redo. Refuses with :class:`ServerRunning` while a server uses the database: its
+    batch runner would not see the batches until it starts again, which then runs them."""
+    if not settings.database.path.exists():
+        raise FileNotFoundError(f"no database at {settings.database.path}")
+    try:
+        lock = lock_database(settings.database.path)
+    except AlreadyRunning:
+        raise ServerRunning(_running_message(
+            settings, "or let each user start one with POST /api/v1/articles/reanalyze while it runs."
+        )) from None
+    recipe = reanalysis.Recipe(task_types(settings.llm), served_model(settings.llm))
+    staged: dict[str, int] = {}
+    try:
+        store = Store(settings.database)
+        await store.open()
+        try:
+            for user in await store.read.users():
+                batch = await reanalysis.start(store, recipe, user.id, "stale", reanalysis.KINDS, wake=None)
+                staged[user.username] = batch.total
+        finally:
+            await store.close()
+    finally:
+        lock.close()
+    log.info("operator re-analysis: %d stale results of %d users staged", sum(staged.values()), len(staged))
+    return staged
+
+
+def _running_message(settings: Settings, meanwhile: str) -> str:
     lock = settings.database.path.with_name(settings.database.path.name + ".lock")
     try:
         pid = lock.read_text().strip()
@@ -256,8 +297,6 @@ def _running_message(settings: Settings) -> str:
         pid = ""
     who = f"a server (pid {pid})" if pid.isdigit() else "a server"
     return (
-        f"{who} is using {settings.database.path}, and it only picks up pending tasks when it"
-        " starts: stop it, run this command again, then start it (the tasks run then); or let"
-        " each user retry their own tasks with POST /api/v1/tasks/{id}/retry while it runs."
-        " --dry-run lists the tasks without changing anything."
+        f"{who} is using {settings.database.path}, and it only picks up this work when it"
+        f" starts: stop it, run this command again, then start it (the tasks run then); {meanwhile}"
     )

@@ -6,7 +6,7 @@ from __future__ import annotations
 from quart import Quart
 
 from . import sse
-from .api import articles, asgi, auth, deps, errors, events, export, health, highlights, imports, insights, middleware, openapi, page, search, settings, tasks, tokens, webhooks
+from .api import articles, asgi, batches, auth, deps, errors, events, export, health, highlights, imports, insights, middleware, openapi, page, search, settings, tasks, tokens, webhooks
 from .api import metrics as metrics_api
 from .metrics import Metrics
 from .services import Services
@@ -27,7 +27,7 @@ def create_app(services: Services, *, metrics: Metrics | None = None) -> Quart:
     metrics_api.install(app, collected, token=services.settings.server.metrics_token)
     app.before_request(deps.authenticate_request)
     app.after_request(deps.finish_request_body)
-    for blueprint in (health.bp, auth.bp, tasks.bp, articles.bp, highlights.bp, search.bp, export.bp, imports.bp, insights.bp, events.bp, settings.bp, tokens.bp, webhooks.bp, page.bp):
+    for blueprint in (health.bp, auth.bp, tasks.bp, batches.bp, articles.bp, highlights.bp, search.bp, export.bp, imports.bp, insights.bp, events.bp, settings.bp, tokens.bp, webhooks.bp, page.bp):
         app.register_blueprint(blueprint)
     app.asgi_app = asgi.ConnectionGuard(  # type: ignore[method-assign]
         asgi.StreamHandoff(asgi.ExposureHeaders(app.asgi_app)),

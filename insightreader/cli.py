@@ -322,6 +322,32 @@ def admin_stats(config_path: Path | None, since: Any, as_json: bool) -> None:
     click.echo(json.dumps(report, indent=2) if as_json else format_stats(report))
 
 
+@admin.command(name="reanalyze")
+@config_option
+@click.option("--stale", is_flag=True, required=True,
+              help="Redo the results made with another model, prompt version or prompt settings.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def admin_reanalyze(config_path: Path | None, stale: bool, as_json: bool) -> None:
+    """Re-analyse, for every user, the results made with another model, prompt version or
+    prompt settings than the configured ones (after changing llm.model, say).
+
+    Stages one re-analysis batch per user (bulk priority, below what readers wait for);
+    refuses while a server uses the database: stop the server, run this, start it again."""
+    import json
+
+    from .admin import reanalyze_stale
+
+    staged = _admin_run(reanalyze_stale(_settings(config_path)))
+    if as_json:
+        click.echo(json.dumps({"stale": staged}, indent=2))
+        return
+    click.echo(f"staged {sum(staged.values())} stale result(s) of {sum(1 for n in staged.values() if n)} user(s)"
+               " for re-analysis; they run when the server starts")
+    for username, total in staged.items():
+        if total:
+            click.echo(f"  {username}: {total}")
+
+
 @admin.command(name="retry-failed")
 @config_option
 @_since_option(required=True)

@@ -11,6 +11,7 @@ disagree.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import logging
@@ -438,7 +439,15 @@ class Engine:
         return replace(spec, payload=self._shape(tx, user_id, kind.name, spec.payload))
 
     def _answer(
-        self, tx: Tx, user_id: str, kind: TaskType, spec: Submission, digest: str, rank: int, now: datetime
+        self,
+        tx: Tx,
+        user_id: str,
+        kind: TaskType,
+        spec: Submission,
+        digest: str,
+        rank: int,
+        now: datetime,
+        batch_id: str | None = None,
     ) -> SubmitOutcome:
         """Within a write: an earlier task's result, the identical unfinished task, or a
         new task once admitted (raising when it is not)."""
@@ -464,6 +473,7 @@ class Engine:
             metadata={"preview": spec.preview[:50]},
             created_at=created_at,
             reserved_tokens=estimate,
+            batch_id=batch_id,
         )
         task = tx.insert_task(fresh)
         if task is None:
@@ -473,17 +483,24 @@ class Engine:
         return SubmitOutcome(task, created=True, deduplicated=False)
 
     def submit_in(
-        self, tx: Tx, user_id: str, task_type: str, spec: Submission, *, priority: int | None = None
+        self,
+        tx: Tx,
+        user_id: str,
+        task_type: str,
+        spec: Submission,
+        *,
+        priority: int | None = None,
+        batch_id: str | None = None,
     ) -> SubmitOutcome:
         """Submit within a write job that writes more (a completing run's follow-up, an
         imported article's fetch): refused as any submit is (raising), and then the
         job's failure keeps none of what it wrote. ``priority`` as given (bulk work
-        asks for less than its type's default)."""
+        asks for less than its type's default); ``batch_id``: the batch submitting it."""
         kind = self.task_types[task_type]
         spec = self._shaped(tx, user_id, kind, spec)
         digest = input_hash(kind, self.model, spec.payload)
         rank = kind.priority if priority is None else priority
-        outcome = self._answer(tx, user_id, kind, spec, digest, rank, datetime.now(UTC))
+        outcome = self._answer(tx, user_id, kind, spec, digest, rank, datetime.now(UTC), batch_id)
         if outcome.created:
             tx.after_commit(lambda: self._changed("submitted", outcome.task))
         return outcome
@@ -550,6 +567,13 @@ class Engine:
         if current.status is not TaskStatus.CANCELLED:
             raise Conflict(f"a {current.status.value} task cannot be cancelled")
         return current
+
+    async def cancel_each(self, user_id: str, task_ids: list[str]) -> None:
+        """Cancel each of the user's tasks still unfinished (one that ended or went
+        meanwhile is left as it is)."""
+        for task_id in task_ids:
+            with contextlib.suppress(NotFound, Conflict):
+                await self.cancel(user_id, task_id)
 
     async def retry(self, user_id: str, task_id: str) -> Task:
         if not self._accepting:

@@ -137,6 +137,17 @@ class Delivery:
 
 
 @dataclass(frozen=True)
+class AnalysisRun:
+    """A finished run of an analysis of an article: what a re-analysis looks at."""
+
+    article_id: str
+    task_type: str
+    status: str
+    input: dict[str, Any]
+    input_hash: str
+
+
+@dataclass(frozen=True)
 class Batch:
     """Bulk work a user started (``batches`` table): an import, with its progress."""
 
@@ -152,11 +163,15 @@ class Batch:
     last_error: str | None
     created_at: str
     finished_at: str | None
+    #: What a re-analysis was asked for: ``{"scope", "kinds"}``.
+    options: dict[str, Any] | None = None
 
     def progress(self) -> dict[str, Any]:
-        """What the events and the API show of an import."""
+        """What the events and the API show of where it stands (an import by its
+        ``import_id``, as its API names it; other batches by ``batch_id``)."""
+        ident = {"import_id": self.id} if self.kind == "import" else {"batch_id": self.id, "kind": self.kind}
         return {
-            "import_id": self.id,
+            **ident,
             "status": self.status,
             "total": self.total,
             "done": self.done,
@@ -165,9 +180,10 @@ class Batch:
         }
 
     def public(self) -> dict[str, Any]:
+        described = {"format": self.format} if self.kind == "import" else dict(self.options or {})
         return {
             **self.progress(),
-            "format": self.format,
+            **described,
             "last_error": self.last_error,
             "created_at": self.created_at,
             "finished_at": self.finished_at,
@@ -246,6 +262,8 @@ class NewTask:
     metadata: dict[str, Any]
     created_at: str
     reserved_tokens: int = 0
+    #: The batch (an import, a re-analysis) that submitted it.
+    batch_id: str | None = None
 
 
 @dataclass(frozen=True)

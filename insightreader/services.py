@@ -12,7 +12,9 @@ from .accounts import Accounts, ApiTokens, Tokens, load_secret
 from .config import Settings, admin_credentials
 from .engine import Engine, TaskType
 from .events import EventBus
-from .imports import Importer
+from .batches import BatchRunner
+from .imports import ImportItems
+from .reanalysis import ReanalysisItems
 from .llm import LLMClient
 from .sse import EventPruner
 from .store import Store, lock_database
@@ -32,7 +34,8 @@ class Services:
     api_tokens: ApiTokens
     llm: LLMClient
     pruner: EventPruner
-    importer: Importer
+    #: Does the imports and re-analyses in the background.
+    batches: BatchRunner
     webhooks: Webhooks
     #: Every background task of the process is started through it.
     supervisor: Supervisor
@@ -46,7 +49,7 @@ class Services:
         llm = LLMClient.from_settings(settings.llm, supervisor=supervisor)
         pruner = EventPruner(store, settings.sse.retention, supervisor=supervisor)
         api_tokens = ApiTokens(store, flush_interval=settings.auth.token_use_flush_interval, supervisor=supervisor)
-        importer: Importer | None = None
+        runner: BatchRunner | None = None
         webhooks: Webhooks | None = None
         try:
             await store.open()
@@ -67,14 +70,17 @@ class Services:
             await accounts.bootstrap_admin(*admin_credentials())
             api_tokens.start()
             await engine.start()
-            importer = Importer(store, bus, engine, settings.library, settings.tasks, supervisor=supervisor)
-            importer.start()
+            runner = BatchRunner(
+                store, bus, [ImportItems(engine, bus, settings.library), ReanalysisItems(engine)],
+                max_pending_per_user=settings.tasks.max_pending_per_user, supervisor=supervisor,
+            )
+            runner.start()
             await webhooks.start()
             supervisor.start(library.index_search_backlog(store), name="search-backlog", until_stopped=False)
         except BaseException:
             supervisor.shutdown()
-            if importer is not None:
-                await importer.stop()
+            if runner is not None:
+                await runner.stop()
             if webhooks is not None:
                 await webhooks.stop()
             await api_tokens.stop()
@@ -83,14 +89,14 @@ class Services:
             await llm.aclose()
             lock.close()
             raise
-        assert importer is not None and webhooks is not None
-        return cls(settings, store, bus, engine, accounts, api_tokens, llm, pruner, importer, webhooks, supervisor, lock)
+        assert runner is not None and webhooks is not None
+        return cls(settings, store, bus, engine, accounts, api_tokens, llm, pruner, runner, webhooks, supervisor, lock)
 
     async def close(self) -> None:
         """Drain the engine (running tasks get ``server.graceful_timeout``), end the
         streams, flush the store."""
         self.supervisor.shutdown()
-        await self.importer.stop()
+        await self.batches.stop()
         await self.engine.drain(self.settings.server.graceful_timeout)
         await self.webhooks.stop()
         await self.bus.stop()

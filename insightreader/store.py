@@ -31,7 +31,7 @@ import logging
 import os
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -44,6 +44,7 @@ from . import migrate, search
 from .config import DatabaseSettings
 from .errors import AlreadyRunning, ShuttingDown, StorageBusy, StorageFull
 from .records import (
+    AnalysisRun,
     ApiTokenRecord,
     Article,
     ArticleItem,
@@ -173,6 +174,7 @@ def _batch(row: sqlite3.Row) -> Batch:
         id=row["id"], user_id=row["user_id"], kind=row["kind"], format=row["format"], status=row["status"],
         total=row["total"], done=row["done"], failed=row["failed"], duplicates=row["duplicates"],
         last_error=row["last_error"], created_at=row["created_at"], finished_at=row["finished_at"],
+        options=_loads(row["options"]),
     )
 
 
@@ -299,6 +301,9 @@ class Reader:
         row = await self._one("SELECT * FROM users WHERE id = ?", (user_id,))
         return _user(row) if row else None
 
+    async def users(self) -> list[User]:
+        return [_user(row) for row in await self._all("SELECT * FROM users ORDER BY created_at, id")]
+
     async def has_users(self) -> bool:
         return await self._one("SELECT 1 FROM users LIMIT 1") is not None
 
@@ -404,11 +409,42 @@ class Reader:
         )
         return None if row is None else row[0]
 
-    async def running_batches(self, kind: str) -> list[Batch]:
-        rows = await self._all(
-            "SELECT * FROM batches WHERE status = 'running' AND kind = ? ORDER BY created_at, id", (kind,)
-        )
+    async def running_batches(self) -> list[Batch]:
+        rows = await self._all("SELECT * FROM batches WHERE status = 'running' ORDER BY created_at, id")
         return [_batch(row) for row in rows]
+
+    async def batch_tasks(self, batch_id: str) -> dict[str, int]:
+        """How many of the tasks the batch submitted are in each status."""
+        rows = await self._all("SELECT status, count(*) FROM tasks WHERE batch_id = ? GROUP BY status", (batch_id,))
+        return {str(row[0]): int(row[1]) for row in rows}
+
+    async def unfinished_batch_tasks(self, batch_id: str) -> list[str]:
+        rows = await self._all(
+            "SELECT id FROM tasks WHERE batch_id = ? AND status IN ('pending', 'running')", (batch_id,)
+        )
+        return [str(row[0]) for row in rows]
+
+    async def analysis_history(self, user_id: str, task_types: Sequence[str]) -> list[AnalysisRun]:
+        """The user's finished (completed or failed) runs of ``task_types`` about articles
+        still saved, oldest first."""
+        marks = ", ".join("?" * len(task_types))
+        rows = await self._all(
+            "SELECT t.article_id, t.task_type, t.status, t.input, t.input_hash FROM tasks t"
+            " JOIN articles a ON a.id = t.article_id"
+            f" WHERE t.user_id = ? AND t.task_type IN ({marks}) AND t.status IN ('completed', 'failed')"
+            " ORDER BY t.finished_at, t.seq",
+            (user_id, *task_types),
+        )
+        return [AnalysisRun(row[0], row[1], row[2], _loads(row[3]), row[4]) for row in rows]
+
+    async def analysable_articles(self, user_id: str) -> list[str]:
+        """The ids of the user's articles with text to analyse, oldest first."""
+        rows = await self._all(
+            "SELECT id FROM articles WHERE user_id = ? AND (fetch_status IS NULL OR fetch_status = 'fetched')"
+            " ORDER BY seq",
+            (user_id,),
+        )
+        return [str(row[0]) for row in rows]
 
     async def next_batch_item(self, batch_id: str) -> tuple[int, str] | None:
         """The first item still to do: (position, item JSON)."""
@@ -923,8 +959,8 @@ class Tx:
         """Insert a pending task; None when an unfinished task with the same hash exists."""
         row = self._one(
             "INSERT INTO tasks (id, user_id, task_type, status, priority, input, input_hash,"
-            " article_id, metadata, created_at, reserved_tokens)"
-            " VALUES (?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING RETURNING *",
+            " article_id, metadata, created_at, reserved_tokens, batch_id)"
+            " VALUES (?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING RETURNING *",
             (
                 task.id,
                 task.user_id,
@@ -936,6 +972,7 @@ class Tx:
                 to_json(task.metadata),
                 task.created_at,
                 task.reserved_tokens,
+                task.batch_id,
             ),
         )
         return _task(row) if row else None
@@ -1106,10 +1143,10 @@ class Tx:
 
     def insert_batch(self, batch: Batch) -> None:
         self._execute(
-            "INSERT INTO batches (id, user_id, kind, format, status, total, duplicates, created_at)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (batch.id, batch.user_id, batch.kind, batch.format, batch.status, batch.total, batch.duplicates,
-             batch.created_at),
+            "INSERT INTO batches (id, user_id, kind, format, options, status, total, duplicates, created_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (batch.id, batch.user_id, batch.kind, batch.format, None if batch.options is None else to_json(batch.options),
+             batch.status, batch.total, batch.duplicates, batch.created_at),
         )
 
     def stage_batch_items(self, batch_id: str, items: list[tuple[int, str]]) -> None:
@@ -1126,14 +1163,15 @@ class Tx:
         """Batches whose request died while storing their items (never answered)."""
         return self._execute("DELETE FROM batches WHERE status = 'staging'")
 
-    def finish_batch_item(
-        self, batch_id: str, position: int, outcome: str, error: str | None, now: str
-    ) -> Batch:
-        """The item is done (``outcome``: ``done``, ``failed`` or ``duplicates``, the
-        counter it adds to): removed from the items to do, counted, and the batch
-        finished when it was the last one."""
+    def take_batch_item(self, batch_id: str, position: int) -> bool:
+        """Remove the item from the batch's items to do; False when it is not there (done
+        meanwhile, or its batch cancelled): then nothing of it may be done."""
+        return self._execute("DELETE FROM batch_items WHERE batch_id = ? AND position = ?", (batch_id, position)) == 1
+
+    def count_batch_item(self, batch_id: str, outcome: str, error: str | None, now: str) -> Batch:
+        """Count an item taken (``outcome``: ``done``, ``failed`` or ``duplicates``, the
+        counter it adds to); the batch finished when it was the last one."""
         assert outcome in ("done", "failed", "duplicates")
-        self._execute("DELETE FROM batch_items WHERE batch_id = ? AND position = ?", (batch_id, position))
         row = self._one(
             f"UPDATE batches SET {outcome} = {outcome} + 1, last_error = coalesce(?, last_error),"
             " status = CASE WHEN done + failed + duplicates + 1 >= total THEN 'finished' ELSE status END,"
@@ -1143,6 +1181,32 @@ class Tx:
         )
         assert row is not None
         return _batch(row)
+
+    def cancel_batch(self, batch_id: str, user_id: str, now: str) -> tuple[Batch, bool] | None:
+        """Drop the items still to do of the user's batch and mark it cancelled, unless it
+        had ended (every item done and every task it queued ended): the batch after, and
+        whether this cancelled it; None when the user has no such batch."""
+        row = self._one(
+            "UPDATE batches SET status = 'cancelled', finished_at = ? WHERE id = ? AND user_id = ?"
+            " AND (status = 'running' OR status = 'finished' AND EXISTS (SELECT 1 FROM tasks"
+            " WHERE batch_id = batches.id AND status IN ('pending', 'running'))) RETURNING *",
+            (now, batch_id, user_id),
+        )
+        if row is None:
+            found = self._one("SELECT * FROM batches WHERE id = ? AND user_id = ? AND status != 'staging'",
+                              (batch_id, user_id))
+            return None if found is None else (_batch(found), False)
+        self._execute("DELETE FROM batch_items WHERE batch_id = ?", (batch_id,))
+        return _batch(row), True
+
+    def article_to_analyse(self, article_id: str, user_id: str) -> tuple[str, str] | None:
+        """(content hash, title) of the user's article when it has text to analyse."""
+        row = self._one(
+            "SELECT content_hash, title FROM articles WHERE id = ? AND user_id = ?"
+            " AND (fetch_status IS NULL OR fetch_status = 'fetched')",
+            (article_id, user_id),
+        )
+        return None if row is None else (str(row[0]), str(row[1]))
 
     def insert_url_article(self, article: Article, url_key: str) -> None:
         """Insert an article saved from a URL, still to be fetched (``fetch_status``

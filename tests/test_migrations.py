@@ -58,3 +58,45 @@ async def test_pending_counters_start_from_the_unfinished_tasks_already_there(tm
         _task(conn, 100, "b", "completed")  # inserted finished: not counted
         counts = dict(conn.execute("SELECT user_id, tasks FROM unfinished_counts").fetchall())
         assert counts == {"a": 1, "b": 2, "c": 2}
+
+
+async def test_batches_rebuilt_for_reanalysis_keep_the_imports_and_their_items(tmp_path: Path) -> None:
+    older = tmp_path / "older"
+    older.mkdir()
+    for path in sorted(migrate.migrations_dir().glob("00*.sql")):
+        if int(path.name[:4]) <= 14:
+            shutil.copy(path, older)
+    database = tmp_path / "upgrade.db"
+    async with aiosqlite.connect(database, isolation_level=None) as conn:
+        await conn.execute("PRAGMA foreign_keys = ON")  # as the store opens it
+        await migrate.apply(conn, older)
+    with closing(sqlite3.connect(database)) as conn:
+        conn.execute("PRAGMA foreign_keys = ON")
+        conn.execute("INSERT INTO users (id, username, password_hash, created_at) VALUES ('u', 'u', 'x', '2026')")
+        conn.execute(
+            "INSERT INTO batches (id, user_id, kind, format, status, total, done, created_at)"
+            " VALUES ('b1', 'u', 'import', 'netscape', 'running', 3, 1, '2026-12-01')"
+        )
+        conn.executemany("INSERT INTO batch_items (batch_id, position, item) VALUES ('b1', ?, ?)",
+                         [(1, '{"url": "https://a.example"}'), (2, '{"url": "https://b.example"}')])
+        _task(conn, 1, "u", "completed")
+        conn.commit()
+    async with aiosqlite.connect(database, isolation_level=None) as conn:
+        await conn.execute("PRAGMA foreign_keys = ON")
+        applied = await migrate.apply(conn)
+    assert [m.name for m in applied][0] == "reanalysis"
+    with closing(sqlite3.connect(database)) as conn:
+        conn.execute("PRAGMA foreign_keys = ON")
+        assert conn.execute("SELECT id, kind, format, status, total, done, options FROM batches").fetchall() == [
+            ("b1", "import", "netscape", "running", 3, 1, None)
+        ]
+        assert conn.execute("SELECT position FROM batch_items WHERE batch_id = 'b1'").fetchall() == [(1,), (2,)]
+        assert conn.execute("SELECT batch_id FROM tasks").fetchall() == [(None,)]
+        assert conn.execute("PRAGMA foreign_key_check").fetchall() == []
+        # The new kind and status are allowed, and the items still go with their batch.
+        conn.execute(
+            "INSERT INTO batches (id, user_id, kind, options, status, total, created_at)"
+            " VALUES ('b2', 'u', 'reanalysis', '{}', 'cancelled', 0, '2026-12-02')"
+        )
+        conn.execute("DELETE FROM batches WHERE id = 'b1'")
+        assert conn.execute("SELECT count(*) FROM batch_items").fetchone() == (0,)

@@ -48,6 +48,7 @@ PUBLIC = {"/api/v1/auth/register", "/api/v1/auth/login", "/api/v1/auth/refresh"}
 STREAM_EVENTS = {
     "connected", "task_queued", "task_started", "task_progress", "task_completed", "task_failed",
     "task_cancelled", "reset", "heartbeat", "closed", "article_saved", "import_progress", "import_finished",
+    "batch_progress", "batch_finished",
 }
 _PARAM = re.compile(r"<(?:[^:<>]*:)?([^<>]+)>")
 

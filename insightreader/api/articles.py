@@ -9,7 +9,7 @@ from quart_schema import document_response, validate_querystring, validate_reque
 
 from .. import library
 from ..analyses import LENSES, lens, meta
-from ..errors import Conflict, NotFound
+from ..errors import NotFound
 from ..records import Article
 from ..store import Tx
 from .deps import current_user, optional_body, services
@@ -163,11 +163,7 @@ async def delete_article(article_id: str) -> tuple[str, int]:
     svc = services()
     user = current_user()
     found = await _article(article_id)
-    for task in await svc.store.read.unfinished_article_tasks(user.id, found.id):
-        try:
-            await svc.engine.cancel(user.id, task.id)
-        except (NotFound, Conflict):
-            pass  # it finished (or went) meanwhile: nothing left to cancel
+    await svc.engine.cancel_each(user.id, [t.id for t in await svc.store.read.unfinished_article_tasks(user.id, found.id)])
 
     def job(tx: Tx) -> bool:
         return tx.delete_article(found.id, user.id)

@@ -42,7 +42,7 @@ async def start_import(query_args: ImportQuery) -> tuple[dict[str, Any], int]:
     (`GET /imports/{id}`, `import_progress` and `import_finished` events). A file that
     cannot be read is `400 bad_import` and creates nothing."""
     svc = services()
-    batch = await imports.start(svc.store, svc.importer, current_user().id, query_args.format, await _file())
+    batch = await imports.start(svc.store, svc.batches, current_user().id, query_args.format, await _file())
     return {"import_id": batch.id, "status": batch.status, "total": batch.total, "duplicates": batch.duplicates}, 202
 
 

@@ -764,6 +764,30 @@ class EventImportFinished(ImportProgress):
     """An import's last item is done."""
 
 
+ReanalysisKind = Literal["article_analysis", "meta_analysis", "thinking_lens"]
+
+
+class BatchProgress(BaseModel):
+    """Where a re-analysis stands: `done` + `failed` reach `total` when every item was
+    handed to the queue (or could not be); `tasks` counts its tasks by status."""
+
+    batch_id: str
+    kind: Literal["reanalysis"]
+    status: Literal["running", "finished", "cancelled"]
+    total: int = Field(description="Results to redo.")
+    done: int = Field(description="Items whose task is queued (or has run).")
+    failed: int = Field(description="Items that could not be queued (the article was deleted; a refused submit).")
+    duplicates: int
+
+
+class EventBatchProgress(BatchProgress):
+    """A re-analysis moved on (at most every half second per batch)."""
+
+
+class EventBatchFinished(BatchProgress):
+    """A re-analysis queued its last item, or was cancelled."""
+
+
 EVENT_MODELS: dict[str, type[BaseModel]] = {
     "connected": EventConnected,
     "task_queued": EventTaskQueued,
@@ -778,6 +802,8 @@ EVENT_MODELS: dict[str, type[BaseModel]] = {
     "article_saved": EventArticleSaved,
     "import_progress": EventImportProgress,
     "import_finished": EventImportFinished,
+    "batch_progress": EventBatchProgress,
+    "batch_finished": EventBatchFinished,
 }
 
 
@@ -889,3 +915,34 @@ class SettingsChange(Wire):
         description=f"Task type → the reader's own instructions (at most {INSTRUCTION_CHARS} characters each).",
     )
     ui_language: Literal["en", "zh-CN"] | None = Field(None, description="The page's language (`null`: the browser's).")
+
+
+class ReanalyzeIn(Wire):
+    model_config = _examples({"scope": "stale", "kinds": ["article_analysis", "meta_analysis"]})
+
+    scope: Literal["stale", "failed", "all"] = Field(
+        description="`stale`: results made with another model, prompt version or prompt settings;"
+        " `failed`: analyses whose last run failed; `all`: every article (and every lens it has)."
+    )
+    kinds: list[ReanalysisKind] = Field(["article_analysis"], min_length=1, max_length=3)
+
+
+class BatchStarted(BaseModel):
+    batch_id: str
+    status: Literal["running", "finished"]
+    total: int
+
+
+class BatchOut(BatchProgress):
+    scope: Literal["stale", "failed", "all"]
+    kinds: list[ReanalysisKind]
+    last_error: str | None = Field(description="Why the last failed item failed.")
+    created_at: str
+    finished_at: str | None
+    tasks: dict[Literal["pending", "running", "completed", "failed", "cancelled"], int] = Field(
+        description="The batch's tasks by status."
+    )
+
+
+class BatchList(BaseModel):
+    items: list[BatchOut]

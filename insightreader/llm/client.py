@@ -227,6 +227,15 @@ def _checked_text(finish_reason: str | None, content: str | None, refusal: str |
     return content
 
 
+def served_model(settings: LLMSettings) -> str:
+    """The model name answers (and dedup keys) carry: the offline model's without an API key."""
+    if settings.offline:
+        from insightreader.llm.offline.request import OFFLINE_MODEL
+
+        return OFFLINE_MODEL
+    return settings.model
+
+
 class LLMClient:
     """Chat completions with retries, admission control and checked results.
 
@@ -248,12 +257,11 @@ class LLMClient:
         self.observer = observer
         self._tuning = tuning or ClientTuning()
         self.offline = settings.offline
-        self.model = settings.model
+        self.model = served_model(settings)
         api_key = settings.api_key
         if self.offline:
-            from insightreader.llm.offline import OFFLINE_MODEL, OfflineTransport
+            from insightreader.llm.offline import OfflineTransport
 
-            self.model = OFFLINE_MODEL
             api_key = OFFLINE_API_KEY
             transport = transport or OfflineTransport()
         self._secret = settings.api_key
