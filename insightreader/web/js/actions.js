@@ -3,6 +3,7 @@
 
 import { api } from './api.js';
 import { randomId } from './dom.js';
+import { t } from './i18n.js';
 import { describeError } from './messages.js';
 import { currentEventId, isActive, mergeServerTask, noteArticleSaved, refreshTask, state } from './store.js';
 import { toast } from './ui.js';
@@ -49,7 +50,7 @@ export async function saveLink({ url, title }) {
   try {
     const answer = await api('POST', '/articles/save-with-analysis', body, { headers: { 'Idempotency-Key': randomId() } });
     noteArticleSaved(answer, { url, title, content: '' });
-    toast('Saved. Fetching the page…', { kind: 'info' });
+    toast(t('Saved. Fetching the page…'), { kind: 'info' });
   } catch (err) {
     toast(describeError(err));
   }

@@ -6,6 +6,8 @@ import { saveLink, sharedLink } from './actions.js';
 import { api, getSession, onSessionChange, signOut } from './api.js';
 import './conversation.js';
 import { setText } from './dom.js';
+import { t, translateStatic } from './i18n.js';
+import { mountLanguageSwitch, syncLanguage } from './language.js';
 import { clearMemory, useMemoryOf } from './memory.js';
 import { describeError } from './messages.js';
 import * as store from './store.js';
@@ -32,12 +34,21 @@ let taskPanel = null;
 let ticker = null;
 let running = false;
 
+translateStatic();
+mountLanguageSwitch(document.getElementById('language-switch'));
+
 const CONNECTION_TEXT = {
   connecting: 'Connecting…',
   connected: 'Live',
   reconnecting: 'Reconnecting…',
   offline: 'Offline',
   stopped: 'Not connected',
+  retrying: 'Offline · retrying',
+};
+const CONNECTION_TITLE = {
+  connected: 'Live updates are on.',
+  offline: 'The server cannot be reached. Click to try again now.',
+  connecting: 'Connecting to live updates…',
 };
 
 const stream = new EventStream({
@@ -49,14 +60,9 @@ store.setEventIdSource(() => stream.lastId);
 
 function showConnection(state, detail = {}) {
   indicator.dataset.state = state;
-  let text = CONNECTION_TEXT[state] || state;
-  if (state === 'offline' && detail.retryAt) text = 'Offline · retrying';
-  setText(indicatorText, text);
-  indicator.title = state === 'connected'
-    ? 'Live updates are on.'
-    : state === 'offline'
-      ? 'The server cannot be reached. Click to try again now.'
-      : 'Connecting to live updates…';
+  const text = state === 'offline' && detail.retryAt ? CONNECTION_TEXT.retrying : CONNECTION_TEXT[state];
+  setText(indicatorText, text ? t(text) : state);
+  indicator.title = t(CONNECTION_TITLE[state] || CONNECTION_TITLE.connecting);
 }
 indicator.addEventListener('click', () => stream.retryNow());
 
@@ -142,6 +148,7 @@ function startApp() {
     })
     .catch((err) => toast(describeError(err)));
   route();
+  syncLanguage();
 }
 
 function stopApp() {
@@ -163,7 +170,7 @@ function showAuth(notice = '') {
 
 onSessionChange((session, reason) => {
   if (!session) {
-    const notice = reason === 'expired' ? 'Your session has ended. Please sign in again.' : '';
+    const notice = reason === 'expired' ? t('Your session has ended. Please sign in again.') : '';
     stopApp();
     if (reason === 'signout') clearMemory();
     showAuth(notice);

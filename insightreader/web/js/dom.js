@@ -69,31 +69,6 @@ export function randomId() {
 
 // -- formatting ---------------------------------------------------------------------
 
-export function duration(ms) {
-  if (!Number.isFinite(ms) || ms < 0) ms = 0;
-  if (ms < 10_000) return `${(Math.floor(ms / 100) / 10).toFixed(1)} s`;
-  const s = Math.floor(ms / 1000);
-  if (s < 60) return `${s} s`;
-  const m = Math.floor(s / 60);
-  if (m < 60) return `${m} min ${String(s % 60).padStart(2, '0')} s`;
-  return `${Math.floor(m / 60)} h ${String(m % 60).padStart(2, '0')} min`;
-}
-
-const dayFormat = new Intl.DateTimeFormat(undefined, { day: 'numeric', month: 'short' });
-const timeFormat = new Intl.DateTimeFormat(undefined, { hour: '2-digit', minute: '2-digit' });
-
-export function when(iso) {
-  const date = new Date(iso);
-  if (Number.isNaN(date.getTime())) return '';
-  const today = new Date();
-  if (date.toDateString() === today.toDateString()) return `today ${timeFormat.format(date)}`;
-  return dayFormat.format(date);
-}
-
-export function plural(n, one, many) {
-  return `${n} ${n === 1 ? one : many}`;
-}
-
 export function words(text) {
   const latin = (text.match(/[\p{L}\p{N}'’-]+/gu) || []).length;
   return latin;

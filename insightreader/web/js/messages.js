@@ -1,6 +1,9 @@
 // Errors in plain words. The server's codes are mapped to sentences a reader can act
 // on; its own messages are only shown for validation errors (made friendlier) and
-// for codes this page does not know (short plain text, never a trace).
+// for codes this page does not know (short plain text, never a trace). The sentences
+// here are messages of i18n.js, translated where they are shown.
+
+import { currentLanguage, t } from './i18n.js';
 
 const REQUEST_ERRORS = {
   network: 'Cannot reach the server. Check your connection and try again.',
@@ -56,6 +59,21 @@ const TASK_ERRORS = {
 const FIELDS = {
   title: 'Title', content: 'Text', url: 'Link', username: 'Username', password: 'Password',
   selected_text: 'Selection', question: 'Question', intent: 'Intent', refresh_token: 'Session',
+  output_language: 'Write results in', article_analysis: 'Article analysis', meta_analysis: 'Meta perspective',
+  thinking_lens: 'Thinking lens', button_generation: 'Follow-up questions', insight_generation: 'Insight',
+};
+
+/** Pydantic's sentences this page puts in plain words (with the field's name). */
+const VALIDATION = [
+  [/^Field required$/, '{field} is required.'],
+  [/^String should have at least 1 character$/, '{field} cannot be empty.'],
+  [/^String should have at most (\d+) characters?$/, '{field} is too long.'],
+  [/^Input should be a valid string$/, '{field} should be text.'],
+  [/^Extra inputs are not permitted$/, '{field} is not expected.'],
+];
+const PATTERN_HINTS = {
+  url: '{field} should be a web address starting with http:// or https://.',
+  username: '{field} may only use letters, digits and . _ -.',
 };
 
 function plainServerText(message) {
@@ -67,51 +85,51 @@ function plainServerText(message) {
 
 /** "title: String should have at least 1 character; url: …" → readable sentences. */
 export function friendlyValidation(message) {
-  if (typeof message !== 'string' || !message) return 'Please check the form and try again.';
+  if (typeof message !== 'string' || !message) return t('Please check the form and try again.');
   return message.split('; ').map((part) => {
     const match = part.match(/^([\w.[\]]+): (.*)$/);
     if (!match) return plainServerText(part);
     const key = match[1].split('.').pop();
-    const field = FIELDS[key] || key;
-    let text = match[2]
-      .replace(/^Value error, /, '')
-      .replace(/^Field required$/, 'is required')
-      .replace(/^String should have at least 1 character$/, 'cannot be empty')
-      .replace(/^String should /, 'should ')
-      .replace(/^Input should be a valid string$/, 'should be text')
-      .replace(/^Extra inputs are not permitted$/, 'is not expected');
-    if (/pattern/.test(text)) {
-      if (key === 'url') text = 'should be a web address starting with http:// or https://';
-      else if (key === 'username') text = 'may only use letters, digits and . _ -';
-    }
-    return `${field} ${text}`.replace(/\.?$/, '.');
+    const field = FIELDS[key] ? t(FIELDS[key]) : key;
+    const said = match[2].replace(/^Value error, /, '');
+    const known = VALIDATION.find(([pattern]) => pattern.test(said));
+    if (/pattern/.test(said) && PATTERN_HINTS[key]) return t(PATTERN_HINTS[key], { field });
+    if (known) return t(known[1], { field });
+    // Another check of the server's: its own words when the page speaks English.
+    if (currentLanguage() === 'en') return `${field}: ${plainServerText(said)}`;
+    return t('{field} is not valid.', { field });
   }).join(' ');
 }
 
 function retryHint(err) {
   const seconds = Number(err.retryAfter);
-  return Number.isFinite(seconds) && seconds > 0 ? ` (try again in ${Math.ceil(seconds)} s)` : '';
+  return Number.isFinite(seconds) && seconds > 0 ? t(' (try again in {s} s)', { s: Math.ceil(seconds) }) : '';
 }
 
 /** An error from a request (ApiError) as a sentence. */
 export function describeError(err, context = '') {
-  if (!err || typeof err !== 'object') return REQUEST_ERRORS.internal_error;
+  if (!err || typeof err !== 'object') return t(REQUEST_ERRORS.internal_error);
   const code = err.code || 'internal_error';
   if (code === 'validation_error') return friendlyValidation(err.serverMessage);
-  if (code === 'weak_password') return plainServerText(err.serverMessage) || 'Choose a stronger password.';
-  if (context === 'login' && code === 'unauthorized') return 'Wrong username or password.';
-  if (context === 'register' && code === 'conflict') return 'That username is taken. Choose another one.';
-  if (context === 'register' && code === 'forbidden') return 'Registration is closed on this server. Ask its owner for an account.';
-  if (code === 'conflict' && context === 'task') return 'That task has changed state meanwhile; the list is up to date now.';
+  if (code === 'weak_password') {
+    return (currentLanguage() === 'en' && plainServerText(err.serverMessage))
+      || t('Choose a stronger password: at least 10 characters, not your username, not a common password.');
+  }
+  if (context === 'login' && code === 'unauthorized') return t('Wrong username or password.');
+  if (context === 'register' && code === 'conflict') return t('That username is taken. Choose another one.');
+  if (context === 'register' && code === 'forbidden') return t('Registration is closed on this server. Ask its owner for an account.');
+  if (code === 'conflict' && context === 'task') return t('That task has changed state meanwhile; the list is up to date now.');
   const known = REQUEST_ERRORS[code];
-  if (known) return known + (err.status === 429 || err.status === 503 ? retryHint(err) : '');
-  return plainServerText(err.serverMessage) || (err.status >= 500 ? REQUEST_ERRORS.internal_error : 'That did not work. Try again.');
+  if (known) return t(known) + (err.status === 429 || err.status === 503 ? retryHint(err) : '');
+  if (err.status >= 500) return t(REQUEST_ERRORS.internal_error);
+  return currentLanguage() === 'en' ? plainServerText(err.serverMessage) || t('That did not work. Try again.') : t('That did not work. Try again.');
 }
 
 /** A task's ``error: {code, message, retryable}`` as a sentence. */
 export function describeTaskError(error) {
-  if (!error || typeof error !== 'object') return 'It failed.';
-  return TASK_ERRORS[error.code] || plainServerText(error.message) || 'It failed.';
+  if (!error || typeof error !== 'object') return t('It failed.');
+  if (TASK_ERRORS[error.code]) return t(TASK_ERRORS[error.code]);
+  return (currentLanguage() === 'en' && plainServerText(error.message)) || t('It failed.');
 }
 
 export const TASK_LABELS = {
@@ -132,5 +150,5 @@ export const STATUS_LABELS = {
 };
 
 export function taskLabel(type) {
-  return TASK_LABELS[type] || String(type || 'Task').replace(/_/g, ' ');
+  return TASK_LABELS[type] ? t(TASK_LABELS[type]) : t('Task');
 }

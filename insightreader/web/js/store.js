@@ -3,7 +3,8 @@
 //
 // Topics: 'task' (one task changed), 'tasks' (the list changed), 'article' (one
 // article changed), 'articles' (the list changed), 'tags' (the user's tags changed),
-// 'tick' (a second passed), 'import' (an import moved on: its progress).
+// 'tick' (a second passed), 'import' (an import moved on: its progress), 'batch' (a
+// re-analysis moved on).
 
 import { api, serverNow } from './api.js';
 
@@ -150,6 +151,10 @@ export function refreshTask(id, delay = 150) {
 export function applyEvent(name, data, id) {
   if (name.startsWith('import_')) {
     if (data && typeof data.import_id === 'string') emit('import', data);
+    return;
+  }
+  if (name.startsWith('batch_')) {
+    if (data && typeof data.batch_id === 'string') emit('batch', data);
     return;
   }
   if (!data || typeof data.task_id !== 'string') return;

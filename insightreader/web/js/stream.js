@@ -11,7 +11,7 @@
 import { api, getSession } from './api.js';
 
 const STREAM_PATH = '/api/v1/sse/analysis-notifications';
-const TASK_EVENTS = ['task_queued', 'task_started', 'task_progress', 'task_completed', 'task_failed', 'task_cancelled', 'import_progress', 'import_finished'];
+const TASK_EVENTS = ['task_queued', 'task_started', 'task_progress', 'task_completed', 'task_failed', 'task_cancelled', 'import_progress', 'import_finished', 'batch_progress', 'batch_finished'];
 const BACKOFF_FIRST_MS = 500;
 const BACKOFF_CAP_MS = 10_000;
 /** Failures in a row after which the indicator says "offline" rather than "reconnecting". */

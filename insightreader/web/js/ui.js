@@ -1,6 +1,7 @@
 // Shared bits of interface: toasts, spinners, status chips, busy buttons.
 
 import { h, setText } from './dom.js';
+import { t } from './i18n.js';
 import { STATUS_LABELS } from './messages.js';
 
 const TOAST_MS = 9000;
@@ -12,7 +13,7 @@ export function toast(message, { kind = 'error', timeout = TOAST_MS } = {}) {
   for (const existing of region.children) {
     if (existing.dataset.message === message) existing.remove(); // no stacks of one message
   }
-  const close = h('button', { type: 'button', class: 'icon-button', 'aria-label': 'Dismiss' }, '×');
+  const close = h('button', { type: 'button', class: 'icon-button', 'aria-label': t('Dismiss') }, '×');
   const item = h('div', { class: `toast toast-${kind}`, role: kind === 'error' ? 'alert' : 'status', dataset: { message } },
     h('p', null, message), close);
   const remove = () => item.remove();
@@ -46,12 +47,12 @@ export function spinner() {
 }
 
 export function statusChip(status) {
-  return h('span', { class: `chip status status-${status}` }, STATUS_LABELS[status] || status);
+  return h('span', { class: `chip status status-${status}` }, t(STATUS_LABELS[status] || status));
 }
 
 export function updateChip(chip, status) {
   chip.className = `chip status status-${status}`;
-  setText(chip, STATUS_LABELS[status] || status);
+  setText(chip, t(STATUS_LABELS[status] || status));
 }
 
 /** Run ``work`` with ``button`` disabled and marked busy; returns its result. */

@@ -4,20 +4,21 @@
 
 import { api } from '../api.js';
 import { h, replace } from '../dom.js';
+import { t } from '../i18n.js';
 import { describeError } from '../messages.js';
 import { busy, toast } from '../ui.js';
 
 export function mountHighlights(container, articleId, { onChange }) {
-  const list = h('ol', { class: 'highlight-list', id: 'highlight-list', 'aria-label': 'Highlights' });
-  const section = h('section', { class: 'highlights', hidden: true }, h('h3', { class: 'notes-subtitle' }, 'Highlights'), list);
+  const list = h('ol', { class: 'highlight-list', id: 'highlight-list', 'aria-label': t('Highlights') });
+  const section = h('section', { class: 'highlights', hidden: true }, h('h3', { class: 'notes-subtitle' }, t('Highlights')), list);
   container.append(section);
   let items = [];
   let alive = true;
 
   function item(highlight) {
     const note = h('textarea', {
-      class: 'highlight-note', rows: '2', maxlength: '10000', placeholder: 'Add a note…',
-      'aria-label': 'Note on this highlight',
+      class: 'highlight-note', rows: '2', maxlength: '10000', placeholder: t('Add a note…'),
+      'aria-label': t('Note on this highlight'),
     });
     note.value = highlight.note;
     note.addEventListener('change', async () => {
@@ -28,7 +29,7 @@ export function mountHighlights(container, articleId, { onChange }) {
         toast(describeError(err));
       }
     });
-    const remove = h('button', { type: 'button', class: 'link-button danger small', dataset: { action: 'delete-highlight' } }, 'Delete');
+    const remove = h('button', { type: 'button', class: 'link-button danger small', dataset: { action: 'delete-highlight' } }, t('Delete'));
     remove.addEventListener('click', () => busy(remove, async () => {
       try {
         await api('DELETE', `/highlights/${encodeURIComponent(highlight.highlight_id)}`);

@@ -2,7 +2,8 @@
 // with its analysis (or its live "Analysing…" state).
 
 import { api, serverNow } from '../api.js';
-import { duration, h, hostOf, randomId, replace, setText, when } from '../dom.js';
+import { h, hostOf, randomId, replace, setText } from '../dom.js';
+import { duration, t, when } from '../i18n.js';
 import { describeError, describeTaskError } from '../messages.js';
 import {
   analysisTask, emit, fetchTask, isActive, loadArticles, loadTags, matchesFilter, noteArticleSaved, on, refreshTask, state,
@@ -15,41 +16,41 @@ import { articleTools, filterBar } from './tags.js';
 export function analysisBlock(article, task, { full = false } = {}) {
   const analysis = article.analysis;
   if (analysis && typeof analysis === 'object') {
-    const topics = (Array.isArray(analysis.topics) ? analysis.topics : []).filter((t) => typeof t === 'string');
-    const points = (Array.isArray(analysis.key_points) ? analysis.key_points : []).filter((t) => typeof t === 'string');
+    const topics = (Array.isArray(analysis.topics) ? analysis.topics : []).filter((x) => typeof x === 'string');
+    const points = (Array.isArray(analysis.key_points) ? analysis.key_points : []).filter((x) => typeof x === 'string');
     return h('div', { class: 'analysis', dataset: { state: 'ready' } },
       typeof analysis.summary === 'string' ? h('p', { class: full ? 'summary' : 'summary clamp' }, analysis.summary) : null,
-      full && points.length ? [h('h3', null, 'Key points'), h('ul', { class: 'key-points' }, points.map((p) => h('li', null, p)))] : null,
-      topics.length ? h('ul', { class: 'topics', 'aria-label': 'Topics' }, topics.map((t) => h('li', { class: 'topic' }, t))) : null);
+      full && points.length ? [h('h3', null, t('Key points')), h('ul', { class: 'key-points' }, points.map((p) => h('li', null, p)))] : null,
+      topics.length ? h('ul', { class: 'topics', 'aria-label': t('Topics') }, topics.map((topic) => h('li', { class: 'topic' }, topic))) : null);
   }
   if (task && isActive(task)) {
     const since = Date.parse(task.started_at || task.created_at);
     return h('p', { class: 'analysing', dataset: { state: 'analysing' } }, spinner(),
-      h('span', null, task.status === 'pending' ? 'Queued for analysis… ' : 'Analysing… '),
+      h('span', null, task.status === 'pending' ? t('Queued for analysis… ') : t('Analysing… ')),
       h('span', { class: 'elapsed' }, Number.isNaN(since) ? '' : duration(serverNow() - since)));
   }
   if (task && (task.status === 'failed' || task.status === 'cancelled')) {
-    const message = task.status === 'failed' ? `Analysis failed: ${describeTaskError(task.error)} ` : 'Analysis cancelled. ';
+    const message = task.status === 'failed' ? t('Analysis failed: {why} ', { why: describeTaskError(task.error) }) : t('Analysis cancelled. ');
     return h('p', { class: 'analysis-problem', dataset: { state: task.status } },
       h('span', { class: task.status === 'failed' ? 'error-text' : 'muted' }, message),
-      h('button', { type: 'button', class: 'link-button raised', onclick: (e) => busy(e.currentTarget, () => retryTask(task.task_id)) }, 'Try again'));
+      h('button', { type: 'button', class: 'link-button raised', onclick: (e) => busy(e.currentTarget, () => retryTask(task.task_id)) }, t('Try again')));
   }
   if (task && task.status === 'completed') {
-    return h('p', { class: 'analysing', dataset: { state: 'loading' } }, spinner(), 'Loading the analysis…');
+    return h('p', { class: 'analysing', dataset: { state: 'loading' } }, spinner(), t('Loading the analysis…'));
   }
-  return h('p', { class: 'muted', dataset: { state: 'none' } }, 'No analysis yet.');
+  return h('p', { class: 'muted', dataset: { state: 'none' } }, t('No analysis yet.'));
 }
 
 /** An article saved from a link whose page has not arrived: fetching, or why not
  * (shared with the reader). */
 export function fetchBlock(article, task) {
   if (article.fetch_status === 'failed') {
-    const why = task && task.error ? describeTaskError(task.error) : 'The page could not be fetched.';
+    const why = task && task.error ? describeTaskError(task.error) : t('The page could not be fetched.');
     return h('p', { class: 'analysis-problem', dataset: { state: 'fetch-failed' } },
-      h('span', { class: 'error-text' }, `Could not fetch the page: ${why} `),
-      task ? h('button', { type: 'button', class: 'link-button raised', onclick: (e) => busy(e.currentTarget, () => retryTask(task.task_id)) }, 'Try again') : null);
+      h('span', { class: 'error-text' }, t('Could not fetch the page: {why} ', { why })),
+      task ? h('button', { type: 'button', class: 'link-button raised', onclick: (e) => busy(e.currentTarget, () => retryTask(task.task_id)) }, t('Try again')) : null);
   }
-  return h('p', { class: 'analysing', dataset: { state: 'fetching' } }, spinner(), h('span', null, 'Fetching the page…'));
+  return h('p', { class: 'analysing', dataset: { state: 'fetching' } }, spinner(), h('span', null, t('Fetching the page…')));
 }
 
 /** The page's bookmarklet: opens this server's page with the current tab's link and
@@ -58,12 +59,12 @@ function bookmarklet() {
   const target = `${location.origin}${location.pathname}#/save?url=`;
   const code = `javascript:void(window.open(${JSON.stringify(target)}+encodeURIComponent(location.href)+'&title='+encodeURIComponent(document.title)))`;
   return h('p', { class: 'hint bookmarklet-row' },
-    'From any page: drag ',
+    t('From any page: drag '),
     h('a', {
       class: 'bookmarklet', id: 'bookmarklet', href: code,
-      onclick: (event) => { event.preventDefault(); toast('Drag this link to your bookmarks bar, then click it on the page you want to save.', { kind: 'info' }); },
-    }, 'Save to InsightReader'),
-    ' to your bookmarks bar.');
+      onclick: (event) => { event.preventDefault(); toast(t('Drag this link to your bookmarks bar, then click it on the page you want to save.'), { kind: 'info' }); },
+    }, t('Save to InsightReader')),
+    t(' to your bookmarks bar.'));
 }
 
 function articleCard(article) {
@@ -79,8 +80,8 @@ function articleCard(article) {
     const current = state.articles.get(article.article_id) || article;
     setText(link, current.title);
     const minutes = current.analysis && current.analysis.reading_time_minutes;
-    const bits = [`Saved ${when(current.created_at)}`];
-    if (Number.isFinite(minutes)) bits.push(`${Math.max(1, minutes)} min read`);
+    const bits = [t('Saved {when}', { when: when(current.created_at) })];
+    if (Number.isFinite(minutes)) bits.push(t('{count} min read', { count: Math.max(1, minutes) }));
     if (current.url && hostOf(current.url)) bits.push(hostOf(current.url));
     setText(meta, bits.join(' · '));
     const fetching = current.fetch_status === 'fetching' || current.fetch_status === 'failed';
@@ -109,19 +110,19 @@ function articleCard(article) {
 function newArticleForm(onSaved) {
   const titleInput = h('input', { id: 'new-title', name: 'title', maxlength: '500', autocomplete: 'off' });
   const urlInput = h('input', { id: 'new-url', name: 'url', type: 'url', maxlength: '2048', pattern: 'https?://\\S+', placeholder: 'https://…', autocomplete: 'off' });
-  const contentInput = h('textarea', { id: 'new-content', name: 'content', rows: '9', placeholder: 'Paste the article text here, or leave it empty to fetch the page from the link' });
+  const contentInput = h('textarea', { id: 'new-content', name: 'content', rows: '9', placeholder: t('Paste the article text here, or leave it empty to fetch the page from the link') });
   const error = h('p', { class: 'form-error', role: 'alert' });
-  const save = h('button', { type: 'submit', class: 'button primary' }, 'Save and analyse');
+  const save = h('button', { type: 'submit', class: 'button primary' }, t('Save and analyse'));
   const form = h('form', { class: 'card new-article', id: 'new-article', 'aria-labelledby': 'new-article-title', novalidate: false },
-    h('h2', { id: 'new-article-title' }, 'Add an article'),
+    h('h2', { id: 'new-article-title' }, t('Add an article')),
     h('div', { class: 'field-row' },
-      h('label', { for: 'new-url' }, 'Link'), urlInput),
+      h('label', { for: 'new-url' }, t('Link')), urlInput),
     h('div', { class: 'field-row' },
-      h('label', { for: 'new-title' }, 'Title ', h('span', { class: 'optional' }, '(with the text)')), titleInput),
+      h('label', { for: 'new-title' }, t('Title '), h('span', { class: 'optional' }, t('(with the text)'))), titleInput),
     h('div', { class: 'field-row' },
-      h('label', { for: 'new-content' }, 'Text ', h('span', { class: 'optional' }, '(optional with a link: the page is fetched)')), contentInput),
+      h('label', { for: 'new-content' }, t('Text '), h('span', { class: 'optional' }, t('(optional with a link: the page is fetched)'))), contentInput),
     error,
-    h('div', { class: 'form-actions' }, save, h('span', { class: 'hint' }, 'Ctrl+Enter saves from the text box')),
+    h('div', { class: 'form-actions' }, save, h('span', { class: 'hint' }, t('Ctrl+Enter saves from the text box'))),
     bookmarklet());
 
   contentInput.addEventListener('keydown', (event) => {
@@ -136,12 +137,12 @@ function newArticleForm(onSaved) {
     const fields = { title: titleInput.value.trim(), content: contentInput.value, url: urlInput.value.trim() || null };
     if (!fields.content.trim()) fields.content = '';
     if (!fields.content && !fields.url) {
-      setText(error, 'Give a link to fetch the page from, or a title and the article text.');
+      setText(error, t('Give a link to fetch the page from, or a title and the article text.'));
       urlInput.focus();
       return;
     }
     if (fields.content && !fields.title) {
-      setText(error, 'A title is needed with the text.');
+      setText(error, t('A title is needed with the text.'));
       titleInput.focus();
       return;
     }
@@ -164,15 +165,15 @@ function newArticleForm(onSaved) {
 
 /** Mount the library into ``main``; returns {unmount, escape}. */
 export function mountLibrary(main) {
-  const heading = h('h1', { tabindex: '-1' }, 'Your reading');
-  const toggle = h('button', { type: 'button', class: 'button primary', 'aria-expanded': 'false', 'aria-controls': 'new-article' }, 'Add an article');
-  const list = h('ol', { class: 'article-list', 'aria-label': 'Saved articles' });
-  const noMatch = h('p', { class: 'empty card muted', hidden: true }, 'No articles match this filter.');
+  const heading = h('h1', { tabindex: '-1' }, t('Your reading'));
+  const toggle = h('button', { type: 'button', class: 'button primary', 'aria-expanded': 'false', 'aria-controls': 'new-article' }, t('Add an article'));
+  const list = h('ol', { class: 'article-list', 'aria-label': t('Saved articles') });
+  const noMatch = h('p', { class: 'empty card muted', hidden: true }, t('No articles match this filter.'));
   const empty = h('div', { class: 'empty card', hidden: true },
-    h('h2', null, 'Nothing saved yet'),
-    h('p', null, 'Paste an article above. You will get a summary, key points and topics in a few seconds, and can then read it with an AI companion: select any passage to ask about it.'));
-  const more = h('button', { type: 'button', class: 'button ghost', hidden: true }, 'Show older articles');
-  const loading = h('p', { class: 'muted loading-line' }, spinner(), 'Loading your articles…');
+    h('h2', null, t('Nothing saved yet')),
+    h('p', null, t('Paste an article above. You will get a summary, key points and topics in a few seconds, and can then read it with an AI companion: select any passage to ask about it.')));
+  const more = h('button', { type: 'button', class: 'button ghost', hidden: true }, t('Show older articles'));
+  const loading = h('p', { class: 'muted loading-line' }, spinner(), t('Loading your articles…'));
   const cards = new Map();
   const filters = filterBar(() => {
     loadArticles().catch((err) => toast(describeError(err)));
@@ -186,14 +187,14 @@ export function mountLibrary(main) {
   function setFormOpen(open) {
     form.hidden = !open;
     toggle.setAttribute('aria-expanded', String(open));
-    setText(toggle, open ? 'Close' : 'Add an article');
+    setText(toggle, open ? t('Close') : t('Add an article'));
     if (open) focus();
   }
   toggle.addEventListener('click', () => setFormOpen(form.hidden));
   setFormOpen(false);
 
   main.replaceChildren(h('div', { class: 'library' },
-    h('div', { class: 'library-head' }, h('div', null, heading, h('p', { class: 'lede' }, 'Save what you want to read closely. Analyses arrive by themselves.')), toggle),
+    h('div', { class: 'library-head' }, h('div', null, heading, h('p', { class: 'lede' }, t('Save what you want to read closely. Analyses arrive by themselves.'))), toggle),
     form, filters.el, loading, empty, noMatch, list, h('div', { class: 'more-row' }, more)));
 
   function render() {
@@ -246,7 +247,7 @@ export function mountLibrary(main) {
   ];
   render();
   heading.focus({ preventScroll: true });
-  document.title = 'InsightReader';
+  document.title = t('InsightReader');
   loadArticles().catch((err) => {
     setText(loading, describeError(err));
   });

@@ -4,7 +4,8 @@
 import { serverNow } from '../api.js';
 import { cancelTask, retryTask } from '../actions.js';
 import { askNext, buttonErrors, ensureButtons, freshTurns, isAskingButtons } from '../conversation.js';
-import { duration, h, replace, setText } from '../dom.js';
+import { h, replace, setText } from '../dom.js';
+import { duration, t } from '../i18n.js';
 import * as memory from '../memory.js';
 import { describeError, describeTaskError } from '../messages.js';
 import { isActive, on, refreshTask, state } from '../store.js';
@@ -97,18 +98,18 @@ function turnView(turn, { fresh, onShown }) {
       tick();
       return;
     }
-    if (shown && !shown.startsWith('completed') && task.status === 'completed') announce('The insight is ready.');
+    if (shown && !shown.startsWith('completed') && task.status === 'completed') announce(t('The insight is ready.'));
     shown = key;
-    const stop = () => h('button', { type: 'button', class: 'link-button', onclick: (e) => busy(e.currentTarget, () => cancelTask(task.task_id)) }, 'Stop');
-    const again = () => h('button', { type: 'button', class: 'link-button', onclick: (e) => busy(e.currentTarget, () => retryTask(task.task_id)) }, 'Try again');
+    const stop = () => h('button', { type: 'button', class: 'link-button', onclick: (e) => busy(e.currentTarget, () => cancelTask(task.task_id)) }, t('Stop'));
+    const again = () => h('button', { type: 'button', class: 'link-button', onclick: (e) => busy(e.currentTarget, () => retryTask(task.task_id)) }, t('Try again'));
     if (task.status === 'pending') {
-      replace(status, spinner(), h('span', null, 'Waiting for a free moment… '), h('span', { class: 'elapsed' }), ' ', stop());
+      replace(status, spinner(), h('span', null, t('Waiting for a free moment… ')), h('span', { class: 'elapsed' }), ' ', stop());
     } else if (task.status === 'running') {
-      replace(status, spinner(), h('span', null, task.text ? 'Writing… ' : 'Thinking… '), h('span', { class: 'elapsed' }), ' ', stop());
+      replace(status, spinner(), h('span', null, task.text ? t('Writing… ') : t('Thinking… ')), h('span', { class: 'elapsed' }), ' ', stop());
     } else if (task.status === 'failed') {
       replace(status, h('span', { class: 'error-text' }, describeTaskError(task.error), ' '), again());
     } else if (task.status === 'cancelled') {
-      replace(status, h('span', { class: 'muted' }, 'Stopped. '), again());
+      replace(status, h('span', { class: 'muted' }, t('Stopped. ')), again());
     } else {
       status.replaceChildren();
     }
@@ -128,9 +129,9 @@ function turnView(turn, { fresh, onShown }) {
 function threadView(articleId, thread) {
   const quote = h('blockquote', { class: 'thread-quote' }, clamp(thread.selection, QUOTE_CHARS));
   const turnsEl = h('ol', { class: 'turns' });
-  const followups = h('div', { class: 'followups', role: 'group', 'aria-label': 'Follow-up questions' });
-  const input = h('input', { type: 'text', name: 'question', maxlength: '2000', placeholder: 'Ask your own question…', autocomplete: 'off', 'aria-label': 'Your own question about this passage' });
-  const askButton = h('button', { type: 'submit', class: 'button small' }, 'Ask');
+  const followups = h('div', { class: 'followups', role: 'group', 'aria-label': t('Follow-up questions') });
+  const input = h('input', { type: 'text', name: 'question', maxlength: '2000', placeholder: t('Ask your own question…'), autocomplete: 'off', 'aria-label': t('Your own question about this passage') });
+  const askButton = h('button', { type: 'submit', class: 'button small' }, t('Ask'));
   const form = h('form', { class: 'ask-own' }, input, askButton);
   const el = h('li', { class: 'thread', dataset: { threadId: thread.id } }, quote, turnsEl, followups, form);
   const turns = new Map();
@@ -197,17 +198,17 @@ function threadView(articleId, thread) {
       replace(followups, offered(buttonsTask.result.buttons));
     } else if (fallback) {
       replace(followups, ...offered(fallback), h('button', {
-        type: 'button', class: 'link-button', title: 'Ask again for questions about this passage',
+        type: 'button', class: 'link-button', title: t('Ask again for questions about this passage'),
         onclick: (e) => busy(e.currentTarget, () => retryTask(buttonsTask.task_id)),
-      }, 'More specific questions'));
+      }, t('More specific questions')));
     } else if (buttonsTask && (buttonsTask.status === 'failed' || buttonsTask.status === 'cancelled')) {
-      replace(followups, h('span', { class: 'muted' }, 'No follow-up questions this time. '),
-        h('button', { type: 'button', class: 'link-button', onclick: (e) => busy(e.currentTarget, () => retryTask(buttonsTask.task_id)) }, 'Try again'));
+      replace(followups, h('span', { class: 'muted' }, t('No follow-up questions this time. ')),
+        h('button', { type: 'button', class: 'link-button', onclick: (e) => busy(e.currentTarget, () => retryTask(buttonsTask.task_id)) }, t('Try again')));
     } else if (error) {
       replace(followups, h('span', { class: 'error-text' }, `${error} `),
-        h('button', { type: 'button', class: 'link-button', onclick: () => ensureButtons(articleId, thread) }, 'Try again'));
+        h('button', { type: 'button', class: 'link-button', onclick: () => ensureButtons(articleId, thread) }, t('Try again')));
     } else {
-      replace(followups, h('span', { class: 'followups-loading' }, spinner(), 'Finding follow-up questions…'));
+      replace(followups, h('span', { class: 'followups-loading' }, spinner(), t('Finding follow-up questions…')));
       if (!last.buttons_task_id) ensureButtons(articleId, thread);
     }
   }
@@ -226,7 +227,7 @@ function threadView(articleId, thread) {
   }
 
   function concerns(taskId) {
-    return thread.turns.some((t) => t.task_id === taskId || t.buttons_task_id === taskId);
+    return thread.turns.some((turn) => turn.task_id === taskId || turn.buttons_task_id === taskId);
   }
 
   function tick() {
@@ -241,8 +242,8 @@ function threadView(articleId, thread) {
 export function mountNotes(container, articleId) {
   const list = h('ol', { class: 'threads' });
   const empty = h('div', { class: 'notes-empty' },
-    h('p', null, 'Select a passage in the text to highlight it or to ask about it (“Ask about this passage”).'),
-    h('p', null, 'Insights are written here as they come, with follow-up questions to keep going.'));
+    h('p', null, t('Select a passage in the text to highlight it or to ask about it (“Ask about this passage”).')),
+    h('p', null, t('Insights are written here as they come, with follow-up questions to keep going.')));
   container.append(empty, list);
   const views = new Map();
 

@@ -4,7 +4,8 @@
 
 import { api, serverNow } from '../api.js';
 import { MAX_SELECTION, startThread } from '../conversation.js';
-import { duration, h, hostOf, randomId, replace, safeLink, setText, when } from '../dom.js';
+import { h, hostOf, randomId, replace, safeLink, setText } from '../dom.js';
+import { duration, number, t, when } from '../i18n.js';
 import * as memory from '../memory.js';
 import { describeError, describeTaskError } from '../messages.js';
 import {
@@ -16,7 +17,7 @@ import { retryTask } from '../actions.js';
 import { mountHighlights } from './highlights.js';
 import { mountNotes } from './notes.js';
 
-const META = { key: 'meta', name: 'Meta perspective', description: 'How the article argues: the author’s stance, assumptions, rhetorical devices and what is missing.' };
+const META = { key: 'meta', name: t('Meta perspective'), description: t('How the article argues: the author’s stance, assumptions, rhetorical devices and what is missing.') };
 
 function paragraphs(text) {
   return text.replace(/\r\n?/g, '\n').split(/\n\s*\n/).map((p) => p.trim()).filter(Boolean)
@@ -35,12 +36,12 @@ function field(label, content) {
 
 function metaResult(meta) {
   return [
-    field('Author’s stance', meta.author_stance),
-    field('Tone', meta.tone),
-    field('Assumptions', list(meta.assumptions)),
-    field('Rhetorical devices', list(meta.rhetorical_devices)),
-    field('Missing perspectives', list(meta.missing_perspectives)),
-    field('Questions to ask', list(meta.questions_to_ask)),
+    field(t('Author’s stance'), meta.author_stance),
+    field(t('Tone'), meta.tone),
+    field(t('Assumptions'), list(meta.assumptions)),
+    field(t('Rhetorical devices'), list(meta.rhetorical_devices)),
+    field(t('Missing perspectives'), list(meta.missing_perspectives)),
+    field(t('Questions to ask'), list(meta.questions_to_ask)),
   ];
 }
 
@@ -52,7 +53,7 @@ function lensResult(lens) {
     points.length ? h('dl', { class: 'points' }, points.map((p) => [
       h('dt', null, String(p.heading ?? '')), h('dd', null, String(p.detail ?? '')),
     ])) : null,
-    field('Questions for you', list(lens.questions)),
+    field(t('Questions for you'), list(lens.questions)),
   ];
 }
 
@@ -62,31 +63,31 @@ export function mountReader(main, articleId) {
   let article = state.articles.get(articleId) || null;
   let destroyed = false;
 
-  const title = h('h1', { id: 'article-title', tabindex: '-1' }, article ? article.title : 'Loading…');
+  const title = h('h1', { id: 'article-title', tabindex: '-1' }, article ? article.title : t('Loading…'));
   const meta = h('p', { class: 'reader-meta' });
   const glance = h('div', { class: 'glance-body' });
   const glanceSection = h('section', { class: 'card glance', 'aria-labelledby': 'glance-title' },
-    h('h2', { id: 'glance-title' }, 'At a glance'), glance);
-  const perspectiveButtons = h('div', { class: 'perspective-buttons', role: 'group', 'aria-label': 'Perspectives' });
+    h('h2', { id: 'glance-title' }, t('At a glance')), glance);
+  const perspectiveButtons = h('div', { class: 'perspective-buttons', role: 'group', 'aria-label': t('Perspectives') });
   const perspectiveResults = h('div', { class: 'perspective-results' });
   const perspectives = h('section', { class: 'perspectives', 'aria-labelledby': 'perspectives-title' },
-    h('h2', { id: 'perspectives-title' }, 'Perspectives'),
-    h('p', { class: 'hint' }, 'Look at the article another way. Each takes a little while; you can keep reading.'),
+    h('h2', { id: 'perspectives-title' }, t('Perspectives')),
+    h('p', { class: 'hint' }, t('Look at the article another way. Each takes a little while; you can keep reading.')),
     perspectiveButtons, perspectiveResults);
   const text = h('div', { class: 'article-text', id: 'article-text' });
-  const askButton = h('button', { type: 'button', class: 'button primary small' }, '✦ Ask about this passage');
-  const highlightButton = h('button', { type: 'button', class: 'button small', dataset: { action: 'highlight' } }, 'Highlight');
+  const askButton = h('button', { type: 'button', class: 'button primary small' }, t('✦ Ask about this passage'));
+  const highlightButton = h('button', { type: 'button', class: 'button small', dataset: { action: 'highlight' } }, t('Highlight'));
   const popover = h('div', { class: 'selection-popover', hidden: true }, askButton, highlightButton);
   const body = h('section', { class: 'article-body', 'aria-labelledby': 'text-title' },
-    h('h2', { id: 'text-title', class: 'section-title' }, 'The article'),
-    h('p', { class: 'hint select-hint' }, 'Select a passage to highlight it or ask about it.'),
+    h('h2', { id: 'text-title', class: 'section-title' }, t('The article')),
+    h('p', { class: 'hint select-hint' }, t('Select a passage to highlight it or ask about it.')),
     text, popover);
-  const notesClose = h('button', { type: 'button', class: 'icon-button notes-close', 'aria-label': 'Close notes' }, '×');
+  const notesClose = h('button', { type: 'button', class: 'icon-button notes-close', 'aria-label': t('Close notes') }, '×');
   const notes = h('aside', { class: 'notes', id: 'notes', 'aria-labelledby': 'notes-title' },
-    h('div', { class: 'notes-head' }, h('h2', { id: 'notes-title' }, 'Notes'), notesClose));
-  const notesToggle = h('button', { type: 'button', class: 'button notes-toggle', 'aria-controls': 'notes', 'aria-expanded': 'false' }, 'Notes');
+    h('div', { class: 'notes-head' }, h('h2', { id: 'notes-title' }, t('Notes')), notesClose));
+  const notesToggle = h('button', { type: 'button', class: 'button notes-toggle', 'aria-controls': 'notes', 'aria-expanded': 'false' }, t('Notes'));
   const reader = h('article', { class: 'reader', 'aria-labelledby': 'article-title' },
-    h('nav', { class: 'crumbs', 'aria-label': 'Breadcrumb' }, h('a', { href: '#/' }, '← All articles')),
+    h('nav', { class: 'crumbs', 'aria-label': t('Breadcrumb') }, h('a', { href: '#/' }, t('← All articles'))),
     h('header', { class: 'reader-head' }, title, meta),
     glanceSection, perspectives, body);
   const layout = h('div', { class: 'reader-layout' }, reader, notes, notesToggle);
@@ -105,7 +106,7 @@ export function mountReader(main, articleId) {
   };
   function updateToggle() {
     const count = notesView.count() + highlightsView.count();
-    setText(notesToggle, count ? `Notes (${count})` : 'Notes');
+    setText(notesToggle, count ? t('Notes ({count})', { count }) : t('Notes'));
     notesToggle.hidden = count === 0;
   }
   updateToggle();
@@ -119,12 +120,12 @@ export function mountReader(main, articleId) {
 
   // -- header and analysis --------------------------------------------------------------
   let confirmTimer = null;
-  const deleteButton = h('button', { type: 'button', class: 'link-button danger' }, 'Delete');
+  const deleteButton = h('button', { type: 'button', class: 'link-button danger' }, t('Delete'));
   deleteButton.addEventListener('click', () => {
     if (deleteButton.dataset.confirm !== 'yes') {
       deleteButton.dataset.confirm = 'yes';
-      setText(deleteButton, 'Click again to delete');
-      confirmTimer = setTimeout(() => { delete deleteButton.dataset.confirm; setText(deleteButton, 'Delete'); }, 4000);
+      setText(deleteButton, t('Click again to delete'));
+      confirmTimer = setTimeout(() => { delete deleteButton.dataset.confirm; setText(deleteButton, t('Delete')); }, 4000);
       return;
     }
     clearTimeout(confirmTimer);
@@ -133,7 +134,7 @@ export function mountReader(main, articleId) {
         await api('DELETE', `/articles/${encodeURIComponent(articleId)}`);
         memory.forgetArticleMemory(articleId);
         forgetArticle(articleId);
-        toast('Article deleted.', { kind: 'info', timeout: 4000 });
+        toast(t('Article deleted.'), { kind: 'info', timeout: 4000 });
         location.hash = '#/';
       } catch (err) {
         toast(describeError(err));
@@ -144,11 +145,11 @@ export function mountReader(main, articleId) {
   function renderHead() {
     if (!article) return;
     setText(title, article.title);
-    document.title = `${article.title} · InsightReader`;
+    document.title = t('{title} · InsightReader', { title: article.title });
     const minutes = article.analysis && article.analysis.reading_time_minutes;
     replace(meta,
-      h('span', null, `Saved ${when(article.created_at)}`),
-      Number.isFinite(minutes) ? h('span', null, `${Math.max(1, minutes)} min read`) : null,
+      h('span', null, t('Saved {when}', { when: when(article.created_at) })),
+      Number.isFinite(minutes) ? h('span', null, t('{count} min read', { count: Math.max(1, minutes) })) : null,
       article.url ? h('span', null, safeLink(article.url, hostOf(article.url) || 'source')) : null,
       h('span', null, deleteButton));
   }
@@ -187,7 +188,7 @@ export function mountReader(main, articleId) {
     unmark('mark.highlight');
     for (const highlight of highlightsView.items()) {
       markText(highlight.quote.replace(/\s+/g, ' ').trim(), () => h('mark', {
-        class: 'highlight', tabindex: '0', role: 'button', title: 'Show this highlight and its note',
+        class: 'highlight', tabindex: '0', role: 'button', title: t('Show this highlight and its note'),
         dataset: { highlightId: highlight.highlight_id },
       }));
     }
@@ -197,7 +198,7 @@ export function mountReader(main, articleId) {
     unmark('mark.passage');
     for (const thread of [...memory.threadsOf(articleId)].reverse()) {
       markText(thread.selection, () => h('mark', {
-        class: 'passage', tabindex: '0', role: 'button', title: 'Show the notes on this passage',
+        class: 'passage', tabindex: '0', role: 'button', title: t('Show the notes on this passage'),
         dataset: { threadId: thread.id },
       }));
     }
@@ -348,15 +349,15 @@ export function mountReader(main, articleId) {
         card.hidden = false;
         cardBody.replaceChildren();
         if (isActive(task)) {
-          replace(cardStatus, spinner(), h('span', null, task.status === 'pending' ? 'Queued… ' : 'Thinking… '), h('span', { class: 'elapsed' }));
+          replace(cardStatus, spinner(), h('span', null, task.status === 'pending' ? t('Queued… ') : t('Thinking… ')), h('span', { class: 'elapsed' }));
         } else if (task.status === 'failed') {
           replace(cardStatus, h('span', { class: 'error-text' }, `${describeTaskError(task.error)} `),
-            h('button', { type: 'button', class: 'link-button', onclick: (e) => busy(e.currentTarget, () => retryTask(task.task_id)) }, 'Try again'));
+            h('button', { type: 'button', class: 'link-button', onclick: (e) => busy(e.currentTarget, () => retryTask(task.task_id)) }, t('Try again')));
         } else if (task.status === 'cancelled') {
-          replace(cardStatus, h('span', { class: 'muted' }, 'Cancelled. '),
-            h('button', { type: 'button', class: 'link-button', onclick: (e) => busy(e.currentTarget, () => retryTask(task.task_id)) }, 'Try again'));
+          replace(cardStatus, h('span', { class: 'muted' }, t('Cancelled. ')),
+            h('button', { type: 'button', class: 'link-button', onclick: (e) => busy(e.currentTarget, () => retryTask(task.task_id)) }, t('Try again')));
         } else {
-          replace(cardStatus, spinner(), 'Loading the result…');
+          replace(cardStatus, spinner(), t('Loading the result…'));
           loadArticle(articleId).catch(() => {});
         }
       } else {
@@ -378,7 +379,7 @@ export function mountReader(main, articleId) {
   }
 
   function renderPerspectives() {
-    const defs = [META, ...state.lenses.map((lens) => ({ key: lens.type, name: lens.name, description: lens.description }))];
+    const defs = [META, ...state.lenses.map((lens) => ({ key: lens.type, name: t(lens.name), description: t(lens.description) }))];
     for (const def of defs) {
       if (!perspectiveViews.has(def.key)) {
         const view = perspectiveView(def);
@@ -455,7 +456,7 @@ export function mountReader(main, articleId) {
     const passage = selected;
     if (!passage) return;
     if (passage.length > MAX_SELECTION) {
-      toast(`That selection is too long (${passage.length.toLocaleString()} characters). Select at most ${MAX_SELECTION.toLocaleString()}.`);
+      toast(t('That selection is too long ({length} characters). Select at most {most}.', { length: number(passage.length), most: number(MAX_SELECTION) }));
       return;
     }
     busy(askButton, async () => {
@@ -523,9 +524,9 @@ export function mountReader(main, articleId) {
   }).catch((err) => {
     if (destroyed) return;
     if (err.status === 404) {
-      replace(reader, h('nav', { class: 'crumbs' }, h('a', { href: '#/' }, '← All articles')),
-        h('h1', { tabindex: '-1' }, 'Article not found'),
-        h('p', null, 'It may have been deleted, or it belongs to another account.'));
+      replace(reader, h('nav', { class: 'crumbs' }, h('a', { href: '#/' }, t('← All articles'))),
+        h('h1', { tabindex: '-1' }, t('Article not found')),
+        h('p', null, t('It may have been deleted, or it belongs to another account.')));
       forgetArticle(articleId);
     } else {
       toast(describeError(err));
@@ -541,7 +542,7 @@ export function mountReader(main, articleId) {
       destroyed = true;
       clearTimeout(selectionTimer);
       offs.forEach((off) => off());
-      document.title = 'InsightReader';
+      document.title = t('InsightReader');
     },
     /** Escape: the selection popover first, then the notes sheet. */
     escape() {

@@ -4,6 +4,7 @@
 
 import { api } from '../api.js';
 import { h, replace, setText } from '../dom.js';
+import { t } from '../i18n.js';
 import { describeError } from '../messages.js';
 import { spinner } from '../ui.js';
 
@@ -20,7 +21,7 @@ export function mountSearch(main, query) {
   const heading = h('h1', { tabindex: '-1' });
   const status = h('p', { class: 'muted search-status', role: 'status' });
   const list = h('ol', { class: 'article-list search-results', id: 'search-results' });
-  const more = h('button', { type: 'button', class: 'button ghost', hidden: true }, 'More results');
+  const more = h('button', { type: 'button', class: 'button ghost', hidden: true }, t('More results'));
   let asked = 0;
   let alive = true;
   let current = '';
@@ -28,7 +29,7 @@ export function mountSearch(main, query) {
 
   async function load(q, after) {
     const ticket = ++asked;
-    if (!after) replace(status, spinner(), 'Searching…');
+    if (!after) replace(status, spinner(), t('Searching…'));
     try {
       const params = new URLSearchParams({ q, limit: String(PAGE) });
       if (after) params.set('cursor', after);
@@ -39,7 +40,7 @@ export function mountSearch(main, query) {
       cursor = answer.next_cursor;
       more.hidden = !cursor;
       const shown = list.children.length;
-      setText(status, shown ? '' : 'Nothing found. Try fewer words, or the start of a word.');
+      setText(status, shown ? '' : t('Nothing found. Try fewer words, or the start of a word.'));
     } catch (err) {
       if (alive && ticket === asked) setText(status, describeError(err));
     }
@@ -47,13 +48,13 @@ export function mountSearch(main, query) {
 
   function search(q) {
     current = q.trim();
-    setText(heading, current ? `Results for “${current}”` : 'Search');
-    document.title = current ? `${current} · Search · InsightReader` : 'Search · InsightReader';
+    setText(heading, current ? t('Results for “{query}”', { query: current }) : t('Search'));
+    document.title = current ? t('{query} · Search · InsightReader', { query: current }) : t('Search · InsightReader');
     cursor = null;
     more.hidden = true;
     if (!current) {
       replace(list);
-      setText(status, 'Type in the search box to find an article by what it says.');
+      setText(status, t('Type in the search box to find an article by what it says.'));
       return;
     }
     load(current, null);
@@ -61,7 +62,7 @@ export function mountSearch(main, query) {
 
   more.addEventListener('click', () => { if (cursor) load(current, cursor); });
   main.replaceChildren(h('div', { class: 'library search' },
-    h('div', { class: 'library-head' }, heading, h('a', { class: 'button ghost', href: '#/' }, 'Back to your reading')),
+    h('div', { class: 'library-head' }, heading, h('a', { class: 'button ghost', href: '#/' }, t('Back to your reading'))),
     status, list, more));
   search(query);
   return { unmount() { alive = false; }, escape: () => false, search };

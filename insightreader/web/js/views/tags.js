@@ -3,6 +3,7 @@
 // one-click chips.
 
 import { h, replace, setText } from '../dom.js';
+import { t } from '../i18n.js';
 import { describeError } from '../messages.js';
 import { changeArticle, setArticleTags, state } from '../store.js';
 import { busy, toast } from '../ui.js';
@@ -13,10 +14,10 @@ const same = (a, b) => a.toLocaleLowerCase() === b.toLocaleLowerCase();
 export function articleTools(articleId) {
   const favorite = h('button', { type: 'button', class: 'toggle raised', 'aria-pressed': 'false' });
   const archive = h('button', { type: 'button', class: 'toggle raised', 'aria-pressed': 'false' });
-  const tagList = h('ul', { class: 'tag-list', 'aria-label': 'Tags' });
+  const tagList = h('ul', { class: 'tag-list', 'aria-label': t('Tags') });
   const input = h('input', {
     class: 'tag-input raised', name: 'tag', maxlength: '64', autocomplete: 'off',
-    placeholder: 'Add a tag', 'aria-label': 'Add a tag', list: 'known-tags',
+    placeholder: t('Add a tag'), 'aria-label': t('Add a tag'), list: 'known-tags',
   });
   const form = h('form', { class: 'tag-form' }, input);
   const suggested = h('p', { class: 'suggested-tags', hidden: true });
@@ -41,7 +42,7 @@ export function articleTools(articleId) {
     event.preventDefault();
     const name = input.value.trim();
     if (!name) return;
-    if (tagsOf().some((t) => same(t, name))) {
+    if (tagsOf().some((tag) => same(tag, name))) {
       input.value = '';
       return;
     }
@@ -50,23 +51,23 @@ export function articleTools(articleId) {
 
   function update() {
     const article = current();
-    setText(favorite, article.favorite ? '★ Favourite' : '☆ Favourite');
+    setText(favorite, article.favorite ? t('★ Favourite') : t('☆ Favourite'));
     favorite.setAttribute('aria-pressed', String(Boolean(article.favorite)));
-    setText(archive, article.archived ? 'Archived' : 'Archive');
+    setText(archive, article.archived ? t('Archived') : t('Archive'));
     archive.setAttribute('aria-pressed', String(Boolean(article.archived)));
     const tags = tagsOf();
     replace(tagList, tags.map((name) => h('li', { class: 'tag' }, name,
       h('button', {
-        type: 'button', class: 'tag-remove raised', 'aria-label': `Remove tag ${name}`,
-        onclick: (e) => saveTags(tags.filter((t) => t !== name), e.currentTarget),
+        type: 'button', class: 'tag-remove raised', 'aria-label': t('Remove tag {name}', { name }),
+        onclick: (e) => saveTags(tags.filter((tag) => tag !== name), e.currentTarget),
       }, '×'))));
     const analysis = article.analysis && typeof article.analysis === 'object' ? article.analysis : {};
     const offers = (Array.isArray(analysis.suggested_tags) ? analysis.suggested_tags : [])
-      .filter((name) => typeof name === 'string' && !tags.some((t) => same(t, name)));
+      .filter((name) => typeof name === 'string' && !tags.some((tag) => same(tag, name)));
     suggested.hidden = offers.length === 0;
-    replace(suggested, offers.length ? h('span', { class: 'muted' }, 'Suggested: ') : null,
+    replace(suggested, offers.length ? h('span', { class: 'muted' }, t('Suggested: ')) : null,
       offers.map((name) => h('button', {
-        type: 'button', class: 'suggested-tag raised', title: `Add the tag ${name}`,
+        type: 'button', class: 'suggested-tag raised', title: t('Add the tag {name}', { name }),
         onclick: (e) => saveTags([...tagsOf(), name], e.currentTarget),
       }, `+ ${name}`)));
   }
@@ -77,23 +78,23 @@ export function articleTools(articleId) {
 
 /** The library's filter bar: a state and a tag; ``onChange()`` reloads the list. */
 export function filterBar(onChange) {
-  const stateSelect = h('select', { id: 'filter-state', 'aria-label': 'Show' },
-    h('option', { value: '' }, 'All articles'),
-    h('option', { value: 'archived=false' }, 'Not archived'),
-    h('option', { value: 'favorite=true' }, 'Favourites'),
-    h('option', { value: 'archived=true' }, 'Archived'));
-  const tagSelect = h('select', { id: 'filter-tag', 'aria-label': 'Tag' });
+  const stateSelect = h('select', { id: 'filter-state', 'aria-label': t('Show') },
+    h('option', { value: '' }, t('All articles')),
+    h('option', { value: 'archived=false' }, t('Not archived')),
+    h('option', { value: 'favorite=true' }, t('Favourites')),
+    h('option', { value: 'archived=true' }, t('Archived')));
+  const tagSelect = h('select', { id: 'filter-tag', 'aria-label': t('Tag') });
   const known = h('datalist', { id: 'known-tags' });
   const el = h('div', { class: 'filter-bar' },
-    h('label', { for: 'filter-state' }, 'Show'), stateSelect,
-    h('label', { for: 'filter-tag' }, 'Tag'), tagSelect, known);
+    h('label', { for: 'filter-state' }, t('Show')), stateSelect,
+    h('label', { for: 'filter-tag' }, t('Tag')), tagSelect, known);
 
   function update() {
     const chosen = state.filter.tag;
-    replace(tagSelect, h('option', { value: '' }, 'Any tag'),
-      state.tags.map((t) => h('option', { value: t.name, selected: same(t.name, chosen) }, `${t.name} (${t.count})`)));
-    if (chosen && !state.tags.some((t) => same(t.name, chosen))) tagSelect.append(h('option', { value: chosen, selected: true }, chosen));
-    replace(known, state.tags.map((t) => h('option', { value: t.name })));
+    replace(tagSelect, h('option', { value: '' }, t('Any tag')),
+      state.tags.map((tag) => h('option', { value: tag.name, selected: same(tag.name, chosen) }, `${tag.name} (${tag.count})`)));
+    if (chosen && !state.tags.some((tag) => same(tag.name, chosen))) tagSelect.append(h('option', { value: chosen, selected: true }, chosen));
+    replace(known, state.tags.map((tag) => h('option', { value: tag.name })));
   }
 
   stateSelect.addEventListener('change', () => {

@@ -3,7 +3,8 @@
 
 import { serverNow } from '../api.js';
 import { cancelTask, retryTask } from '../actions.js';
-import { duration, h, plural, replace, setText, when, words } from '../dom.js';
+import { h, replace, setText, words } from '../dom.js';
+import { duration, t, when } from '../i18n.js';
 import { describeError, describeTaskError, taskLabel } from '../messages.js';
 import { perspectiveKeyOf } from '../memory.js';
 import { isActive, isFinished, loadTasks, on, sortedTasks, state } from '../store.js';
@@ -13,7 +14,7 @@ function elapsed(task) {
   const start = Date.parse(task.started_at || '');
   if (Number.isNaN(start)) {
     const queued = Date.parse(task.created_at || '');
-    return task.status === 'pending' && !Number.isNaN(queued) ? `waiting ${duration(serverNow() - queued)}` : '';
+    return task.status === 'pending' && !Number.isNaN(queued) ? t('waiting {time}', { time: duration(serverNow() - queued) }) : '';
   }
   const end = isFinished(task) ? Date.parse(task.finished_at || '') : serverNow();
   return duration((Number.isNaN(end) ? serverNow() : end) - start);
@@ -24,14 +25,14 @@ function subject(task) {
   const result = task.result && typeof task.result === 'object' ? task.result : {};
   const type = result.lens_type || perspectiveKeyOf(task.task_id);
   const lens = state.lenses.find((l) => l.type === type);
-  const name = typeof result.lens_name === 'string' ? result.lens_name : lens ? lens.name : null;
-  return name ? `Lens: ${name}` : taskLabel(task.task_type);
+  const name = lens ? lens.name : typeof result.lens_name === 'string' ? result.lens_name : null;
+  return name ? t('Lens: {name}', { name: t(name) }) : taskLabel(task.task_type);
 }
 
 function progressText(task) {
-  if (task.task_type === 'insight_generation' && task.text) return `${plural(words(task.text), 'word', 'words')} written`;
-  if (task.status === 'pending') return 'Queued';
-  if (task.status === 'running') return 'Working';
+  if (task.task_type === 'insight_generation' && task.text) return t('{count} words written', { count: words(task.text) });
+  if (task.status === 'pending') return t('Queued');
+  if (task.status === 'running') return t('Working');
   return '';
 }
 
@@ -42,9 +43,9 @@ function taskRow(id) {
   const meta = h('p', { class: 'task-meta' });
   const bar = h('div', { class: 'bar', 'aria-hidden': 'true' }, h('span'));
   const error = h('p', { class: 'task-error error-text' });
-  const cancel = h('button', { type: 'button', class: 'button small', dataset: { action: 'cancel' } }, 'Cancel');
-  const retry = h('button', { type: 'button', class: 'button small', dataset: { action: 'retry' } }, 'Retry');
-  const open = h('a', { class: 'task-open', hidden: true }, 'Open article');
+  const cancel = h('button', { type: 'button', class: 'button small', dataset: { action: 'cancel' } }, t('Cancel'));
+  const retry = h('button', { type: 'button', class: 'button small', dataset: { action: 'retry' } }, t('Retry'));
+  const open = h('a', { class: 'task-open', hidden: true }, t('Open article'));
   const actions = h('div', { class: 'task-actions' }, open, cancel, retry);
   const el = h('li', { class: 'task-row', dataset: { taskId: id } },
     h('div', { class: 'task-head' }, type, chip), preview, meta, bar, error, actions);
@@ -82,7 +83,7 @@ function taskRow(id) {
     if (time) bits.push(time);
     const progress = progressText(task);
     if (progress) bits.push(progress);
-    if (task.attempts > 1) bits.push(`attempt ${task.attempts}`);
+    if (task.attempts > 1) bits.push(t('attempt {n}', { n: task.attempts }));
     if (task.status === 'completed' && task.model) bits.push(task.model);
     setText(meta, bits.filter(Boolean).join(' · '));
   }
@@ -109,12 +110,12 @@ export function mountTaskPanel() {
     const active = tasks.filter(isActive).length;
     setText(badge, String(active));
     badge.hidden = active === 0;
-    toggle.setAttribute('aria-label', active ? `Tasks, ${active} in progress` : 'Tasks');
+    toggle.setAttribute('aria-label', active ? t('Tasks, {count} in progress', { count: active }) : t('Tasks'));
     if (panel.hidden) return;
-    const failed = tasks.filter((t) => t.status === 'failed').length;
+    const failed = tasks.filter((task) => task.status === 'failed').length;
     setText(summary, tasks.length
-      ? [active ? `${active} in progress` : 'Nothing in progress', failed ? `${failed} failed` : ''].filter(Boolean).join(' · ')
-      : 'No tasks yet. Saving an article, asking for a perspective or selecting a passage starts one.');
+      ? [active ? t('{count} in progress', { count: active }) : t('Nothing in progress'), failed ? t('{count} failed', { count: failed }) : ''].filter(Boolean).join(' · ')
+      : t('No tasks yet. Saving an article, asking for a perspective or selecting a passage starts one.'));
     tasks.forEach((task, index) => {
       let row = rows.get(task.task_id);
       if (!row) {

@@ -2,16 +2,19 @@
 // once), list them with their state, send a test, see the last deliveries, delete.
 
 import { api } from '../api.js';
-import { h, replace, setText, when } from '../dom.js';
+import { h, replace, setText } from '../dom.js';
+import { t, when } from '../i18n.js';
+
+const DELIVERY_STATUS = { pending: 'pending', succeeded: 'succeeded', failed: 'failed' };
 import { describeError } from '../messages.js';
 import { busy, spinner, toast } from '../ui.js';
 
 const EVENTS = [
-  ['task_completed', 'A task completed'],
-  ['task_failed', 'A task failed'],
-  ['task_cancelled', 'A task was cancelled'],
-  ['article_saved', 'An article was saved'],
-  ['import_finished', 'An import finished'],
+  ['task_completed', t('A task completed')],
+  ['task_failed', t('A task failed')],
+  ['task_cancelled', t('A task was cancelled')],
+  ['article_saved', t('An article was saved')],
+  ['import_finished', t('An import finished')],
 ];
 
 export function webhooksCard() {
@@ -21,50 +24,50 @@ export function webhooksCard() {
     return { box, row: h('label', { class: 'webhook-event', for: `webhook-event-${value}` }, box, label) };
   });
   const error = h('p', { class: 'form-error', role: 'alert' });
-  const add = h('button', { type: 'submit', class: 'button primary' }, 'Add webhook');
+  const add = h('button', { type: 'submit', class: 'button primary' }, t('Add webhook'));
   const shown = h('div', { class: 'token-secret', id: 'webhook-secret', hidden: true, role: 'status' });
-  const list = h('ul', { class: 'session-list', id: 'webhook-list', 'aria-label': 'Webhooks' });
+  const list = h('ul', { class: 'session-list', id: 'webhook-list', 'aria-label': t('Webhooks') });
   const form = h('form', { class: 'token-form', id: 'webhook-form', 'aria-labelledby': 'webhooks-title' },
-    h('div', { class: 'field-row' }, h('label', { for: 'webhook-url' }, 'URL'), url),
-    h('fieldset', { class: 'webhook-events' }, h('legend', null, 'Send'), ...boxes.map((b) => b.row)),
+    h('div', { class: 'field-row' }, h('label', { for: 'webhook-url' }, t('URL')), url),
+    h('fieldset', { class: 'webhook-events' }, h('legend', null, t('Send')), ...boxes.map((b) => b.row)),
     error, h('div', { class: 'form-actions' }, add));
   const element = h('section', { class: 'card account-card', id: 'webhooks', 'aria-labelledby': 'webhooks-title' },
-    h('h2', { id: 'webhooks-title' }, 'Webhooks'),
-    h('p', { class: 'muted field-hint' }, 'Your events POSTed to another service, signed as Standard Webhooks (verify them with its libraries). Failed deliveries are retried for an hour.'),
+    h('h2', { id: 'webhooks-title' }, t('Webhooks')),
+    h('p', { class: 'muted field-hint' }, t('Your events POSTed to another service, signed as Standard Webhooks (verify them with its libraries). Failed deliveries are retried for an hour.')),
     form, shown, list);
   let alive = true;
 
   async function load() {
-    replace(list, h('li', { class: 'muted' }, spinner(), 'Loading…'));
+    replace(list, h('li', { class: 'muted' }, spinner(), t('Loading…')));
     try {
       const answer = await api('GET', '/webhooks');
       if (!alive) return;
-      replace(list, ...(answer.items.length ? answer.items.map(row) : [h('li', { class: 'muted' }, 'No webhooks yet.')]));
+      replace(list, ...(answer.items.length ? answer.items.map(row) : [h('li', { class: 'muted' }, t('No webhooks yet.'))]));
     } catch (err) {
       if (alive) replace(list, h('li', { class: 'error-text' }, describeError(err)));
     }
   }
 
   function deliveryLine(d) {
-    const answer = d.last_status ? `HTTP ${d.last_status}` : (d.last_error || 'not sent yet');
+    const answer = d.last_status ? `HTTP ${d.last_status}` : (d.last_error || t('not sent yet'));
     return h('li', { class: 'delivery', dataset: { status: d.status } },
-      `${d.event} · ${d.status} · ${d.attempts} attempt${d.attempts === 1 ? '' : 's'} · ${answer} · ${when(d.created_at)}`);
+      [d.event, t(DELIVERY_STATUS[d.status] || d.status), t('{count} attempts', { count: d.attempts }), answer, when(d.created_at)].join(' · '));
   }
 
   function row(hook) {
-    const log = h('ul', { class: 'delivery-log muted', hidden: true, 'aria-label': 'Deliveries' });
-    const test = h('button', { type: 'button', class: 'button small', dataset: { action: 'test-webhook' } }, 'Send test');
-    const show = h('button', { type: 'button', class: 'button small', dataset: { action: 'show-deliveries' } }, 'Deliveries');
-    const remove = h('button', { type: 'button', class: 'button small', dataset: { action: 'delete-webhook' } }, 'Delete');
+    const log = h('ul', { class: 'delivery-log muted', hidden: true, 'aria-label': t('Deliveries') });
+    const test = h('button', { type: 'button', class: 'button small', dataset: { action: 'test-webhook' } }, t('Send test'));
+    const show = h('button', { type: 'button', class: 'button small', dataset: { action: 'show-deliveries' } }, t('Deliveries'));
+    const remove = h('button', { type: 'button', class: 'button small', dataset: { action: 'delete-webhook' } }, t('Delete'));
     async function loadLog() {
       const answer = await api('GET', `/webhooks/${encodeURIComponent(hook.webhook_id)}/deliveries`);
-      replace(log, ...(answer.items.length ? answer.items.map(deliveryLine) : [h('li', null, 'Nothing sent yet.')]));
+      replace(log, ...(answer.items.length ? answer.items.map(deliveryLine) : [h('li', null, t('Nothing sent yet.'))]));
       log.hidden = false;
     }
     test.addEventListener('click', () => busy(test, async () => {
       try {
         await api('POST', `/webhooks/${encodeURIComponent(hook.webhook_id)}/test`);
-        toast('Test sent: see its delivery below.', { kind: 'info' });
+        toast(t('Test sent: see its delivery below.'), { kind: 'info' });
         await loadLog();
       } catch (err) {
         toast(describeError(err));
@@ -81,19 +84,21 @@ export function webhooksCard() {
         toast(describeError(err));
       }
     }));
-    const state = hook.enabled ? (hook.failing_since ? `failing since ${when(hook.failing_since)}` : 'active') : `disabled: ${hook.disabled_reason}`;
+    const state = hook.enabled
+      ? (hook.failing_since ? t('failing since {when}', { when: when(hook.failing_since) }) : t('active'))
+      : t('disabled: {reason}', { reason: hook.disabled_reason });
     return h('li', { class: 'session-row webhook-row', dataset: { webhookId: hook.webhook_id, enabled: String(hook.enabled) } },
       h('div', { class: 'webhook-main' },
         h('p', { class: 'session-device webhook-url' }, hook.url),
-        h('p', { class: 'muted session-meta' }, [hook.events.join(', '), state, `added ${when(hook.created_at)}`].join(' · ')),
+        h('p', { class: 'muted session-meta' }, [hook.events.join(', '), state, t('added {when}', { when: when(hook.created_at) })].join(' · ')),
         log),
       h('div', { class: 'webhook-actions' }, test, show, remove));
   }
 
   function reveal(created) {
-    const value = h('input', { id: 'webhook-secret-value', type: 'text', readonly: true, value: created.secret, 'aria-label': 'The signing secret', spellcheck: 'false' });
+    const value = h('input', { id: 'webhook-secret-value', type: 'text', readonly: true, value: created.secret, 'aria-label': t('The signing secret'), spellcheck: 'false' });
     replace(shown,
-      h('p', null, h('strong', null, 'Webhook added.'), ' Its signing secret is shown only now: give it to the receiver.'),
+      h('p', null, h('strong', null, t('Webhook added.')), t(' Its signing secret is shown only now: give it to the receiver.')),
       h('div', { class: 'token-value-row' }, value));
     shown.hidden = false;
     value.select();
@@ -104,7 +109,7 @@ export function webhooksCard() {
     setText(error, '');
     const events = boxes.filter((b) => b.box.checked).map((b) => b.box.value);
     if (!events.length) {
-      setText(error, 'Choose at least one event.');
+      setText(error, t('Choose at least one event.'));
       return;
     }
     busy(add, async () => {
