@@ -21,7 +21,7 @@ import logging
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import IO, Any
 
 from . import reanalysis
 from .analyses import task_types
@@ -210,16 +210,11 @@ async def retry_failed(settings: Settings, since: datetime) -> RetryOutcome:
     published). Refuses with :class:`ServerRunning` while a server uses the database;
     the next server start runs the tasks. Operator retries are not held to the users'
     ``tasks.max_pending_per_user`` or token budget."""
-    if not settings.database.path.exists():
-        raise FileNotFoundError(f"no database at {settings.database.path}")
-    try:
-        lock = lock_database(settings.database.path)
-    except AlreadyRunning:
-        raise ServerRunning(_running_message(
-            settings,
-            "or let each user retry their own tasks with POST /api/v1/tasks/{id}/retry while it runs."
-            " --dry-run lists the tasks without changing anything.",
-        )) from None
+    lock = _take_database(
+        settings,
+        "or let each user retry their own tasks with POST /api/v1/tasks/{id}/retry while it runs."
+        " --dry-run lists the tasks without changing anything.",
+    )
     try:
         store = Store(settings.database)
         await store.open()
@@ -264,14 +259,7 @@ async def reanalyze_stale(settings: Settings) -> dict[str, int]:
     /articles/reanalyze`` with scope ``stale`` and every kind); username → results to
     redo. Refuses with :class:`ServerRunning` while a server uses the database: its
     batch runner would not see the batches until it starts again, which then runs them."""
-    if not settings.database.path.exists():
-        raise FileNotFoundError(f"no database at {settings.database.path}")
-    try:
-        lock = lock_database(settings.database.path)
-    except AlreadyRunning:
-        raise ServerRunning(_running_message(
-            settings, "or let each user start one with POST /api/v1/articles/reanalyze while it runs."
-        )) from None
+    lock = _take_database(settings, "or let each user start one with POST /api/v1/articles/reanalyze while it runs.")
     recipe = reanalysis.Recipe(task_types(settings.llm), served_model(settings.llm))
     staged: dict[str, int] = {}
     try:
@@ -287,6 +275,18 @@ async def reanalyze_stale(settings: Settings) -> dict[str, int]:
         lock.close()
     log.info("operator re-analysis: %d stale results of %d users staged", sum(staged.values()), len(staged))
     return staged
+
+
+def _take_database(settings: Settings, meanwhile: str) -> IO[str]:
+    """The lock a server holds on the database, for a command that writes behind no
+    server's back; :class:`ServerRunning` (saying what users can do ``meanwhile``) when
+    one holds it."""
+    if not settings.database.path.exists():
+        raise FileNotFoundError(f"no database at {settings.database.path}")
+    try:
+        return lock_database(settings.database.path)
+    except AlreadyRunning:
+        raise ServerRunning(_running_message(settings, meanwhile)) from None
 
 
 def _running_message(settings: Settings, meanwhile: str) -> str:

@@ -27,7 +27,7 @@ from typing import Any, Protocol
 from .engine import Engine
 from .errors import ApiError, NotFound
 from .events import EventBus
-from .records import Batch, utcnow
+from .records import Batch, Task, utcnow
 from .store import Store, Tx
 from .supervisor import Supervisor
 
@@ -43,7 +43,8 @@ STAGE_CHUNK = 500
 TURN = 20
 #: Seconds between two progress events of one batch.
 PROGRESS_EVERY = 0.5
-#: Seconds a batch waiting for room under the pending-task limit waits before it looks again.
+#: Seconds a batch waiting for room under the pending-task limit waits before it looks
+#: again, unless a task's end wakes it first.
 BLOCKED_WAIT = 1.0
 #: Seconds before the runner tries again after a write failed (a full disk).
 FAILED_WAIT = 5.0
@@ -132,6 +133,8 @@ class BatchRunner:
         self._supervisor = supervisor
         self._wake = asyncio.Event()
         self._last_progress: dict[str, float] = {}
+        #: A batch waits for its user's unfinished tasks to leave room: a task's end wakes the runner.
+        self._waiting_for_room = False
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -145,6 +148,12 @@ class BatchRunner:
     def wake(self) -> None:
         self._wake.set()
 
+    def task_changed(self, event: str, task: Task) -> None:
+        """An engine observer: a task that ended may leave room for a waiting batch's next item."""
+        if self._waiting_for_room and task.status.value in ("completed", "failed", "cancelled"):
+            self._waiting_for_room = False
+            self._wake.set()
+
     async def _run(self) -> None:
         dropped = await self._store.write(lambda tx: tx.drop_staging_batches())
         if dropped:
@@ -157,6 +166,7 @@ class BatchRunner:
                 progressed |= await self._turn(batch)
             if batches and progressed:
                 continue
+            self._waiting_for_room = bool(batches)
             wait = BLOCKED_WAIT if batches else None
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(wait):

@@ -263,8 +263,8 @@ class Engine:
         self._accepting = False
         self._main: asyncio.Task[None] | None = None
         self._grace = 0.0
-        #: Observed for metrics: (event name, task) after each lifecycle change commits.
-        self.on_change: Callable[[str, Task], None] | None = None
+        #: Told (event name, task) after each lifecycle change commits: metrics, the batch runner.
+        self._observers: list[Callable[[str, Task], None]] = []
 
     # -- life cycle ---------------------------------------------------------
 
@@ -345,10 +345,14 @@ class Engine:
         self._ready.push(task)
         self._wakeup.set()
 
+    def observe(self, observer: Callable[[str, Task], None]) -> None:
+        """Call ``observer(event, task)`` after each lifecycle change commits."""
+        self._observers.append(observer)
+
     def _changed(self, event: str, task: Task) -> None:
         _log_change(event, task)
-        if self.on_change is not None:
-            self.on_change(event, task)
+        for observer in self._observers:
+            observer(event, task)
 
     # -- submit / cancel / retry ---------------------------------------------
 

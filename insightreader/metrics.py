@@ -1,7 +1,7 @@
 """Prometheus metrics of one server process.
 
 The only module that imports ``prometheus_client``. The domain modules know nothing
-of it: they call plain hooks (``Engine.on_change``, ``EventBus.on_deliver`` /
+of it: they call plain hooks (``Engine.observe``, ``EventBus.on_deliver`` /
 ``on_overflow``, ``Store.on_commit``) and the LLM client reports to an
 :class:`~insightreader.llm.LLMObserver`; :meth:`Metrics.bind` connects them all to
 one :class:`Metrics`, which keeps its own ``CollectorRegistry`` (one per app, never
@@ -271,7 +271,7 @@ class Metrics:
     def bind(self, services: Services) -> None:
         """Hook into the services (keeping any hook already there) and collect their state."""
         engine, bus, store = services.engine, services.bus, services.store
-        engine.on_change = _chain(engine.on_change, self.task_changed)
+        engine.observe(self.task_changed)
         bus.on_deliver = _chain(bus.on_deliver, self.event_delivered)
         bus.on_overflow = _chain(bus.on_overflow, self.stream_overflowed)
         store.on_commit = _chain(store.on_commit, self.committed)

@@ -74,6 +74,7 @@ class Services:
                 store, bus, [ImportItems(engine, bus, settings.library), ReanalysisItems(engine)],
                 max_pending_per_user=settings.tasks.max_pending_per_user, supervisor=supervisor,
             )
+            engine.observe(runner.task_changed)
             runner.start()
             await webhooks.start()
             supervisor.start(library.index_search_backlog(store), name="search-backlog", until_stopped=False)
