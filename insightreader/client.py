@@ -623,6 +623,37 @@ class Client:
         """The user's tags: ``[{name, count}]``, sorted case-insensitively."""
         return (await self.request("GET", f"{API}/tags"))["items"]  # type: ignore[no-any-return]
 
+    async def settings(self) -> dict[str, Any]:
+        """The reader's settings: ``output_language``, ``auto_analyze``, ``instructions``
+        (per task type), ``ui_language`` (docs/settings.md)."""
+        return await self.request("GET", f"{API}/settings")  # type: ignore[no-any-return]
+
+    async def update_settings(
+        self,
+        *,
+        output_language: str | None = None,
+        auto_analyze: bool | None = None,
+        instructions: Mapping[str, str] | None = None,
+    ) -> dict[str, Any]:
+        """Change what is given (an empty instruction removes that task type's); the
+        settings after."""
+        body = self._body(output_language=output_language, auto_analyze=auto_analyze,
+                          instructions=None if instructions is None else dict(instructions))
+        return await self.request("PATCH", f"{API}/settings", json=body, idempotent=True)  # type: ignore[no-any-return]
+
+    async def reanalyze(self, scope: str, kinds: list[str] | None = None) -> dict[str, Any]:
+        """Run analyses of the library again (``stale``, ``failed`` or ``all``): ``{batch_id,
+        status, total}``; follow it with :meth:`batch`."""
+        body = self._body(scope=scope, kinds=kinds)
+        return await self.request("POST", f"{API}/articles/reanalyze", json=body)  # type: ignore[no-any-return]
+
+    async def batch(self, batch_id: str) -> dict[str, Any]:
+        """Where a re-analysis stands, with its tasks counted by status."""
+        return await self.request("GET", f"{API}/batches/{batch_id}")  # type: ignore[no-any-return]
+
+    async def cancel_batch(self, batch_id: str) -> dict[str, Any]:
+        return await self.request("POST", f"{API}/batches/{batch_id}/cancel")  # type: ignore[no-any-return]
+
     async def meta_analysis(
         self, article_id: str, *, priority: int | None = None, idempotency_key: str | None = None
     ) -> Submitted:

@@ -142,6 +142,27 @@ async def test_tags_and_states(live: ServerProcess) -> None:
         assert (refused.value.status, refused.value.code) == (422, "validation_error")
 
 
+async def test_settings_and_reanalysis(live: ServerProcess) -> None:
+    username, password = await new_user(live.url)
+    async with Client(live.url, username=username, password=password) as c:
+        article = await c.analyze_article("Trees", ARTICLE)
+        await c.wait(article, timeout=20)
+        assert (await c.settings())["output_language"] == "auto"
+        changed = await c.update_settings(output_language="de", instructions={"article_analysis": "Be brief."})
+        assert (changed["output_language"], changed["instructions"]["article_analysis"]) == ("de", "Be brief.")
+        assert changed["auto_analyze"] is True  # not given: unchanged
+        started = await c.reanalyze("stale")
+        assert started["total"] == 1
+        deadline = asyncio.get_running_loop().time() + 20
+        while (state := await c.batch(started["batch_id"]))["tasks"] != {"completed": 1}:
+            assert asyncio.get_running_loop().time() < deadline, state
+            await asyncio.sleep(0.05)
+        assert (await c.cancel_batch(started["batch_id"]))["status"] == "finished"  # it had ended
+        with pytest.raises(ClientError) as refused:
+            await c.reanalyze("everything")
+        assert refused.value.status in (400, 422)
+
+
 async def test_stream_insight_yields_the_text_as_it_is_written(live: ServerProcess) -> None:
     username, password = await new_user(live.url)
     async with Client(live.url, username=username, password=password) as c:
