@@ -231,3 +231,25 @@ async def test_admin_reanalyze_stale_stages_every_users_stale_results_for_the_ne
         assert state["tasks"] == {"completed": 2}
     await fake.wait_for_requests(before + 3, timeout=30)
     assert {r.body["model"] for r in fake.chat_requests()[before:]} == {"fake-model-2"}
+
+
+async def test_a_batch_that_queued_everything_is_cancelled_with_its_tasks(
+    start_server: Callable[..., ServerProcess], fake: FakeUpstream
+) -> None:
+    server = start_server(**upstream_config(fake, max_concurrency=1))
+    async with httpx.AsyncClient(base_url=server.url, timeout=30) as http:
+        api = await register(http)
+        for n in range(6):
+            await save(api, n)
+        fake.default = Reply(delay=0.5)  # the re-run tasks wait their turn behind one another
+        started = await reanalyze(api, "all")
+        deadline = time.monotonic() + 30
+        while (state := (await api.get(f"/api/v1/batches/{started['batch_id']}")).json())["status"] == "running":
+            assert time.monotonic() < deadline, state
+            await asyncio.sleep(POLL)
+        assert state["status"] == "finished" and state["done"] == 6  # every item queued…
+        assert state["tasks"].get("pending", 0) >= 1, state  # …and some not run yet
+        cancelled = (await api.post(f"/api/v1/batches/{started['batch_id']}/cancel")).json()
+        assert cancelled["status"] == "cancelled" and cancelled["done"] == 6
+        assert not {"pending", "running"} & set(cancelled["tasks"]) and cancelled["tasks"]["cancelled"] >= 1
+        assert not await api.all_tasks(status="pending")
