@@ -150,7 +150,7 @@ class BatchRunner:
 
     def task_changed(self, event: str, task: Task) -> None:
         """An engine observer: a task that ended may leave room for a waiting batch's next item."""
-        if self._waiting_for_room and task.status.value in ("completed", "failed", "cancelled"):
+        if self._waiting_for_room and task.status.finished:
             self._waiting_for_room = False
             self._wake.set()
 

@@ -419,7 +419,7 @@ class Engine:
                 return answer(tx, spec, digest)
             # The key stands for the request as sent: a setting changed since does not
             # make its retry a different request.
-            request_digest = input_hash(kind, self.model, asked.payload)
+            request_digest = digest if spec is asked else input_hash(kind, self.model, asked.payload)
             earlier = tx.idempotency_key(user_id, idempotency_key)
             if earlier is not None:
                 first_hash, task = earlier
@@ -438,9 +438,11 @@ class Engine:
         return outcome
 
     def _shaped(self, tx: Tx, user_id: str, kind: TaskType, spec: Submission) -> Submission:
+        """``spec`` itself when nothing shapes its prompt."""
         if self._shape is None:
             return spec
-        return replace(spec, payload=self._shape(tx, user_id, kind.name, spec.payload))
+        payload = self._shape(tx, user_id, kind.name, spec.payload)
+        return spec if payload is spec.payload else replace(spec, payload=payload)
 
     def _answer(
         self,

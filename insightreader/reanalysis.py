@@ -34,7 +34,6 @@ from .records import AnalysisRun, Batch, utcnow
 from .store import Store, Tx
 
 KIND = "reanalysis"
-SCOPES = ("stale", "failed", "all")
 #: The task types a re-analysis runs, in the order it runs them for an article.
 KINDS = (article.NAME, meta.NAME, lens.NAME)
 DEFAULT_KINDS = (article.NAME,)
@@ -57,11 +56,7 @@ class Recipe:
 
 def _current_hash(recipe: Recipe, settings: user_settings.UserSettings, run: AnalysisRun) -> str:
     """The dedup key ``run``'s input would have if submitted now."""
-    payload = {k: v for k, v in run.input.items() if k != "prompt"}
-    shaping = settings.prompt_of(run.task_type)
-    if shaping:
-        payload["prompt"] = shaping
-    return input_hash(recipe.task_types[run.task_type], recipe.model, payload)
+    return input_hash(recipe.task_types[run.task_type], recipe.model, settings.shaped(run.task_type, run.input))
 
 
 def select(

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from .analyses import article, buttons, insight, lens, meta
@@ -58,30 +58,24 @@ class UserSettings:
             shaping["instructions"] = self.instructions[task_type]
         return shaping
 
+    def shaped(self, task_type: str, payload: dict[str, Any]) -> dict[str, Any]:
+        """``payload`` with these settings' prompt shaping under ``"prompt"`` (any it
+        carried replaced; none at the defaults, and then ``payload`` itself when it
+        carried none): a submit's input, or an earlier task's input as it would be
+        submitted now."""
+        shaping = self.prompt_of(task_type)
+        if not shaping and "prompt" not in payload:
+            return payload
+        unshaped = {k: v for k, v in payload.items() if k != "prompt"}
+        return {**unshaped, "prompt": shaping} if shaping else unshaped
+
 
 def _decode(raw: str | None) -> UserSettings:
-    if raw is None:
-        return UserSettings()
-    stored: dict[str, Any] = json.loads(raw)
-    return UserSettings(
-        output_language=stored.get("output_language", AUTO),
-        auto_analyze=stored.get("auto_analyze", True),
-        instructions=stored.get("instructions", {}),
-        ui_language=stored.get("ui_language"),
-    )
+    return UserSettings() if raw is None else UserSettings(**json.loads(raw))
 
 
 def _encode(settings: UserSettings) -> str:
-    return json.dumps(
-        {
-            "output_language": settings.output_language,
-            "auto_analyze": settings.auto_analyze,
-            "instructions": dict(settings.instructions),
-            "ui_language": settings.ui_language,
-        },
-        ensure_ascii=False,
-        sort_keys=True,
-    )
+    return json.dumps(asdict(settings), ensure_ascii=False, sort_keys=True)
 
 
 def read_in(tx: Tx, user_id: str) -> UserSettings:
@@ -90,9 +84,11 @@ def read_in(tx: Tx, user_id: str) -> UserSettings:
 
 def shape(tx: Tx, user_id: str, task_type: str, payload: dict[str, Any]) -> dict[str, Any]:
     """``payload`` with the reader's prompt settings under ``"prompt"`` (the engine's
-    ``shape`` hook, called in the submit's transaction)."""
-    shaping = read_in(tx, user_id).prompt_of(task_type)
-    return {**payload, "prompt": shaping} if shaping else payload
+    ``shape`` hook, called in the submit's transaction; the settings are read only for
+    the task types they shape)."""
+    if task_type not in PROMPTED:
+        return payload
+    return read_in(tx, user_id).shaped(task_type, payload)
 
 
 async def get(store: Store, user_id: str) -> UserSettings:

@@ -127,11 +127,34 @@ export function reanalysisCard() {
     else if (batch.status === 'cancelled') setText(status, t('Stopped.'));
     else setText(status, t('{done} of {total} done', { done: completed ?? 0, total: batch.total }));
   }
+  let ended = false;
+  let fetching = null;
+  let again = false;
   async function refresh() {
-    if (current) show(await api('GET', `/batches/${encodeURIComponent(current)}`));
+    if (!current) return;
+    const batch = await api('GET', `/batches/${encodeURIComponent(current)}`);
+    ended = batch.status !== 'running' && !batch.tasks.pending && !batch.tasks.running;
+    show(batch);
   }
-  const off = on('batch', (batch) => { if (batch.batch_id === current) refresh().catch(() => {}); });
-  const offTask = on('task', (task) => { if (current && task && (task.status === 'completed' || task.status === 'failed')) refresh().catch(() => {}); });
+  /** One request at a time, and one more after it when events came meanwhile: a task
+   * ending sends several events, and a large batch many tasks. */
+  function refreshSoon() {
+    if (fetching) {
+      again = true;
+      return;
+    }
+    fetching = refresh().catch(() => {}).finally(() => {
+      fetching = null;
+      if (again) {
+        again = false;
+        refreshSoon();
+      }
+    });
+  }
+  const off = on('batch', (batch) => { if (batch.batch_id === current) refreshSoon(); });
+  const offTask = on('task', (task) => {
+    if (current && !ended && task && (task.status === 'completed' || task.status === 'failed')) refreshSoon();
+  });
 
   form.addEventListener('submit', (event) => {
     event.preventDefault();
