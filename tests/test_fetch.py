@@ -16,6 +16,7 @@ import pytest
 from insightreader import extraction, fetching, urls
 from insightreader.errors import TaskError
 from insightreader.fetching import FetchRules, forbidden_reason
+from tests.support.browser import needs_chromium, open_page, register_in_page, screenshot
 from tests.support.client import Api, register
 from tests.support.pages import ARTICLE_SENTENCES, ARTICLE_TITLE, CHROME, Site, serve_site
 from tests.support.process import ServerProcess
@@ -384,66 +385,63 @@ async def test_content_saves_keep_working(api: Api) -> None:
 # --- the page: saving a link, the bookmarklet, the share target ------------------------------
 
 
-async def test_the_page_saves_a_link_shows_it_fetching_and_fills_it_in_live(site: Site, fetching_server: ServerProcess) -> None:
-    pytest.importorskip("playwright")
-    from tests.support.browser import CHROMIUM, chromium, open_page, register_in_page, screenshot
+@needs_chromium
+async def test_the_page_saves_a_link_shows_it_fetching_and_fills_it_in_live(
+    site: Site, fetching_server: ServerProcess, browser: Any
+) -> None:
+    context, page, watch = await open_page(browser, fetching_server.url + "/")
+    await page.wait_for_selector("#username")
+    await register_in_page(page, "linksaver")
+    await page.evaluate("""() => {
+        window.__notReloaded = true;
+        window.__cardStates = [];
+        new MutationObserver(() => {
+            const card = document.querySelector('.article-card');
+            const state = card && card.dataset.state;
+            if (state && window.__cardStates.at(-1) !== state) window.__cardStates.push(state);
+        }).observe(document.body, {subtree: true, childList: true, attributes: true});
+    }""")
+    await page.wait_for_selector("#new-article:not([hidden])")
+    # The bookmarklet opens this page's #/save with the tab's link and title.
+    code = await page.get_attribute("#bookmarklet", "href")
+    assert code is not None and code.startswith("javascript:") and "#/save?url=" in code
 
-    if not CHROMIUM.exists():
-        pytest.skip("needs Debian's chromium at /usr/bin/chromium")
-    async with chromium() as browser:
-        context, page, watch = await open_page(browser, fetching_server.url + "/")
-        await page.wait_for_selector("#username")
-        await register_in_page(page, "linksaver")
-        await page.evaluate("""() => {
-            window.__notReloaded = true;
-            window.__cardStates = [];
-            new MutationObserver(() => {
-                const card = document.querySelector('.article-card');
-                const state = card && card.dataset.state;
-                if (state && window.__cardStates.at(-1) !== state) window.__cardStates.push(state);
-            }).observe(document.body, {subtree: true, childList: true, attributes: true});
-        }""")
-        await page.wait_for_selector("#new-article:not([hidden])")
-        # The bookmarklet opens this page's #/save with the tab's link and title.
-        code = await page.get_attribute("#bookmarklet", "href")
-        assert code is not None and code.startswith("javascript:") and "#/save?url=" in code
+    await page.fill("#new-url", site.url("/article"))
+    await page.get_by_role("button", name="Save and analyse").click()
+    card = page.locator(".article-card")
+    await page.wait_for_selector(".article-card[data-state=ready] .topics .topic")
+    assert await card.locator(".article-card-title").inner_text() == ARTICLE_TITLE
+    states = await page.evaluate("window.__cardStates")
+    assert states[0] == "fetching" and states[-1] == "ready", states
+    assert await page.evaluate("window.__notReloaded === true")
+    await screenshot(page, "save-from-link.png")
 
-        await page.fill("#new-url", site.url("/article"))
-        await page.get_by_role("button", name="Save and analyse").click()
-        card = page.locator(".article-card")
-        await page.wait_for_selector(".article-card[data-state=ready] .topics .topic")
-        assert await card.locator(".article-card-title").inner_text() == ARTICLE_TITLE
-        states = await page.evaluate("window.__cardStates")
-        assert states[0] == "fetching" and states[-1] == "ready", states
-        assert await page.evaluate("window.__notReloaded === true")
-        await screenshot(page, "save-from-link.png")
+    # The share target (GET /?url=&title=&text=, as the manifest says) saves a link
+    # Android put in `text`; then the address no longer carries it.
+    shared = site.url("/notes.txt")
+    await page.goto(fetching_server.url + "/?title=Notes&text=" + f"Look%20at%20this%20{shared}")
+    await page.wait_for_selector(".article-card:has-text('Notes on street trees')")
+    assert "?" not in page.url
+    # The bookmarklet's address: the same URL again is the same article.
+    await page.goto(fetching_server.url + "/#/save?url=" + site.url("/article") + "&title=Again")
+    await page.wait_for_selector(".toast:has-text('Saved')")
+    await page.wait_for_selector(".article-card >> nth=1")
+    assert await page.locator(".article-card").count() == 2
 
-        # The share target (GET /?url=&title=&text=, as the manifest says) saves a link
-        # Android put in `text`; then the address no longer carries it.
-        shared = site.url("/notes.txt")
-        await page.goto(fetching_server.url + "/?title=Notes&text=" + f"Look%20at%20this%20{shared}")
-        await page.wait_for_selector(".article-card:has-text('Notes on street trees')")
-        assert "?" not in page.url
-        # The bookmarklet's address: the same URL again is the same article.
-        await page.goto(fetching_server.url + "/#/save?url=" + site.url("/article") + "&title=Again")
-        await page.wait_for_selector(".toast:has-text('Saved')")
-        await page.wait_for_selector(".article-card >> nth=1")
-        assert await page.locator(".article-card").count() == 2
-
-        # A page that does not come: "Fetching the page…", then why it failed.
-        await page.get_by_role("button", name="Add an article").click()
-        await page.fill("#new-url", site.url("/slow"))
-        await page.get_by_role("button", name="Save and analyse").click()
-        await page.wait_for_selector(".article-card[data-state=fetching]:has-text('Fetching the page')")
-        await page.get_by_role("button", name="Add an article").click()
-        await page.evaluate("document.querySelectorAll('.toast .icon-button').forEach((b) => b.click())")
-        await screenshot(page, "save-fetching.png", full_page=True)
-        await page.wait_for_selector(".article-card[data-state=fetch-failed]:has-text('took too long')")
-        # The reader says so too, with a way to try again.
-        await page.click(".article-card[data-state=fetch-failed] .card-link")
-        await page.wait_for_selector(".glance [data-state=fetch-failed] button:has-text('Try again')")
-        watch.assert_clean()
-        await context.close()
+    # A page that does not come: "Fetching the page…", then why it failed.
+    await page.get_by_role("button", name="Add an article").click()
+    await page.fill("#new-url", site.url("/slow"))
+    await page.get_by_role("button", name="Save and analyse").click()
+    await page.wait_for_selector(".article-card[data-state=fetching]:has-text('Fetching the page')")
+    await page.get_by_role("button", name="Add an article").click()
+    await page.evaluate("document.querySelectorAll('.toast .icon-button').forEach((b) => b.click())")
+    await screenshot(page, "save-fetching.png", full_page=True)
+    await page.wait_for_selector(".article-card[data-state=fetch-failed]:has-text('took too long')")
+    # The reader says so too, with a way to try again.
+    await page.click(".article-card[data-state=fetch-failed] .card-link")
+    await page.wait_for_selector(".glance [data-state=fetch-failed] button:has-text('Try again')")
+    watch.assert_clean()
+    await context.close()
 
 
 async def test_the_manifest_makes_the_page_an_installable_share_target(http: Any) -> None:

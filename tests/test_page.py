@@ -25,12 +25,12 @@ pytest.importorskip("playwright")
 
 from tests.fake_upstream import FakeUpstream, Hang, Reply, default_reply, insufficient_quota  # noqa: E402
 from tests.support.browser import (  # noqa: E402
-    CHROMIUM,
     PHONE,
     SESSION_KEY,
     access_token,
     api_client,
     free_port,
+    needs_chromium,
     open_page,
     record_text_growth,
     register_in_page,
@@ -40,9 +40,7 @@ from tests.support.browser import (  # noqa: E402
 )
 from tests.support.process import ServerProcess  # noqa: E402
 
-pytestmark = pytest.mark.skipif(
-    not CHROMIUM.exists(), reason="needs Debian's chromium at /usr/bin/chromium (.ci/run installs it)"
-)
+pytestmark = needs_chromium
 
 ARTICLE = (Path(__file__).parent / "data" / "article_en.txt").read_text()
 TITLE = "Shade is infrastructure"

@@ -17,10 +17,10 @@ pytest.importorskip("playwright")
 from playwright.async_api import expect  # noqa: E402
 
 from tests.support.browser import (  # noqa: E402
-    CHROMIUM,
     access_token,
     api_client,
     chromium,
+    needs_chromium,
     open_page,
     register_in_page,
     screenshot,
@@ -29,9 +29,7 @@ from tests.support.browser import (  # noqa: E402
 from tests.support.client import Api  # noqa: E402
 from tests.support.process import ServerProcess  # noqa: E402
 
-pytestmark = pytest.mark.skipif(
-    not CHROMIUM.exists(), reason="needs Debian's chromium at /usr/bin/chromium (.ci/run installs it)"
-)
+pytestmark = needs_chromium
 
 DATA = Path(__file__).parent / "data"
 ARTICLE_ZH = (DATA / "article_zh.txt").read_text()

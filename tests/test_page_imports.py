@@ -11,13 +11,11 @@ import pytest
 
 pytest.importorskip("playwright")
 
-from tests.support.browser import CHROMIUM, api_client, open_page, register_in_page, screenshot  # noqa: E402
+from tests.support.browser import api_client, needs_chromium, open_page, register_in_page, screenshot  # noqa: E402
 from tests.support.pages import serve_site  # noqa: E402
 from tests.support.process import ServerProcess  # noqa: E402
 
-pytestmark = pytest.mark.skipif(
-    not CHROMIUM.exists(), reason="needs Debian's chromium at /usr/bin/chromium (.ci/run installs it)"
-)
+pytestmark = needs_chromium
 
 
 async def test_a_file_is_imported_with_a_progress_bar(start_server: Callable[..., ServerProcess], browser: Any) -> None:

@@ -11,12 +11,10 @@ import pytest
 
 pytest.importorskip("playwright")
 
-from tests.support.browser import CHROMIUM, open_page, register_in_page, screenshot  # noqa: E402
+from tests.support.browser import needs_chromium, open_page, register_in_page, screenshot  # noqa: E402
 from tests.support.process import ServerProcess  # noqa: E402
 
-pytestmark = pytest.mark.skipif(
-    not CHROMIUM.exists(), reason="needs Debian's chromium at /usr/bin/chromium (.ci/run installs it)"
-)
+pytestmark = needs_chromium
 
 
 async def test_tokens_are_created_shown_once_copied_listed_and_revoked(

@@ -10,15 +10,13 @@ import pytest
 
 pytest.importorskip("playwright")
 
-from tests.support.browser import CHROMIUM, access_token, api_client, open_page, register_in_page, screenshot  # noqa: E402
+from tests.support.browser import access_token, api_client, needs_chromium, open_page, register_in_page, screenshot  # noqa: E402
 from tests.support.client import Api  # noqa: E402
 from tests.support.process import ServerProcess  # noqa: E402
 from tests.support.receiver import receiving  # noqa: E402
 from tests.test_webhooks import wait_delivery  # noqa: E402
 
-pytestmark = pytest.mark.skipif(
-    not CHROMIUM.exists(), reason="needs Debian's chromium at /usr/bin/chromium (.ci/run installs it)"
-)
+pytestmark = needs_chromium
 
 
 async def test_a_webhook_is_added_tested_and_deleted(start_server: Callable[..., ServerProcess], browser: Any) -> None:

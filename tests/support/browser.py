@@ -15,11 +15,16 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 from playwright.async_api import Browser, BrowserContext, ConsoleMessage, Page, async_playwright
 
 from .process import REPO
 
 CHROMIUM = Path("/usr/bin/chromium")
+#: The mark of a test that drives the browser; .ci/run installs it, so CI runs them all.
+needs_chromium = pytest.mark.skipif(
+    not CHROMIUM.exists(), reason="needs Debian's chromium at /usr/bin/chromium (.ci/run installs it)"
+)
 CHROMIUM_ARGS = [
     "--headless",
     "--no-sandbox",
