@@ -263,6 +263,10 @@ class StoredEvent:
     created_at: str
 
 
+#: An article with text to analyse: saved with it, or its page fetched.
+_HAS_TEXT = "(fetch_status IS NULL OR fetch_status = 'fetched')"
+
+
 def _task_query(task_id: str, user_id: str | None) -> tuple[str, tuple[Any, ...]]:
     if user_id is None:
         return "SELECT * FROM tasks WHERE id = ?", (task_id,)
@@ -440,8 +444,7 @@ class Reader:
     async def analysable_articles(self, user_id: str) -> list[str]:
         """The ids of the user's articles with text to analyse, oldest first."""
         rows = await self._all(
-            "SELECT id FROM articles WHERE user_id = ? AND (fetch_status IS NULL OR fetch_status = 'fetched')"
-            " ORDER BY seq",
+            f"SELECT id FROM articles WHERE user_id = ? AND {_HAS_TEXT} ORDER BY seq",
             (user_id,),
         )
         return [str(row[0]) for row in rows]
@@ -1202,8 +1205,7 @@ class Tx:
     def article_to_analyse(self, article_id: str, user_id: str) -> tuple[str, str] | None:
         """(content hash, title) of the user's article when it has text to analyse."""
         row = self._one(
-            "SELECT content_hash, title FROM articles WHERE id = ? AND user_id = ?"
-            " AND (fetch_status IS NULL OR fetch_status = 'fetched')",
+            f"SELECT content_hash, title FROM articles WHERE id = ? AND user_id = ? AND {_HAS_TEXT}",
             (article_id, user_id),
         )
         return None if row is None else (str(row[0]), str(row[1]))
