@@ -24,6 +24,7 @@ from .accounts import load_secret
 from .config import Settings
 from .engine import TaskType
 from .errors import BackgroundFailure
+from .llm import sdk
 from .services import Services
 
 log = logging.getLogger(__name__)
@@ -145,6 +146,7 @@ async def serve(
         drained.set()
 
     serving = asyncio.create_task(http(app, settings, shutdown_trigger))
+    supervisor.start(sdk.load(), name="openai-import", until_stopped=False)
     stuck = False
     try:
         waiting = asyncio.create_task(drained.wait())

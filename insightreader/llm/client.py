@@ -23,26 +23,12 @@ from typing import Any, Literal, Protocol, TypeVar, cast
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx2
-from openai import (
-    APIConnectionError,
-    APIError,
-    APIStatusError,
-    APITimeoutError,
-    AsyncOpenAI,
-    AsyncStream,
-    BadRequestError,
-    DefaultAsyncHttpx2Client,
-    RateLimitError,
-    omit,
-)
-from openai.types import CompletionUsage
-from openai.types.chat import ChatCompletion, ChatCompletionChunk, ChatCompletionMessageParam
-from openai.types.chat.completion_create_params import ResponseFormat
 from pydantic import BaseModel
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
 
 from insightreader.config import LLMSettings
 from insightreader.errors import TaskError
+from insightreader.llm import sdk
 from insightreader.llm.admission import CircuitBreaker, Outcome, RateLimiter, parse_retry_after
 from insightreader.llm.result import Completion, Usage
 from insightreader.llm.structured import (
@@ -54,6 +40,7 @@ from insightreader.llm.structured import (
     repair_messages,
     response_format,
 )
+from insightreader.llm.sdk import openai
 from insightreader.llm.tokens import (
     DEFAULT_COMPLETION_ESTIMATE,
     estimate_prompt_tokens,
@@ -138,7 +125,7 @@ def _retryable_status(status: int) -> bool:
     return status in (408, 409, 429) or status >= 500
 
 
-def _provider_message(exc: APIError) -> str:
+def _provider_message(exc: openai.APIError) -> str:
     body = exc.body
     if isinstance(body, dict) and isinstance(body.get("message"), str):
         return str(body["message"])
@@ -147,11 +134,11 @@ def _provider_message(exc: APIError) -> str:
     return exc.message
 
 
-def _is_quota(exc: APIStatusError) -> bool:
+def _is_quota(exc: openai.APIStatusError) -> bool:
     return "insufficient_quota" in (exc.code, exc.type)
 
 
-def _is_context_length(exc: APIStatusError) -> bool:
+def _is_context_length(exc: openai.APIStatusError) -> bool:
     if exc.code == "context_length_exceeded":
         return True
     text = _provider_message(exc).lower()
@@ -161,15 +148,15 @@ def _is_context_length(exc: APIStatusError) -> bool:
     )
 
 
-def _rejects_max_tokens(exc: BadRequestError) -> bool:
+def _rejects_max_tokens(exc: openai.BadRequestError) -> bool:
     return exc.param == "max_tokens" or "max_completion_tokens" in _provider_message(exc)
 
 
 def _breaker_outcome(exc: BaseException) -> Outcome:
     """What an exception says about the provider's health (see CircuitBreaker.record)."""
-    if isinstance(exc, APIStatusError):
+    if isinstance(exc, openai.APIStatusError):
         return "failure" if exc.status_code >= 500 else "success"
-    if isinstance(exc, (APIConnectionError, _StreamInterrupted)):
+    if isinstance(exc, (openai.APIConnectionError, _StreamInterrupted)):
         return "failure"
     if isinstance(exc, (_BadResponse, _FormatRejected)):
         return "success"
@@ -178,13 +165,13 @@ def _breaker_outcome(exc: BaseException) -> Outcome:
 
 def _status_label(exc: BaseException) -> str:
     """How a failed request ended, for :class:`LLMObserver`."""
-    if isinstance(exc, _FormatRejected) and isinstance(exc.__cause__, APIStatusError):
+    if isinstance(exc, _FormatRejected) and isinstance(exc.__cause__, openai.APIStatusError):
         exc = exc.__cause__
-    if isinstance(exc, APIStatusError):
+    if isinstance(exc, openai.APIStatusError):
         return str(exc.status_code)
-    if isinstance(exc, APITimeoutError):
+    if isinstance(exc, openai.APITimeoutError):
         return "timeout"
-    if isinstance(exc, APIConnectionError):
+    if isinstance(exc, openai.APIConnectionError):
         return "connection_error"
     if isinstance(exc, _StreamInterrupted):
         return "stream_interrupted"
@@ -206,7 +193,7 @@ def _public_url(url: str) -> str:
     return urlunsplit((parts.scheme, host, parts.path.rstrip("/"), "", ""))
 
 
-def _usage(reported: CompletionUsage | None, messages: list[dict[str, str]], text: str) -> Usage:
+def _usage(reported: openai.types.CompletionUsage | None, messages: list[dict[str, str]], text: str) -> Usage:
     if reported is not None:
         return Usage(reported.prompt_tokens, reported.completion_tokens)
     return Usage(estimate_prompt_tokens(messages), estimate_text_tokens(text))
@@ -266,13 +253,10 @@ class LLMClient:
             transport = transport or OfflineTransport()
         self._secret = settings.api_key
         self._base_url = "offline" if self.offline else _public_url(settings.base_url)
-        self._openai = AsyncOpenAI(
-            base_url=settings.base_url,
-            api_key=api_key,
-            timeout=settings.timeout,
-            max_retries=0,
-            http_client=DefaultAsyncHttpx2Client(transport=transport) if transport is not None else None,
-        )
+        self._api_key = api_key
+        self._transport = transport
+        #: The SDK's client, made on first use (see :meth:`_provider`).
+        self._openai: openai.AsyncOpenAI | None = None
         self._limiter = RateLimiter(
             0 if self.offline else settings.requests_per_minute,
             0 if self.offline else settings.tokens_per_minute,
@@ -363,14 +347,14 @@ class LLMClient:
         estimate = estimate_request_tokens(messages, limit)
         parts: list[str] = []
 
-        async def open_stream(limit: dict[str, int]) -> AsyncStream[ChatCompletionChunk]:
-            raw = await self._openai.chat.completions.with_raw_response.create(
+        async def open_stream(limit: dict[str, int]) -> openai.AsyncStream[openai.types.chat.ChatCompletionChunk]:
+            raw = await (await self._provider()).chat.completions.with_raw_response.create(
                 model=self.model,
-                messages=cast("list[ChatCompletionMessageParam]", messages),
+                messages=cast("list[openai.types.chat.ChatCompletionMessageParam]", messages),
                 stream=True,
                 stream_options={"include_usage": True},
-                max_tokens=limit.get("max_tokens", omit),
-                max_completion_tokens=limit.get("max_completion_tokens", omit),
+                max_tokens=limit.get("max_tokens", openai.omit),
+                max_completion_tokens=limit.get("max_completion_tokens", openai.omit),
             )
             self._limiter.observe(raw.headers)
             return raw.parse()
@@ -414,7 +398,27 @@ class LLMClient:
 
     async def aclose(self) -> None:
         await self._breaker.aclose()
-        await self._openai.close()
+        if self._openai is not None:
+            await self._openai.close()
+
+    async def _provider(self) -> openai.AsyncOpenAI:
+        """The SDK's client, made on first use: ``openai`` is imported off the loop
+        (:mod:`insightreader.llm.sdk`), so a server listens before it is loaded."""
+        if self._openai is None:
+            await sdk.load()
+        if self._openai is None:  # not made by another caller meanwhile
+            self._openai = openai.AsyncOpenAI(
+                base_url=self._settings.base_url,
+                api_key=self._api_key,
+                timeout=self._settings.timeout,
+                max_retries=0,
+                http_client=(
+                    openai.DefaultAsyncHttpx2Client(transport=self._transport)
+                    if self._transport is not None
+                    else None
+                ),
+            )
+        return self._openai
 
     # -- structured output --------------------------------------------------------------
 
@@ -463,27 +467,31 @@ class LLMClient:
         """One non-streaming completion (with retries) → its checked text and usage."""
         estimate = estimate_request_tokens(messages, max_tokens)
 
-        async def create(limit: dict[str, int]) -> ChatCompletion:
-            raw = await self._openai.chat.completions.with_raw_response.create(
+        async def create(limit: dict[str, int]) -> openai.types.chat.ChatCompletion:
+            raw = await (await self._provider()).chat.completions.with_raw_response.create(
                 model=self.model,
-                messages=cast("list[ChatCompletionMessageParam]", messages),
-                max_tokens=limit.get("max_tokens", omit),
-                max_completion_tokens=limit.get("max_completion_tokens", omit),
-                response_format=cast(ResponseFormat, fmt) if fmt is not None else omit,
+                messages=cast("list[openai.types.chat.ChatCompletionMessageParam]", messages),
+                max_tokens=limit.get("max_tokens", openai.omit),
+                max_completion_tokens=limit.get("max_completion_tokens", openai.omit),
+                response_format=(
+                    cast("openai.types.chat.completion_create_params.ResponseFormat", fmt)
+                    if fmt is not None
+                    else openai.omit
+                ),
             )
             self._limiter.observe(raw.headers)
             try:
                 completion = raw.parse()
             except ValueError as exc:
                 raise _BadResponse(f"the LLM provider answered {raw.status_code} with a body that is not JSON") from exc
-            if not isinstance(completion, ChatCompletion) or not getattr(completion, "choices", None):
+            if not isinstance(completion, openai.types.chat.ChatCompletion) or not getattr(completion, "choices", None):
                 raise _BadResponse(f"the LLM provider answered {raw.status_code} without a chat completion")
             return completion
 
-        async def send() -> ChatCompletion:
+        async def send() -> openai.types.chat.ChatCompletion:
             try:
                 return await self._with_token_limit(create, max_tokens)
-            except BadRequestError as exc:
+            except openai.BadRequestError as exc:
                 if fallback and is_response_format_rejection(exc):
                     raise _FormatRejected() from exc
                 raise
@@ -508,7 +516,7 @@ class LLMClient:
         """
         try:
             return await send({self._token_param: max_tokens})
-        except BadRequestError as exc:
+        except openai.BadRequestError as exc:
             if self._token_param != "max_tokens" or not _rejects_max_tokens(exc):
                 raise
             log.info("LLM provider %s wants max_completion_tokens; switching", self._base_url)
@@ -519,22 +527,22 @@ class LLMClient:
 
     @staticmethod
     async def _consume(
-        stream: AsyncStream[ChatCompletionChunk],
+        stream: openai.AsyncStream[openai.types.chat.ChatCompletionChunk],
         on_delta: Callable[[str], Awaitable[None]],
         parts: list[str],
     ) -> _Streamed:
         finish_reason: str | None = None
         usage: Usage | None = None
         refusal: list[str] = []
-        # AsyncStream.__aiter__ is an async generator; close it with the stream.
-        iterator = cast(AsyncGenerator[ChatCompletionChunk, None], aiter(stream))
+        # openai.AsyncStream.__aiter__ is an async generator; close it with the stream.
+        iterator = cast(AsyncGenerator[openai.types.chat.ChatCompletionChunk, None], aiter(stream))
         async with stream, contextlib.aclosing(iterator) as chunks:
             while True:
                 try:
                     chunk = await anext(chunks)
                 except StopAsyncIteration:
                     break
-                except (APIError, ValueError) as exc:
+                except (openai.APIError, ValueError) as exc:
                     raise _StreamInterrupted(exc, delivered=bool(parts)) from exc
                 if chunk.usage is not None:
                     usage = Usage(chunk.usage.prompt_tokens, chunk.usage.completion_tokens)
@@ -564,6 +572,7 @@ class LLMClient:
 
     async def _call(self, send: Callable[[], Awaitable[R]], estimate: int, *, kind: str = "complete") -> R:
         """``send`` under admission control, retried on transient failures."""
+        await sdk.load()  # the failure handling below tells the SDK's errors apart
         retrying = AsyncRetrying(
             stop=stop_after_attempt(self._settings.max_retries + 1),
             wait=self._backoff,
@@ -573,7 +582,7 @@ class LLMClient:
         )
         try:
             return await retrying(self._admitted, send, estimate, kind)
-        except (APIError, _BadResponse, _StreamInterrupted) as exc:
+        except (openai.APIError, _BadResponse, _StreamInterrupted) as exc:
             error = self._translate(exc, int(retrying.statistics.get("attempt_number", 1)))
             log.warning("LLM call failed: %s (%s)", error.code, error.message)
             raise error from None
@@ -588,7 +597,7 @@ class LLMClient:
         except BaseException as exc:
             if sent is not None:
                 self._notify("request_finished", kind, _status_label(exc), time.monotonic() - sent)
-            if isinstance(exc, APIStatusError):
+            if isinstance(exc, openai.APIStatusError):
                 self._limiter.observe(exc.response.headers)
             self._breaker.record(trial, _breaker_outcome(exc), self._describe(exc))
             raise
@@ -601,19 +610,19 @@ class LLMClient:
             return not exc.delivered
         if isinstance(exc, _BadResponse):
             return True
-        if isinstance(exc, APIStatusError):
+        if isinstance(exc, openai.APIStatusError):
             if not _retryable_status(exc.status_code) or _is_quota(exc):
                 return False
             hint = parse_retry_after(exc.response.headers)
             return hint is None or hint <= self._tuning.max_retry_after
-        return isinstance(exc, APIConnectionError)
+        return isinstance(exc, openai.APIConnectionError)
 
     def _backoff(self, state: RetryCallState) -> float:
         """Full jitter, ``uniform(0, min(max, base · 2^n))``, but never below ``Retry-After``."""
         ceiling = min(self._tuning.backoff_max, self._tuning.backoff_base * 2 ** (state.attempt_number - 1))
         delay = random.uniform(0, ceiling)
         exc = state.outcome.exception() if state.outcome is not None else None
-        if isinstance(exc, APIStatusError):
+        if isinstance(exc, openai.APIStatusError):
             hint = parse_retry_after(exc.response.headers)
             if hint is not None:
                 delay = max(delay, hint)
@@ -637,11 +646,11 @@ class LLMClient:
 
     def _describe(self, exc: BaseException) -> str:
         """A short, key-free description of a failure for logs and error messages."""
-        if isinstance(exc, APIStatusError):
+        if isinstance(exc, openai.APIStatusError):
             return self._redact(f"HTTP {exc.status_code}: {_provider_message(exc)}")
-        if isinstance(exc, APITimeoutError):
+        if isinstance(exc, openai.APITimeoutError):
             return f"no answer within {self._settings.timeout:g} s"
-        if isinstance(exc, APIConnectionError):
+        if isinstance(exc, openai.APIConnectionError):
             cause = exc.__cause__
             return self._redact(f"connection failed ({type(cause).__name__ if cause else exc.message})")
         if isinstance(exc, _StreamInterrupted):
@@ -649,7 +658,7 @@ class LLMClient:
             return f"stream interrupted: {cause_text}"
         return self._redact(str(exc) or type(exc).__name__)
 
-    def _translate(self, exc: APIError | _BadResponse | _StreamInterrupted, attempts: int) -> TaskError:
+    def _translate(self, exc: openai.APIError | _BadResponse | _StreamInterrupted, attempts: int) -> TaskError:
         tries = f"after {attempts} attempt{'s' if attempts != 1 else ''}"
         detail = self._describe(exc)
         if isinstance(exc, _StreamInterrupted):
@@ -657,10 +666,10 @@ class LLMClient:
                 return TaskError(
                     "upstream_stream_broken", f"the answer stream broke part-way ({detail})", retryable=True
                 )
-            if isinstance(exc.cause, APITimeoutError):
+            if isinstance(exc.cause, openai.APITimeoutError):
                 return TaskError("upstream_timeout", f"the answer stream stalled {tries} ({detail})", retryable=True)
             return TaskError("upstream_stream_broken", f"the answer stream failed {tries} ({detail})", retryable=True)
-        if isinstance(exc, RateLimitError):
+        if isinstance(exc, openai.RateLimitError):
             if _is_quota(exc):
                 return TaskError("quota_exceeded", f"the LLM provider account is out of quota ({detail})")
             hint = parse_retry_after(exc.response.headers)
@@ -671,18 +680,18 @@ class LLMClient:
                     retryable=True,
                 )
             return TaskError("upstream_rate_limited", f"the LLM provider kept rate-limiting {tries} ({detail})", retryable=True)
-        if isinstance(exc, APITimeoutError):
+        if isinstance(exc, openai.APITimeoutError):
             return TaskError("upstream_timeout", f"the LLM provider did not answer {tries} ({detail})", retryable=True)
-        if isinstance(exc, APIConnectionError):
+        if isinstance(exc, openai.APIConnectionError):
             return TaskError(
                 "upstream_unavailable", f"cannot reach the LLM provider at {self._base_url} {tries} ({detail})", retryable=True
             )
-        if isinstance(exc, APIStatusError):
+        if isinstance(exc, openai.APIStatusError):
             if _retryable_status(exc.status_code):
                 return TaskError("upstream_unavailable", f"the LLM provider kept failing {tries} ({detail})", retryable=True)
             if exc.status_code == 413 or (exc.status_code == 400 and _is_context_length(exc)):
                 return TaskError("content_too_long", f"the input is too long for the model ({detail})")
-            if isinstance(exc, BadRequestError) and is_response_format_rejection(exc):
+            if isinstance(exc, openai.BadRequestError) and is_response_format_rejection(exc):
                 return TaskError(
                     "upstream_rejected",
                     f"the LLM provider rejected the structured output mode "
@@ -695,12 +704,13 @@ class LLMClient:
 
     async def _probe(self) -> bool:
         """Whether the provider answers at all (any status below 500 counts)."""
+        provider = await self._provider()
         try:
-            await self._openai.models.with_raw_response.list(
+            await provider.models.with_raw_response.list(
                 timeout=min(self._tuning.probe_timeout, self._settings.timeout)
             )
-        except APIStatusError as exc:
+        except openai.APIStatusError as exc:
             return exc.status_code < 500
-        except APIConnectionError:
+        except openai.APIConnectionError:
             return False
         return True

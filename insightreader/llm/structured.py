@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any, Literal, TypeVar, get_args
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, get_args
 
-from openai import BadRequestError
 from pydantic import BaseModel, ValidationError
+
+if TYPE_CHECKING:
+    from openai import BadRequestError
 
 StructuredMode = Literal["json_schema", "json_object", "text"]
 MODES: tuple[StructuredMode, ...] = get_args(StructuredMode)
