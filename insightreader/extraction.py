@@ -6,8 +6,6 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, replace
 
-import trafilatura
-
 from .errors import TaskError
 from .fetching import HTML_TYPES, Page
 
@@ -53,6 +51,10 @@ def _plain(page: Page) -> Extracted:
 
 
 def _html(page: Page) -> Extracted:
+    # Imported here, on the extraction's worker thread: trafilatura takes ~0.1 s to
+    # import, and a server that never fetches a page never needs it.
+    import trafilatura
+
     document = trafilatura.bare_extraction(
         _decoded(page), url=page.url, with_metadata=True, include_comments=False, include_tables=True
     )

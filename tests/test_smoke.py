@@ -1,3 +1,6 @@
+import subprocess
+import sys
+
 from tests.support.client import Api
 
 
@@ -6,3 +9,15 @@ async def test_submit_completes(api: Api) -> None:
     assert r.status_code == 202, r.text
     task = await api.wait_status(r.json()["task_id"], "completed")
     assert task["result"] == {"echo": {"x": 1}, "attempt": 1}
+
+
+def test_the_server_defers_its_heaviest_imports() -> None:
+    """``openai`` (~0.4 s to import) loads on a worker thread once the server listens
+    (insightreader/llm/sdk.py) and trafilatura (~0.1 s and more) on the first page
+    extraction: a start of the server imports neither at the top."""
+    probe = (
+        "import sys, insightreader.server, insightreader.cli;"
+        " print(sorted({'openai', 'trafilatura'} & set(sys.modules)))"
+    )
+    answer = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True)
+    assert answer.stdout.strip() == "[]"
