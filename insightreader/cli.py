@@ -110,25 +110,29 @@ def migrate_command(config_path: Path | None, dry_run: bool) -> None:
     from .store import Store
 
     settings = _settings(config_path)
-    if dry_run:
+    database = settings.database.label
+    if settings.database.url:
+        todo = _run(migrate.postgresql(settings.database.url, dry_run=dry_run))
+    elif dry_run:
         todo = _run(migrate.preview(settings.database.path))
-        if not todo:
-            click.echo(f"database {settings.database.path} is up to date: no pending migrations")
-            return
-        click.echo(
-            f"database {settings.database.path}: {len(todo)} pending migration(s), none applied:"
-        )
-        for migration in todo:
-            click.echo(f"  {migration.version:04d}_{migration.name}.sql")
+    else:
+
+        async def run() -> None:
+            store = Store(settings.database)
+            await store.open()
+            await store.close()
+
+        _run(run())
+        todo = []
+    if not dry_run:
+        click.echo(f"database {database} is up to date" + (f" ({len(todo)} applied)" if todo else ""))
         return
-
-    async def run() -> None:
-        store = Store(settings.database)
-        await store.open()
-        await store.close()
-
-    _run(run())
-    click.echo(f"database {settings.database.path} is up to date")
+    if not todo:
+        click.echo(f"database {database} is up to date: no pending migrations")
+        return
+    click.echo(f"database {database}: {len(todo)} pending migration(s), none applied:")
+    for migration in todo:
+        click.echo(f"  {migration.version:04d}_{migration.name}.sql")
 
 
 @main.group()

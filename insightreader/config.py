@@ -14,6 +14,7 @@ import os
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -79,8 +80,29 @@ class ServerSettings(_Section):
 
 class DatabaseSettings(_Section):
     path: Path = Path("data/insightreader.db")
+    #: ``postgresql://…``: run on PostgreSQL instead of the SQLite file at ``path``.
+    url: str = ""
     synchronous: Literal["FULL", "NORMAL"] = "FULL"
     busy_timeout: float = Field(5.0, gt=0)
+
+    @field_validator("url")
+    @classmethod
+    def _postgresql(cls, value: str) -> str:
+        if value and not value.startswith(("postgresql://", "postgres://")):
+            raise ValueError("expected empty (SQLite at database.path) or postgresql://…")
+        return value
+
+    @property
+    def label(self) -> str:
+        """The database for messages: the file, or the URL without its password."""
+        if not self.url:
+            return str(self.path)
+        parts = urlsplit(self.url)
+        host = parts.hostname or ""
+        netloc = f"{parts.username}@{host}" if parts.username else host
+        if parts.port:
+            netloc += f":{parts.port}"
+        return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
 
 
 class AuthSettings(_Section):
@@ -209,8 +231,9 @@ def _read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"config file {path}: {exc}") from None
 
 
-#: Keys whose values are never shown (in a section, or any key named like them).
-SECRET_KEYS = frozenset({"secret", "api_key", "metrics_token", "password", "token"})
+#: Keys whose values are never shown (in a section, or any key named like them);
+#: ``database.url`` may carry a password.
+SECRET_KEYS = frozenset({"secret", "api_key", "metrics_token", "password", "token", "url"})
 _SECRET_SUFFIXES = ("_secret", "_password", "_token", "_key")
 
 

@@ -2,6 +2,9 @@
 
 Forward only. A recorded migration whose file changed or disappeared stops the
 server: the schema in the database would no longer be the one the code expects.
+PostgreSQL has its own numbered series, ``migrations/postgresql/`` (its 0001 is
+SQLite's 0001-0015 at once), applied the same way under an advisory lock, so that
+several processes starting together take turns.
 """
 
 from __future__ import annotations
@@ -12,10 +15,15 @@ import sqlite3
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import aiosqlite
 
+from .config import ConfigError
 from .records import utcnow
+
+if TYPE_CHECKING:
+    import psycopg
 
 _NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 
@@ -41,6 +49,10 @@ def migrations_dir() -> Path:
     if packaged.is_dir():
         return Path(str(packaged))
     return Path(__file__).resolve().parent.parent / "migrations"
+
+
+def postgresql_dir() -> Path:
+    return migrations_dir() / "postgresql"
 
 
 def discover(directory: Path | None = None) -> list[Migration]:
@@ -72,19 +84,29 @@ def _statements(sql: str) -> list[str]:
     return statements
 
 
+_CREATE_RECORD = (
+    "CREATE TABLE IF NOT EXISTS schema_migrations ("
+    " version INTEGER PRIMARY KEY, name TEXT NOT NULL,"
+    " checksum TEXT NOT NULL, applied_at TEXT NOT NULL)"
+)
+_RECORD = "INSERT INTO schema_migrations (version, name, checksum, applied_at) VALUES (?, ?, ?, ?)"
+#: Held while a PostgreSQL database is migrated (any constant: it only names the lock).
+_ADVISORY_LOCK = 0x1A5167
+
+
 async def pending(conn: aiosqlite.Connection, available: list[Migration]) -> list[Migration]:
     """The migrations not yet applied, after checking the applied ones are unchanged."""
-    await conn.execute(
-        "CREATE TABLE IF NOT EXISTS schema_migrations ("
-        " version INTEGER PRIMARY KEY, name TEXT NOT NULL,"
-        " checksum TEXT NOT NULL, applied_at TEXT NOT NULL)"
-    )
+    await conn.execute(_CREATE_RECORD)
     return await _unapplied(conn, available)
 
 
 async def _unapplied(conn: aiosqlite.Connection, available: list[Migration]) -> list[Migration]:
     async with conn.execute("SELECT version, name, checksum FROM schema_migrations") as cur:
         applied = {row[0]: (row[1], row[2]) async for row in cur}
+    return _todo(applied, available)
+
+
+def _todo(applied: dict[int, tuple[str, str]], available: list[Migration]) -> list[Migration]:
     by_version = {m.version: m for m in available}
     for version, (name, checksum) in sorted(applied.items()):
         migration = by_version.get(version)
@@ -108,11 +130,7 @@ async def apply(conn: aiosqlite.Connection, directory: Path | None = None) -> li
         try:
             for statement in _statements(migration.sql):
                 await conn.execute(statement)
-            await conn.execute(
-                "INSERT INTO schema_migrations (version, name, checksum, applied_at)"
-                " VALUES (?, ?, ?, ?)",
-                (migration.version, migration.name, migration.checksum, utcnow()),
-            )
+            await conn.execute(_RECORD, _record_values(migration))
             await conn.execute("COMMIT")
         except BaseException:
             await conn.execute("ROLLBACK")
@@ -134,3 +152,52 @@ async def preview(database: Path, directory: Path | None = None) -> list[Migrati
             if await cur.fetchone() is None:
                 return available
         return await _unapplied(conn, available)
+
+
+def _record_values(migration: Migration) -> tuple[Any, ...]:
+    return (migration.version, migration.name, migration.checksum, utcnow())
+
+
+async def apply_postgresql(
+    conn: psycopg.AsyncConnection[Any], directory: Path | None = None
+) -> list[Migration]:
+    """Apply every pending PostgreSQL migration, each in its own transaction (its file
+    runs as one script: functions hold semicolons). ``conn`` is in autocommit mode."""
+    available = discover(directory or postgresql_dir())
+    await conn.execute("SELECT pg_advisory_lock(%s)", (_ADVISORY_LOCK,))
+    try:
+        await conn.execute(_CREATE_RECORD)
+        todo = await _unapplied_postgresql(conn, available)
+        for migration in todo:
+            async with conn.transaction():
+                await conn.execute(migration.sql.encode())
+                await conn.execute(_RECORD.replace("?", "%s"), _record_values(migration))
+    finally:
+        await conn.execute("SELECT pg_advisory_unlock(%s)", (_ADVISORY_LOCK,))
+    return todo
+
+
+async def postgresql(url: str, *, dry_run: bool = False) -> list[Migration]:
+    """Apply the pending PostgreSQL migrations at ``url`` (only list them with
+    ``dry_run``, changing nothing); the migrations applied or pending."""
+    import psycopg
+
+    try:
+        conn = await psycopg.AsyncConnection.connect(url, autocommit=True)
+    except psycopg.OperationalError as exc:
+        detail = " ".join(str(exc).split())  # libpq's message spans lines
+        raise ConfigError(f"cannot connect to the database in database.url: {detail}") from None
+    async with conn:
+        if not dry_run:
+            return await apply_postgresql(conn)
+        available = discover(postgresql_dir())
+        cursor = await conn.execute("SELECT to_regclass('schema_migrations') IS NOT NULL")
+        recorded = await cursor.fetchone()
+        if not (recorded and recorded[0]):
+            return available
+        return await _unapplied_postgresql(conn, available)
+
+
+async def _unapplied_postgresql(conn: psycopg.AsyncConnection[Any], available: list[Migration]) -> list[Migration]:
+    cursor = await conn.execute("SELECT version, name, checksum FROM schema_migrations")
+    return _todo({row[0]: (row[1], row[2]) for row in await cursor.fetchall()}, available)

@@ -43,9 +43,9 @@ class Services:
 
     @classmethod
     async def open(cls, settings: Settings, task_types: Mapping[str, TaskType]) -> Services:
-        lock = lock_database(settings.database.path)
         supervisor = Supervisor()
         store = Store(settings.database, supervisor=supervisor)
+        lock = lock_database(settings.database.path)
         llm = LLMClient.from_settings(settings.llm, supervisor=supervisor)
         pruner = EventPruner(store, settings.sse.retention, supervisor=supervisor)
         api_tokens = ApiTokens(store, flush_interval=settings.auth.token_use_flush_interval, supervisor=supervisor)

@@ -41,7 +41,7 @@ from typing import IO, Any, Generic, TypeVar, cast
 import aiosqlite
 
 from . import migrate, search
-from .config import DatabaseSettings
+from .config import ConfigError, DatabaseSettings
 from .errors import AlreadyRunning, ShuttingDown, StorageBusy, StorageFull
 from .records import (
     AnalysisRun,
@@ -1554,6 +1554,11 @@ class Store:
     """The storage interface. Open with :meth:`open`, close with :meth:`close`."""
 
     def __init__(self, settings: DatabaseSettings, *, supervisor: Supervisor | None = None) -> None:
+        if settings.url:
+            raise ConfigError(
+                "the server does not run on PostgreSQL yet: `insightreader migrate` prepares"
+                " its schema, serving follows (docs/scale-out.md); leave database.url empty"
+            )
         self.settings = settings
         self._supervisor = supervisor or Supervisor()
         self.path = settings.path

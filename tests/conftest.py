@@ -82,3 +82,21 @@ async def browser() -> AsyncIterator[Any]:
 
     async with chromium() as launched:
         yield launched
+
+
+@pytest.fixture(scope="session")
+def postgres_cluster() -> Iterator[str]:
+    """A PostgreSQL cluster for the whole session (tests/support/postgres.py): the URL
+    of its maintenance database."""
+    from tests.support.postgres import cluster
+
+    with cluster() as url:
+        yield url
+
+
+@pytest.fixture
+def postgres_url(postgres_cluster: str) -> str:
+    """The URL of an empty database of this test's own."""
+    from tests.support.postgres import fresh_database
+
+    return fresh_database(postgres_cluster)

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import socket
 import stat
 import subprocess
 import sys
@@ -24,7 +23,7 @@ from insightreader.client import Client, ClientError, ClientTimeout, Delta, Subm
 from insightreader.client_cli import CONFIG_ENV
 from tests.conftest import base_config
 from tests.support.cli import clean_env
-from tests.support.process import ServerProcess, write_config
+from tests.support.process import ServerProcess, free_port, write_config
 
 PASSWORD = "correct horse battery"
 SECRET = base_config(Path("."))["auth"]["secret"]
@@ -51,11 +50,6 @@ async def until(check: Callable[[], Awaitable[bool] | bool], timeout: float = 15
             raise AssertionError(f"timed out waiting for {what}")
         await asyncio.sleep(0.02)
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture(scope="module")

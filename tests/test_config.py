@@ -214,7 +214,8 @@ def test_bad_value_names_key_and_value(tmp_path: Path, section: str, key: str, v
 
 @pytest.mark.parametrize(
     ("section", "key", "value"),
-    [("auth", "secret", "too-short-secret"), ("server", "metrics_token", "short-token"), ("auth", "secret", 12345)],
+    [("auth", "secret", "too-short-secret"), ("server", "metrics_token", "short-token"), ("auth", "secret", 12345),
+     ("database", "url", "mysql://reader:pw-in-url@db/reading")],
 )
 def test_a_bad_secret_names_its_key_but_never_its_value(tmp_path: Path, section: str, key: str, value: Any) -> None:
     path = write_config(tmp_path / "bad.toml", {section: {key: value}})

@@ -29,7 +29,6 @@ from tests.support.browser import (  # noqa: E402
     SESSION_KEY,
     access_token,
     api_client,
-    free_port,
     needs_chromium,
     open_page,
     record_text_growth,
@@ -38,7 +37,7 @@ from tests.support.browser import (  # noqa: E402
     sign_in_page,
     text_growth,
 )
-from tests.support.process import ServerProcess  # noqa: E402
+from tests.support.process import ServerProcess, free_port  # noqa: E402
 
 pytestmark = needs_chromium
 

@@ -7,7 +7,6 @@ Playwright cannot download its own browsers here: ``.ci/run`` installs Debian's
 from __future__ import annotations
 
 import json
-import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -150,8 +149,3 @@ async def record_text_growth(page: Page, selector: str) -> None:
 async def text_growth(page: Page) -> list[int]:
     return list(await page.evaluate("window.__growth || []"))
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
