@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import IO
 
 from . import library, user_settings
 from .accounts import Accounts, ApiTokens, Tokens, load_secret
@@ -17,7 +16,7 @@ from .imports import ImportItems
 from .reanalysis import ReanalysisItems
 from .llm import LLMClient
 from .sse import EventPruner
-from .store import Store, lock_database
+from .store import Held, Store, hold
 from .supervisor import Supervisor
 from .webhooks import Webhooks
 
@@ -39,13 +38,13 @@ class Services:
     webhooks: Webhooks
     #: Every background task of the process is started through it.
     supervisor: Supervisor
-    _lock: IO[str]
+    _lock: Held
 
     @classmethod
     async def open(cls, settings: Settings, task_types: Mapping[str, TaskType]) -> Services:
+        lock = hold(settings.database)
         supervisor = Supervisor()
         store = Store(settings.database, supervisor=supervisor)
-        lock = lock_database(settings.database.path)
         llm = LLMClient.from_settings(settings.llm, supervisor=supervisor)
         pruner = EventPruner(store, settings.sse.retention, supervisor=supervisor)
         api_tokens = ApiTokens(store, flush_interval=settings.auth.token_use_flush_interval, supervisor=supervisor)

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -25,13 +26,34 @@ def base_config(tmp_path: Path, **sections: dict[str, Any]) -> dict[str, dict[st
     return config
 
 
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """A module with ``BOTH_DATABASES = True`` runs each of its server tests on SQLite
+    and on PostgreSQL."""
+    if getattr(metafunc.module, "BOTH_DATABASES", False) and "database" in metafunc.fixturenames:
+        metafunc.parametrize("database", ["sqlite", "postgresql"], indirect=True)
+
+
 @pytest.fixture
-def start_server(tmp_path: Path) -> Iterator[Callable[..., ServerProcess]]:
-    """Start ``tests.support.server`` with ``base_config`` plus the given sections."""
+def database(request: pytest.FixtureRequest) -> str:
+    """Which database the test's servers use: its parameter, else
+    ``TEST_DATABASE`` (to run any test on PostgreSQL by hand), else SQLite."""
+    return str(getattr(request, "param", os.environ.get("TEST_DATABASE", "sqlite")))
+
+
+@pytest.fixture
+def start_server(
+    tmp_path: Path, database: str, request: pytest.FixtureRequest
+) -> Iterator[Callable[..., ServerProcess]]:
+    """Start ``tests.support.server`` with ``base_config`` plus the given sections (on
+    a database of the test's own on the session's PostgreSQL when ``database`` says so)."""
     started: list[ServerProcess] = []
+    url = str(request.getfixturevalue("postgres_url")) if database == "postgresql" else ""
 
     def start(config_name: str = "config.toml", env: dict[str, str] | None = None, **sections: dict[str, Any]) -> ServerProcess:
-        path = write_config(tmp_path / config_name, base_config(tmp_path, **sections))
+        config = base_config(tmp_path, **sections)
+        if url:
+            config["database"].setdefault("url", url)
+        path = write_config(tmp_path / config_name, config)
         server = ServerProcess(path, env=env).start()
         started.append(server)
         return server
@@ -41,6 +63,15 @@ def start_server(tmp_path: Path) -> Iterator[Callable[..., ServerProcess]]:
         server.stop()
         # Shown by pytest only when the test failed.
         print(f"--- server log ({server.url}) ---\n" + "\n".join(server.logs[-80:]))
+
+
+@pytest.fixture
+def database_at(tmp_path: Path, database: str, request: pytest.FixtureRequest) -> Path | str:
+    """Where the test's servers keep their data (tests/support/db.py reads either): the
+    SQLite file ``base_config`` names, or the PostgreSQL URL."""
+    if database == "postgresql":
+        return str(request.getfixturevalue("postgres_url"))
+    return tmp_path / "data" / "test.db"
 
 
 @pytest.fixture

@@ -27,9 +27,6 @@ Connect = Callable[[ServerProcess], httpx.AsyncClient]
 StartServer = Callable[..., ServerProcess]
 
 
-def db_path(tmp_path: Path) -> Path:
-    return tmp_path / "data" / "test.db"
-
 
 def assert_error(response: httpx.Response, status: int, code: str) -> None:
     assert response.status_code == status, response.text
@@ -53,7 +50,7 @@ async def user_on(start_server: StartServer, connect: Connect, **sections: dict[
 # -- lifecycle and listing -----------------------------------------------------
 
 
-async def test_submit_runs_to_completed_and_records_its_lifecycle(api: Api, tmp_path: Path) -> None:
+async def test_submit_runs_to_completed_and_records_its_lifecycle(api: Api, tmp_path: Path, database_at: Path | str) -> None:
     response = await api.submit("echo", {"x": 1})
     assert response.status_code == 202, response.text
     body = response.json()
@@ -74,21 +71,21 @@ async def test_submit_runs_to_completed_and_records_its_lifecycle(api: Api, tmp_
     assert listed["items"][0] == task
     assert listed["next_cursor"] is None
     # Every transition was stored as a lifecycle event, in order (WAL: readable live).
-    assert db.task_events(db_path(tmp_path))[task_id] == [
+    assert db.task_events(database_at)[task_id] == [
         "task_queued",
         "task_started",
         "task_completed",
     ]
 
 
-async def test_a_failing_task_records_its_error(api: Api, tmp_path: Path) -> None:
+async def test_a_failing_task_records_its_error(api: Api, tmp_path: Path, database_at: Path | str) -> None:
     task_id = await api.submit_id("fail", {"code": "boom"})
     task = await api.wait_status(task_id, "failed")
     assert task["error"] == {"code": "boom", "message": "failed on purpose", "retryable": True}
     assert task["result"] is None
     assert task["attempts"] == 1
     assert task["created_at"] <= task["started_at"] <= task["finished_at"]
-    assert db.task_events(db_path(tmp_path))[task_id] == ["task_queued", "task_started", "task_failed"]
+    assert db.task_events(database_at)[task_id] == ["task_queued", "task_started", "task_failed"]
 
 
 async def test_list_filters_and_cursor_pagination(api: Api) -> None:
@@ -278,7 +275,7 @@ async def test_dedup_is_per_user(api: Api) -> None:
 # -- cancel and retry ----------------------------------------------------------------
 
 
-async def test_cancel_pending_and_running(start_server: StartServer, connect: Connect, tmp_path: Path) -> None:
+async def test_cancel_pending_and_running(start_server: StartServer, connect: Connect, tmp_path: Path, database_at: Path | str) -> None:
     api = await user_on(start_server, connect, tasks={"max_concurrency": 1})
     blocker = await api.submit_id("gate", {"gate": "never"})
     await api.wait_status(blocker, "running")
@@ -315,7 +312,7 @@ async def test_cancel_pending_and_running(start_server: StartServer, connect: Co
         assert response.status_code == 200, response.text
         assert response.json()["status"] == "cancelled"
 
-    events = db.task_events(db_path(tmp_path))
+    events = db.task_events(database_at)
     assert events[pending] == ["task_queued", "task_cancelled"]
     assert events[blocker] == ["task_queued", "task_started", "task_cancelled"]
     assert events[later] == ["task_queued", "task_started", "task_completed"]

@@ -4,7 +4,6 @@ columns and indexes, and triggers that keep the same counters."""
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator
 from contextlib import closing
 from pathlib import Path
 from typing import Any
@@ -165,11 +164,6 @@ def test_the_migrate_command_on_postgresql(tmp_path: Path, postgres_url: str) ->
     assert "up to date: no pending migrations" in again.stdout
     for result in (preview, applied, again):
         assert "hunter2" not in result.stdout + result.stderr
-
-    # Serving on PostgreSQL is refused plainly until the store runs there.
-    served = run_cli("serve", "--bind", "127.0.0.1:0", cwd=tmp_path, env=env)
-    assert "does not run on PostgreSQL yet" in one_line_error(served)
-    assert not (tmp_path / "data").exists()
 
     unreachable = run_cli("migrate", cwd=tmp_path,
                           env={"INSIGHTREADER_DATABASE__URL": "postgresql://nobody:pw-secret@127.0.0.1:1/none"})

@@ -16,7 +16,7 @@ async def test_submit_path_queries_do_not_walk_a_users_history(tmp_path: Path) -
     statements: list[str] = []
 
     def submit_path_reads(tx: Tx) -> None:
-        tx._conn.set_trace_callback(statements.append)
+        tx._conn.connection.set_trace_callback(statements.append)
         try:
             tx.count_unfinished("u")
             tx.active_task("u", "sha256:x")
@@ -25,7 +25,7 @@ async def test_submit_path_queries_do_not_walk_a_users_history(tmp_path: Path) -
             tx.unfinished_reservations("u")
             tx.library_usage("u")
         finally:
-            tx._conn.set_trace_callback(None)
+            tx._conn.connection.set_trace_callback(None)
 
     try:
         await store.write(submit_path_reads)
@@ -73,7 +73,7 @@ async def test_library_lists_page_through_indexes(tmp_path: Path) -> None:
     statements: list[str] = []
     try:
         await store.write(fill)
-        await store._reader.set_trace_callback(statements.append)  # type: ignore[union-attr]
+        await store._reader.connection.set_trace_callback(statements.append)  # type: ignore[union-attr]
         filters = [
             ArticleFilter(), ArticleFilter(archived=False), ArticleFilter(favorite=True),
             ArticleFilter(tag_key="even"), ArticleFilter(tag_key="even", archived=True, favorite=False),

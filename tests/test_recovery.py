@@ -31,30 +31,27 @@ StartServer = Callable[..., ServerProcess]
 GONE = (httpx.TransportError,)
 
 
-def db_path(tmp_path: Path) -> Path:
-    return tmp_path / "data" / "test.db"
-
 
 def assert_error(response: httpx.Response, status: int, code: str) -> None:
     assert response.status_code == status, response.text
     assert response.json()["error"]["code"] == code, response.text
 
 
-def assert_ended_once(path: Path, task_ids: set[str] | None = None) -> dict[str, dict[str, Any]]:
+def assert_ended_once(where: Path | str, task_ids: set[str] | None = None) -> dict[str, dict[str, Any]]:
     """Every task (or those given) is finished and has exactly one terminal event;
     the task rows by id."""
-    rows = db.tasks(path)
+    rows = db.tasks(where)
     ids = set(rows) if task_ids is None else task_ids
     assert ids <= set(rows), ids - set(rows)
-    terminal = db.terminal_counts(path)
+    terminal = db.terminal_counts(where)
     for task_id in ids:
         assert rows[task_id]["status"] in ("completed", "failed", "cancelled"), rows[task_id]
-        assert terminal[task_id] == 1, (task_id, db.task_events(path).get(task_id))
+        assert terminal[task_id] == 1, (task_id, db.task_events(where).get(task_id))
     return rows
 
 
 async def test_sigkill_then_restart_runs_every_accepted_task_exactly_once(
-    start_server: StartServer, connect: Connect, tmp_path: Path
+    start_server: StartServer, connect: Connect, tmp_path: Path, database_at: Path | str
 ) -> None:
     server = start_server(tasks={"max_concurrency": 2, "max_attempts": 3, "max_pending_per_user": 1000})
     api = await register(connect(server))
@@ -83,7 +80,7 @@ async def test_sigkill_then_restart_runs_every_accepted_task_exactly_once(
         assert outcome is None or isinstance(outcome, GONE), repr(outcome)
     assert len(acknowledged) >= 10
 
-    rows = db.tasks(db_path(tmp_path))
+    rows = db.tasks(database_at)
     assert acknowledged <= set(rows)
     assert {rows[t]["status"] for t in running} == {"running"}
 
@@ -108,7 +105,7 @@ async def test_sigkill_then_restart_runs_every_accepted_task_exactly_once(
     assert server.terminate() == 0
 
     # Every task the database holds (acknowledged or not) ended exactly once.
-    rows = assert_ended_once(db_path(tmp_path))
+    rows = assert_ended_once(database_at)
     assert {rows[t]["attempts"] for t in running} == {2}
     assert {rows[t]["attempts"] for t in waiting} == {1}
     assert rows[cancelled]["status"] == "cancelled"
@@ -132,7 +129,7 @@ async def _running_or_dead(api: Api, server: ServerProcess, task_id: str, timeou
 
 
 async def test_a_task_that_kills_the_process_fails_after_max_attempts(
-    start_server: StartServer, connect: Connect, tmp_path: Path
+    start_server: StartServer, connect: Connect, tmp_path: Path, database_at: Path | str
 ) -> None:
     server = start_server(tasks={"max_attempts": 2})
     api = await register(connect(server))
@@ -141,7 +138,7 @@ async def test_a_task_that_kills_the_process_fails_after_max_attempts(
     except GONE:
         pass
     server.wait(10)
-    [task_id] = [t for t, row in db.tasks(db_path(tmp_path)).items() if row["task_type"] == "crash"]
+    [task_id] = [t for t, row in db.tasks(database_at).items() if row["task_type"] == "crash"]
 
     crashes = 1
     failed = None
@@ -164,8 +161,8 @@ async def test_a_task_that_kills_the_process_fails_after_max_attempts(
     assert (await api.http.get("/healthz")).status_code == 200
     await api.wait_status(await api.submit_id("echo", {"after": "crash"}), "completed")
     assert server.terminate() == 0
-    assert_ended_once(db_path(tmp_path))
-    assert db.task_events(db_path(tmp_path))[task_id][-1] == "task_failed"
+    assert_ended_once(database_at)
+    assert db.task_events(database_at)[task_id][-1] == "task_failed"
 
     # A retry gives it max_attempts fresh runs (and here it crashes again).
     server.start()
@@ -176,11 +173,11 @@ async def test_a_task_that_kills_the_process_fails_after_max_attempts(
     except GONE:
         pass
     server.wait(10)
-    assert db.tasks(db_path(tmp_path))[task_id]["attempts"] == 3
+    assert db.tasks(database_at)[task_id]["attempts"] == 3
 
 
 async def test_sigterm_drains_and_the_rest_runs_after_restart(
-    start_server: StartServer, connect: Connect, tmp_path: Path
+    start_server: StartServer, connect: Connect, tmp_path: Path, database_at: Path | str
 ) -> None:
     grace = 3.0
     # max_attempts = 1: the run cut short by the drain must not count, or the task
@@ -209,14 +206,14 @@ async def test_sigterm_drains_and_the_rest_runs_after_restart(
     elapsed = time.monotonic() - sent
     assert grace <= elapsed <= grace + 2.0, elapsed
 
-    rows = db.tasks(db_path(tmp_path))
+    rows = db.tasks(database_at)
     assert len(rows) == 4  # the refused submit left nothing
     assert rows[finishing]["status"] == "completed"
     assert rows[interrupted]["status"] == "pending"
     assert rows[interrupted]["attempts"] == 1
     assert {rows[t]["status"] for t in waiting} == {"pending"}  # never started
     assert {rows[t]["attempts"] for t in waiting} == {0}
-    events = db.task_events(db_path(tmp_path))
+    events = db.task_events(database_at)
     assert events[interrupted] == ["task_queued", "task_started", "task_queued"]
 
     server.start()
@@ -228,7 +225,7 @@ async def test_sigterm_drains_and_the_rest_runs_after_restart(
         await api.wait_status(task_id, "completed")
     assert (await api.task(interrupted))["result"] == {"gate": "outlives-grace", "attempt": 2}
     assert server.terminate() == 0
-    assert_ended_once(db_path(tmp_path))
+    assert_ended_once(database_at)
 
 
 async def test_backup_while_the_server_is_writing(

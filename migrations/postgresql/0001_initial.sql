@@ -100,8 +100,8 @@ CREATE TABLE usage (
     user_id           TEXT NOT NULL,
     day               TEXT NOT NULL,
     model             TEXT NOT NULL,
-    prompt_tokens     BIGINT NOT NULL DEFAULT 0,
-    completion_tokens BIGINT NOT NULL DEFAULT 0,
+    prompt_tokens     INTEGER NOT NULL DEFAULT 0,
+    completion_tokens INTEGER NOT NULL DEFAULT 0,
     tasks             INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (user_id, day, model)
 );

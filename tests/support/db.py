@@ -1,4 +1,6 @@
-"""Reading a server's SQLite file directly, as an operator would (WAL: safe while it runs)."""
+"""Reading a server's database directly, as an operator would: the SQLite file (WAL:
+safe while it runs) at a path, or the PostgreSQL database at a ``postgresql://`` URL
+(the helpers below take either)."""
 
 from __future__ import annotations
 
@@ -17,39 +19,48 @@ def connect(path: Path) -> sqlite3.Connection:
     return conn
 
 
-def tasks(path: Path) -> dict[str, dict[str, Any]]:
+def rows(where: Path | str, sql: str) -> list[dict[str, Any]]:
+    """The rows of one query (in SQLite's dialect) in one snapshot, as dicts."""
+    if isinstance(where, str):
+        import psycopg
+        from psycopg.rows import dict_row
+
+        from insightreader.store.postgresql import postgres_sql
+
+        with psycopg.connect(where, row_factory=dict_row) as pg:
+            return pg.execute(postgres_sql(sql).replace("%%", "%")).fetchall()
+    with closing(connect(where)) as conn:
+        return [dict(row) for row in conn.execute(sql)]
+
+
+def tasks(where: Path | str) -> dict[str, dict[str, Any]]:
     """Every task row by id."""
-    with closing(connect(path)) as conn:
-        return {row["id"]: dict(row) for row in conn.execute("SELECT * FROM tasks")}
+    return {row["id"]: row for row in rows(where, "SELECT * FROM tasks")}
 
 
-def task_events(path: Path) -> dict[str, list[str]]:
+def task_events(where: Path | str) -> dict[str, list[str]]:
     """The stored lifecycle events of each task, in id order."""
     events: dict[str, list[str]] = {}
-    with closing(connect(path)) as conn:
-        rows = conn.execute(
-            "SELECT event, json_extract(data, '$.task_id') AS task_id FROM events ORDER BY id"
-        )
-        for row in rows:
-            if row["task_id"] is not None:
-                events.setdefault(row["task_id"], []).append(row["event"])
+    for row in rows(where, "SELECT event, json_extract(data, '$.task_id') AS task_id FROM events ORDER BY id"):
+        if row["task_id"] is not None:
+            events.setdefault(row["task_id"], []).append(row["event"])
     return events
 
 
-def terminal_counts(path: Path) -> Counter[str]:
+def terminal_counts(where: Path | str) -> Counter[str]:
     """How many terminal events (completed, failed, cancelled) each task has."""
     return Counter(
-        {task_id: sum(e in TERMINAL for e in names) for task_id, names in task_events(path).items()}
+        {task_id: sum(e in TERMINAL for e in names) for task_id, names in task_events(where).items()}
     )
 
 
-def unfinished_count_drift(path: Path) -> dict[str, tuple[int, int]]:
+def unfinished_count_drift(where: Path | str) -> dict[str, tuple[int, int]]:
     """Users whose pending-task counter (``unfinished_counts``) differs from their
     pending and running rows, as ``{user_id: (counter, rows)}``; read in one snapshot."""
-    with closing(connect(path)) as conn:
-        rows = conn.execute(
-            "SELECT u.id, coalesce(c.tasks, 0),"
-            " (SELECT count(*) FROM tasks t WHERE t.user_id = u.id AND t.status IN ('pending', 'running'))"
-            " FROM users u LEFT JOIN unfinished_counts c ON c.user_id = u.id"
-        ).fetchall()
-    return {row[0]: (row[1], row[2]) for row in rows if row[1] != row[2]}
+    found = rows(
+        where,
+        "SELECT u.id, coalesce(c.tasks, 0) AS counter,"
+        " (SELECT count(*) FROM tasks t WHERE t.user_id = u.id AND t.status IN ('pending', 'running')) AS unfinished"
+        " FROM users u LEFT JOIN unfinished_counts c ON c.user_id = u.id",
+    )
+    return {row["id"]: (row["counter"], row["unfinished"]) for row in found if row["counter"] != row["unfinished"]}
