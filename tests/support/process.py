@@ -13,6 +13,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from tests.support.forked import ForkedServer
+
 REPO = Path(__file__).resolve().parents[2]
 _LISTENING = re.compile(r"Running on (http://[\d.]+:\d+)")
 START_TIMEOUT = 30.0
@@ -57,14 +59,16 @@ class ServerProcess:
         cwd: Path | None = None,
     ) -> None:
         self.config_path = config_path
-        self.argv = argv or [sys.executable, "-m", "tests.support.server", "--config", str(config_path)]
+        #: None: the test server, forked from a process that imported it already
+        #: (tests/support/forked.py); else the command to run.
+        self.argv = argv
         self.env = {**os.environ, "PYTHONPATH": str(REPO), **(env or {})}
         if "OPENAI_API_KEY" not in (env or {}):
             self.env.pop("OPENAI_API_KEY", None)
         self.cwd = cwd or config_path.parent
         self.url = ""
         self.logs: list[str] = []
-        self.proc: subprocess.Popen[str] | None = None
+        self.proc: subprocess.Popen[str] | ForkedServer | None = None
         #: Set once the process listens or its output ends (it exited).
         self._settled = threading.Event()
         #: Notified at every new log line.
@@ -87,15 +91,18 @@ class ServerProcess:
         self._settled.clear()
         if self.logs:
             self.logs.append("--- restart ---")
-        self.proc = subprocess.Popen(
-            self.argv,
-            cwd=self.cwd,
-            env=self.env,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
+        if self.argv is None:
+            self.proc = ForkedServer(str(self.config_path), self.env, str(self.cwd))
+        else:
+            self.proc = subprocess.Popen(
+                self.argv,
+                cwd=self.cwd,
+                env=self.env,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+            )
         self._reader = threading.Thread(target=self._read, args=(self.proc,), daemon=True)
         self._reader.start()
         if not self._settled.wait(START_TIMEOUT):
@@ -106,7 +113,7 @@ class ServerProcess:
         self.wait(10)  # its output ended: it is exiting
         return False
 
-    def _read(self, proc: subprocess.Popen[str]) -> None:
+    def _read(self, proc: subprocess.Popen[str] | ForkedServer) -> None:
         assert proc.stdout is not None
         for line in proc.stdout:
             with self._logged:
