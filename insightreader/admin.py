@@ -21,7 +21,7 @@ import logging
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import IO, Any
+from typing import Any
 
 from . import reanalysis
 from .analyses import task_types
@@ -30,7 +30,7 @@ from .errors import AlreadyRunning
 from .events import EventBus
 from .llm.client import served_model
 from .records import Task, TaskStatus, format_time
-from .store import Reader, Store, Tx, lock_database, open_reader
+from .store import Held, Reader, Store, Tx, hold, open_reader
 
 log = logging.getLogger(__name__)
 
@@ -277,14 +277,14 @@ async def reanalyze_stale(settings: Settings) -> dict[str, int]:
     return staged
 
 
-def _take_database(settings: Settings, meanwhile: str) -> IO[str]:
+def _take_database(settings: Settings, meanwhile: str) -> Held:
     """The lock a server holds on the database, for a command that writes behind no
     server's back; :class:`ServerRunning` (saying what users can do ``meanwhile``) when
     one holds it."""
-    if not settings.database.path.exists():
+    if not settings.database.url and not settings.database.path.exists():
         raise FileNotFoundError(f"no database at {settings.database.path}")
     try:
-        return lock_database(settings.database.path)
+        return hold(settings.database)
     except AlreadyRunning:
         raise ServerRunning(_running_message(settings, meanwhile)) from None
 
@@ -292,11 +292,11 @@ def _take_database(settings: Settings, meanwhile: str) -> IO[str]:
 def _running_message(settings: Settings, meanwhile: str) -> str:
     lock = settings.database.path.with_name(settings.database.path.name + ".lock")
     try:
-        pid = lock.read_text().strip()
+        pid = "" if settings.database.url else lock.read_text().strip()
     except OSError:
         pid = ""
     who = f"a server (pid {pid})" if pid.isdigit() else "a server"
     return (
-        f"{who} is using {settings.database.path}, and it only picks up this work when it"
+        f"{who} is using {settings.database.label}, and it only picks up this work when it"
         f" starts: stop it, run this command again, then start it (the tasks run then); {meanwhile}"
     )

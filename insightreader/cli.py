@@ -272,6 +272,11 @@ def backup(config_path: Path | None, path: Path) -> None:
     from .store import backup as backup_database
 
     settings = _settings(config_path)
+    if settings.database.url:
+        raise click.ClickException(
+            "on PostgreSQL, back up with pg_dump (docs/scale-out.md): it takes a consistent"
+            " copy while the servers run"
+        )
     if not settings.database.path.exists():
         raise click.ClickException(f"no database at {settings.database.path}")
     _run(backup_database(settings.database.path, path))

@@ -76,27 +76,54 @@ def _phrase(text: str) -> str | None:
     return '"' + index_text(text).replace('"', '""') + '"'
 
 
+def _lexeme(token: str) -> str:
+    return "'" + token.replace("\\", "\\\\").replace("'", "''") + "'"
+
+
+@dataclass(frozen=True)
+class Term:
+    """One part of what a reader typed: a quoted phrase, a run of CJK characters, or a
+    word (``prefix``: it matches as the start of a word)."""
+
+    text: str
+    prefix: bool
+    #: A word of one token: also matched by its stem.
+    stem: str | None
+
+    @property
+    def fts5(self) -> str:
+        phrase = _phrase(self.text)
+        assert phrase is not None
+        return phrase + "*" if self.prefix else phrase
+
+    @property
+    def tsquery(self) -> str:
+        """The term for PostgreSQL's ``to_tsquery('simple', …)``: its tokens side by side."""
+        tokens = _WORD.findall(index_text(self.text))
+        return " <-> ".join(_lexeme(t) for t in tokens) + (":*" if self.prefix else "")
+
+
 @dataclass(frozen=True)
 class Query:
-    """What a reader typed, as FTS5 expressions: every part must match, each in
-    ``search`` (``exact``) or, for a single word, by its stem in ``search_stems``."""
+    """What a reader typed: every term must match, in the text as written or, for a
+    single word, by its stem."""
 
-    parts: tuple[tuple[str, str | None], ...]
+    terms: tuple[Term, ...]
 
     @property
     def any_part(self) -> str:
-        """The expression ranking and snippets come from."""
-        return " OR ".join(exact for exact, _ in self.parts)
+        """The FTS5 expression ranking and snippets come from."""
+        return " OR ".join(term.fts5 for term in self.terms)
 
     def matched_sql(self) -> tuple[str, list[str]]:
-        """A compound SELECT of the rowids matching every part, and its parameters."""
+        """A compound SELECT of the rowids matching every part (FTS5), and its parameters."""
         selects, params = [], []
-        for exact, stem in self.parts:
+        for term in self.terms:
             sql = "SELECT rowid FROM search WHERE search MATCH ?"
-            params.append(exact)
-            if stem is not None:
+            params.append(term.fts5)
+            if term.stem is not None:
                 sql += " UNION SELECT rowid FROM search_stems WHERE search_stems MATCH ?"
-                params.append(stem)
+                params.append(f'"{term.stem}"')
             selects.append(f"SELECT rowid FROM ({sql})")
         return " INTERSECT ".join(selects), params
 
@@ -104,20 +131,20 @@ class Query:
 def parse_query(query: str) -> Query | None:
     """A quoted phrase matches as a phrase, a CJK run as its characters side by side,
     a word as the start of a word or by its stem (``analy`` finds *analysis*,
-    ``cities`` finds *city*). Nothing the reader types is FTS5 syntax, so no query is
+    ``cities`` finds *city*). Nothing the reader types is query syntax, so no query is
     an error. None when it holds no letter or digit: that finds nothing."""
     if len(query) > MAX_QUERY_CHARS:
         raise ValidationFailed(f"q: at most {MAX_QUERY_CHARS} characters")
-    parts: list[tuple[str, str | None]] = []
+    terms: list[Term] = []
     # SQLite ends a string at a NUL: FTS5 would see an unterminated phrase.
     for quoted, cjk, word in _QUERY_PART.findall(query.replace("\x00", " ")):
-        phrase = _phrase(quoted or cjk or word)
-        if phrase is None:
+        text = quoted or cjk or word
+        if not _WORD.search(text):
             continue
         tokens = _WORD.findall(word)
         # One token: also by its stem (search_stems keeps no positions, so no phrases).
-        parts.append((phrase + "*" if word else phrase, f'"{tokens[0]}"' if len(tokens) == 1 else None))
-    return Query(tuple(parts)) if parts else None
+        terms.append(Term(text, bool(word), tokens[0] if len(tokens) == 1 else None))
+    return Query(tuple(terms)) if terms else None
 
 
 # -- the index (on the writer's thread, inside the write transaction) -----------------
@@ -136,7 +163,9 @@ def _analysis_text(raw: str | None) -> str:
     return "\n".join(p for p in parts if isinstance(p, str))
 
 
-def _document(row: sqlite3.Row | tuple[Any, ...]) -> tuple[Any, ...]:
+def document(row: sqlite3.Row | tuple[Any, ...]) -> tuple[Any, ...]:
+    """(seq, user_id, title, text, analysis, tags, notes) of an article as indexed, from
+    its (seq, user_id, title, content, analysis JSON, notes, tag names)."""
     seq, user_id, title, content, analysis, notes, tags = row[:7]
     return (
         seq, user_id, index_text(title), index_text(content), index_text(_analysis_text(analysis)),
@@ -171,7 +200,7 @@ def reindex(conn: sqlite3.Connection, seqs: list[int]) -> None:
     ).fetchall()
     conn.executemany(
         "INSERT INTO search (rowid, user_id, title, body, analysis, tags, notes) VALUES (?, ?, ?, ?, ?, ?, ?)",
-        [_document(row) for row in rows],
+        [document(row) for row in rows],
     )
     conn.execute(
         f"INSERT INTO search_stems (rowid, text) SELECT rowid, {_STEMS_TEXT} FROM search WHERE rowid IN ({marks})",
@@ -242,16 +271,17 @@ def page_sql(query: Query, user_id: str, limit: int, offset: int) -> tuple[str, 
     return sql, [*params, user_id, query.any_part, limit, offset]
 
 
-def shown_sql(count: int) -> str:
-    """Id, title, snippet (or the start of the text) of ``count`` rowids; parameters:
-    the snippet's length, ``Query.any_part``, the fallback's length, the rowids."""
-    marks = ",".join("?" * count)
-    return (
+def shown_sql(query: Query, seqs: list[int]) -> tuple[str, list[Any]]:
+    """Seq, id, title, snippet (or the start of the text) of these articles, and the
+    statement's parameters."""
+    marks = ",".join("?" * len(seqs))
+    sql = (
         "SELECT a.seq, a.id, a.title, coalesce(s.snippet, substr(a.content, 1, ?)) FROM articles a"
         " LEFT JOIN (SELECT rowid, snippet(search, -1, '', '', '…', ?) AS snippet FROM search"
         f" WHERE search MATCH ? AND rowid IN ({marks})) s ON s.rowid = a.seq"
         f" WHERE a.seq IN ({marks})"
     )
+    return sql, [FALLBACK_SNIPPET_CHARS, SNIPPET_TOKENS, query.any_part, *seqs, *seqs]
 
 
 def hits(page: list[tuple[int, float | None]], shown: dict[int, tuple[str, str, str]]) -> list[Hit]:
@@ -261,7 +291,8 @@ def hits(page: list[tuple[int, float | None]], shown: dict[int, tuple[str, str, 
         if rowid not in shown:  # deleted between the two reads
             continue
         article_id, title, snippet = shown[rowid]
-        # FTS5's BM25 is negative, better matches lower: shown as a positive score.
+        # Ranks are negative, better matches lower (FTS5's BM25; PostgreSQL's ts_rank
+        # negated): shown as a positive score.
         score = 0.0 if rank is None else float(f"{-float(rank):.6g}")
         found.append(Hit(article_id, title, " ".join(shown_text(snippet).split()), score))
     return found

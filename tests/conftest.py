@@ -9,6 +9,7 @@ import httpx
 import pytest
 
 from tests.support.client import Api, register
+from tests.support.postgres import cluster, fresh_database
 from tests.support.process import ServerProcess, write_config
 
 
@@ -28,8 +29,12 @@ def base_config(tmp_path: Path, **sections: dict[str, Any]) -> dict[str, dict[st
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     """A module with ``BOTH_DATABASES = True`` runs each of its server tests on SQLite
-    and on PostgreSQL."""
-    if getattr(metafunc.module, "BOTH_DATABASES", False) and "database" in metafunc.fixturenames:
+    and on PostgreSQL (but those marked ``sqlite_only``: about SQLite's own file)."""
+    if (
+        getattr(metafunc.module, "BOTH_DATABASES", False)
+        and "database" in metafunc.fixturenames
+        and metafunc.definition.get_closest_marker("sqlite_only") is None
+    ):
         metafunc.parametrize("database", ["sqlite", "postgresql"], indirect=True)
 
 
@@ -47,12 +52,18 @@ def start_server(
     """Start ``tests.support.server`` with ``base_config`` plus the given sections (on
     a database of the test's own on the session's PostgreSQL when ``database`` says so)."""
     started: list[ServerProcess] = []
-    url = str(request.getfixturevalue("postgres_url")) if database == "postgresql" else ""
+    #: On PostgreSQL, a database of its own for each SQLite path the test's servers name.
+    urls: dict[str, str] = {}
 
     def start(config_name: str = "config.toml", env: dict[str, str] | None = None, **sections: dict[str, Any]) -> ServerProcess:
         config = base_config(tmp_path, **sections)
-        if url:
-            config["database"].setdefault("url", url)
+        if database == "postgresql" and "url" not in config["database"]:
+            path = str(config["database"]["path"])
+            if path not in urls:
+                urls[path] = str(request.getfixturevalue("postgres_url")) if not urls else fresh_database(
+                    request.getfixturevalue("postgres_cluster")
+                )
+            config["database"]["url"] = urls[path]
         path = write_config(tmp_path / config_name, config)
         server = ServerProcess(path, env=env).start()
         started.append(server)
@@ -119,8 +130,6 @@ async def browser() -> AsyncIterator[Any]:
 def postgres_cluster() -> Iterator[str]:
     """A PostgreSQL cluster for the whole session (tests/support/postgres.py): the URL
     of its maintenance database."""
-    from tests.support.postgres import cluster
-
     with cluster() as url:
         yield url
 
@@ -128,6 +137,4 @@ def postgres_cluster() -> Iterator[str]:
 @pytest.fixture
 def postgres_url(postgres_cluster: str) -> str:
     """The URL of an empty database of this test's own."""
-    from tests.support.postgres import fresh_database
-
     return fresh_database(postgres_cluster)

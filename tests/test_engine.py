@@ -23,6 +23,9 @@ from tests.support import db
 from tests.support.client import POLL, Api, register
 from tests.support.process import ServerProcess
 
+#: Every server test here runs on SQLite and on PostgreSQL (tests/conftest.py).
+BOTH_DATABASES = True
+
 Connect = Callable[[ServerProcess], httpx.AsyncClient]
 StartServer = Callable[..., ServerProcess]
 

@@ -13,6 +13,9 @@ from insightreader.highlights import locate
 from tests.support.client import Api, register
 from tests.support.process import ServerProcess
 
+#: Every server test here runs on SQLite and on PostgreSQL (tests/conftest.py).
+BOTH_DATABASES = True
+
 TEXT = (
     "Trees cool the street. In the morning the shade is thin.\n\n"
     "By the afternoon, trees cool the street by three degrees, and people stay longer."

@@ -19,10 +19,14 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
 from tests.support import db
 from tests.support.client import POLL, Api, register
 from tests.support.process import REPO, ServerProcess
+
+#: Every server test here runs on SQLite and on PostgreSQL (tests/conftest.py).
+BOTH_DATABASES = True
 
 Connect = Callable[[ServerProcess], httpx.AsyncClient]
 StartServer = Callable[..., ServerProcess]
@@ -228,6 +232,7 @@ async def test_sigterm_drains_and_the_rest_runs_after_restart(
     assert_ended_once(database_at)
 
 
+@pytest.mark.sqlite_only
 async def test_backup_while_the_server_is_writing(
     start_server: StartServer, connect: Connect, tmp_path: Path
 ) -> None:

@@ -28,6 +28,9 @@ from tests.support.client import POLL, Api, register
 from tests.support.process import ServerProcess, write_config
 from tests.support.sse import ALIAS_PATH, Message, RawStream, open_stream, refused
 
+#: Every server test here runs on SQLite and on PostgreSQL (tests/conftest.py).
+BOTH_DATABASES = True
+
 LIFECYCLE = ("task_queued", "task_started", "task_completed", "task_failed", "task_cancelled")
 SECRET = base_config(Path("/unused"))["auth"]["secret"]
 

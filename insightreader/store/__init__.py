@@ -2,9 +2,9 @@
 
 from .reader import Reader
 from .rows import ArticleFilter, StoredEvent
-from .sqlite import backup, lock_database, open_reader, private_dir, private_file
+from .sqlite import backup, lock_database, private_dir, private_file
 from .tx import Tx
-from .writer import MAX_BATCH, Held, Store, hold
+from .writer import MAX_BATCH, Held, Store, hold, open_reader
 
 __all__ = [
     "MAX_BATCH",

@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
+from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import psycopg
@@ -25,9 +26,10 @@ from psycopg.adapt import Dumper
 from psycopg.pq import TransactionStatus
 from psycopg_pool import AsyncConnectionPool
 
-from .. import migrate
+from .. import migrate, search
 from ..config import DatabaseSettings
 from ..errors import AlreadyRunning, StorageBusy, StorageFull
+from .reader import Reader
 
 if TYPE_CHECKING:
     from psycopg.cursor import BaseCursor
@@ -105,6 +107,84 @@ def translate(exc: BaseException) -> BaseException | None:
     return exc
 
 
+#: ts_rank's weights of D (text, notes), C (analysis), B (tags), A (title).
+_WEIGHTS = "{0.1, 0.3, 0.5, 1.0}"
+_HEADLINE = (
+    f"StartSel=\"\", StopSel=\"\", MaxWords={search.SNIPPET_TOKENS}, MinWords=12, ShortWord=0"
+)
+
+
+def _any_term(query: search.Query) -> str:
+    return " | ".join(f"({term.tsquery})" for term in query.terms)
+
+
+class FullText:
+    """Search on PostgreSQL's full text (:class:`insightreader.store.reader.FullText`):
+    the same terms as on SQLite, each matching its words side by side in
+    ``document`` (a word as a prefix) or, a single word, its English stem in ``stems``."""
+
+    @staticmethod
+    def page_sql(query: search.Query, user_id: str, limit: int, offset: int) -> tuple[str, list[Any]]:
+        conditions, params = [], []
+        for term in query.terms:
+            condition = "document @@ to_tsquery('simple', ?)"
+            params.append(term.tsquery)
+            if term.stem is not None:
+                condition = f"({condition} OR stems @@ plainto_tsquery('english', ?))"
+                params.append(term.stem)
+            conditions.append(condition)
+        sql = (
+            f"SELECT seq, -ts_rank('{_WEIGHTS}', document, to_tsquery('simple', ?)) AS rank"
+            f" FROM search_documents WHERE user_id = ? AND {' AND '.join(conditions)}"
+            " ORDER BY rank, seq DESC LIMIT ? OFFSET ?"
+        )
+        return sql, [_any_term(query), user_id, *params, limit, offset]
+
+    @staticmethod
+    def shown_sql(query: search.Query, seqs: list[int]) -> tuple[str, list[Any]]:
+        # The snippet comes from the first field that matches (SQLite's FTS5 picks the
+        # best one): title, text, notes, analysis, tags.
+        cases = " ".join(
+            f"WHEN to_tsvector('simple', d.{field}) @@ q.q THEN ts_headline('simple', d.{field}, q.q, '{_HEADLINE}')"
+            for field in ("title", "body", "notes", "analysis", "tags")
+        )
+        sql = (
+            f"SELECT a.seq, a.id, a.title, CASE {cases} ELSE substr(a.content, 1, ?) END"
+            " FROM articles a JOIN search_documents d ON d.seq = a.seq,"
+            " (SELECT to_tsquery('simple', ?) AS q) q WHERE a.seq = ANY(?)"
+        )
+        return sql, [search.FALLBACK_SNIPPET_CHARS, _any_term(query), seqs]
+
+
+def _reindex(writes: PostgresWrites, seqs: list[int]) -> None:
+    """Replace the index rows of these articles with what they hold now (none for an
+    article that was deleted)."""
+    writes.execute("DELETE FROM search_documents WHERE seq = ANY(?)", (seqs,))
+    rows = writes.execute(
+        "SELECT seq, user_id, title, content, analysis,"
+        " (SELECT string_agg(quote || chr(10) || note, chr(10)) FROM highlights h WHERE h.article_id = articles.id),"
+        " (SELECT string_agg(t.name, chr(10)) FROM article_tags at JOIN tags t ON t.id = at.tag_id"
+        " WHERE at.article_seq = articles.seq)"
+        " FROM articles WHERE seq = ANY(?)",
+        (seqs,),
+    ).fetchall()
+    documents = []
+    for row in rows:
+        seq, user_id, title, text, analysis, tags, notes = search.document(tuple(row))
+        documents.append((
+            seq, user_id, title, text, analysis, tags, notes, title, tags, analysis, text, notes,
+            search.shown_text(" ".join((title, text, analysis, tags, notes))),
+        ))
+    writes.executemany(
+        "INSERT INTO search_documents (seq, user_id, title, body, analysis, tags, notes, document, stems)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?,"
+        " setweight(to_tsvector('simple', ?), 'A') || setweight(to_tsvector('simple', ?), 'B')"
+        " || setweight(to_tsvector('simple', ?), 'C') || setweight(to_tsvector('simple', ?), 'D')"
+        " || setweight(to_tsvector('simple', ?), 'D'), to_tsvector('english', ?))",
+        documents,
+    )
+
+
 class PostgresWrites:
     """The writer's connection (:class:`insightreader.store.tx.Writes`)."""
 
@@ -131,6 +211,9 @@ class PostgresWrites:
         self.connection.execute("BEGIN")
 
     def commit(self) -> None:
+        dirty = [row[0] for row in self.execute("DELETE FROM search_dirty RETURNING seq")]
+        if dirty:
+            _reindex(self, dirty)  # what the batch changed, in its transaction
         self.connection.execute("COMMIT")
 
     def rollback(self) -> None:
@@ -154,6 +237,8 @@ class PostgresWrites:
 
 class PostgresReads:
     """The read side (:class:`insightreader.store.reader.Reads`) over a pool."""
+
+    full_text = FullText()
 
     def __init__(self, pool: AsyncConnectionPool[Any]) -> None:
         self._pool = pool
@@ -201,6 +286,23 @@ class PostgreSQL:
 
 async def _configure_async(conn: psycopg.AsyncConnection[Any]) -> None:
     _configure(conn)
+
+
+@asynccontextmanager
+async def open_reader(settings: DatabaseSettings) -> AsyncIterator[Reader]:
+    """A :class:`Reader` for operator commands beside running servers; the database
+    must be migrated (this changes nothing)."""
+    todo = await migrate.postgresql(settings.url, dry_run=True)
+    if todo:
+        names = ", ".join(f"{m.version:04d}_{m.name}" for m in todo)
+        raise migrate.MigrationError(
+            f"{settings.label} has pending migrations ({names}): run insightreader migrate first"
+        )
+    reads = await PostgreSQL(settings).connect_reader()
+    try:
+        yield Reader(reads)
+    finally:
+        await reads.close()
 
 
 class ServerLock:

@@ -48,8 +48,19 @@ from .rows import (
 R = TypeVar("R")
 
 
+class FullText(Protocol):
+    """A database's search statements: a page of (seq, rank) with lower ranks better,
+    then (seq, id, title, snippet) of those articles."""
+
+    def page_sql(self, query: search.Query, user_id: str, limit: int, offset: int) -> tuple[str, list[Any]]: ...
+
+    def shown_sql(self, query: search.Query, seqs: list[int]) -> tuple[str, list[Any]]: ...
+
+
 class Reads(Protocol):
     """A database's read side (:mod:`.sqlite`, :mod:`.postgresql`)."""
+
+    full_text: FullText
 
     async def fetchall(self, sql: str, params: tuple[Any, ...]) -> list[Row]: ...
 
@@ -246,15 +257,13 @@ class Reader:
     async def search(self, user_id: str, query: search.Query, limit: int, offset: int) -> list[search.Hit]:
         """The user's articles matching ``query``, best first: a page of ranks, then
         the text shown for that page only."""
-        sql, params = search.page_sql(query, user_id, limit, offset)
+        full_text = self._conn.full_text
+        sql, params = full_text.page_sql(query, user_id, limit, offset)
         page = [(row[0], row[1]) for row in await self._all(sql, params)]
         if not page:
             return []
-        rowids = [rowid for rowid, _ in page]
-        rows = await self._all(
-            search.shown_sql(len(rowids)),
-            (search.FALLBACK_SNIPPET_CHARS, search.SNIPPET_TOKENS, query.any_part, *rowids, *rowids),
-        )
+        sql, params = full_text.shown_sql(query, [seq for seq, _ in page])
+        rows = await self._all(sql, params)
         return search.hits(page, {row[0]: (row[1], row[2], row[3]) for row in rows})
 
     async def article(self, article_id: str, user_id: str) -> Article | None:

@@ -18,7 +18,7 @@ import aiosqlite
 from .. import migrate, search
 from ..config import DatabaseSettings
 from ..errors import AlreadyRunning, StorageBusy, StorageFull
-from .reader import Reader
+from .reader import FullText, Reader
 from .rows import Row
 
 R = TypeVar("R")
@@ -122,6 +122,8 @@ class SqliteWrites:
 class SqliteReads:
     """The read side (:class:`insightreader.store.reader.Reads`): one round trip to
     aiosqlite's thread per statement, execute and fetch together."""
+
+    full_text: FullText = cast(FullText, search)
 
     def __init__(self, conn: aiosqlite.Connection) -> None:
         #: The connection itself (tests trace its statements).

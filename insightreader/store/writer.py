@@ -31,6 +31,7 @@ import logging
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Any, Generic, Protocol, TypeVar
 
@@ -75,6 +76,18 @@ def hold(settings: DatabaseSettings) -> Held:
     from .sqlite import lock_database
 
     return lock_database(settings.path)
+
+
+def open_reader(settings: DatabaseSettings) -> AbstractAsyncContextManager[Reader]:
+    """A read-only :class:`Reader` for operator commands that may run beside a server;
+    the database must exist and be migrated (this creates and changes nothing)."""
+    if settings.url:
+        from . import postgresql
+
+        return postgresql.open_reader(settings)
+    from . import sqlite
+
+    return sqlite.open_reader(settings)
 
 
 def _database(settings: DatabaseSettings) -> Database:
