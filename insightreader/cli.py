@@ -283,6 +283,32 @@ def backup(config_path: Path | None, path: Path) -> None:
     click.echo(f"backed up {settings.database.path} to {path}")
 
 
+@main.command(name="migrate-to")
+@config_option
+@click.argument("url")
+def migrate_to(config_path: Path | None, url: str) -> None:
+    """Copy the SQLite database to an empty PostgreSQL database at URL (stop the server
+    first), then set database.url to URL (docs/scale-out.md)."""
+    from .config import DatabaseSettings
+    from .store.transfer import TargetNotEmpty, copy_to_postgresql
+
+    settings = _settings(config_path)
+    if not settings.database.path.exists():
+        raise click.ClickException(f"no database at {settings.database.path}")
+    try:
+        target = DatabaseSettings(url=url)
+    except ValueError:
+        raise click.ClickException("URL: expected postgresql://…") from None
+    try:
+        counts = _run(copy_to_postgresql(settings.database, target.url))
+    except TargetNotEmpty as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"copied {settings.database.path} to {target.label}:")
+    for table, count in counts.items():
+        click.echo(f"  {table}: {count}")
+    click.echo("now set database.url to it and start the server")
+
+
 @main.group()
 def admin() -> None:
     """Operator commands on the database itself (no token needed; see docs/deploy.md)."""
