@@ -4,17 +4,21 @@ columns and indexes, and triggers that keep the same counters."""
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Callable
 from contextlib import closing
 from pathlib import Path
 from typing import Any
 
 import aiosqlite
+import httpx
 import psycopg
 import pytest
 
 from insightreader import migrate
 from tests.support.cli import one_line_error, run_cli
+from tests.support.client import register
 from tests.support.postgres import needs_postgres
+from tests.support.process import ServerProcess
 
 pytestmark = needs_postgres
 
@@ -171,3 +175,27 @@ def test_the_migrate_command_on_postgresql(tmp_path: Path, postgres_url: str) ->
                           env={"INSIGHTREADER_DATABASE__URL": "postgresql://nobody:pw-secret@127.0.0.1:1/none"})
     assert "cannot connect" in one_line_error(unreachable)
     assert "pw-secret" not in unreachable.stderr
+
+
+async def test_the_server_carries_on_when_its_database_connections_are_cut(
+    start_server: Callable[..., ServerProcess], postgres_url: str
+) -> None:
+    """A restarted PostgreSQL or a proxy closing idle connections: every connection the
+    server holds is terminated; the next reads and writes open new ones, no request fails."""
+    server = start_server(database={"url": postgres_url})
+    async with httpx.AsyncClient(base_url=server.url, timeout=30) as http:
+        api = await register(http)
+        first = await api.submit_id("echo", {"n": 1})
+        await api.wait_status(first, "completed")
+        async with await psycopg.AsyncConnection.connect(postgres_url, autocommit=True) as admin:
+            cut = await (await admin.execute(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )).fetchone()
+        assert cut is not None and cut[0] >= 3  # the writer, a reader, the server's lock
+        for n in range(2, 6):
+            response = await api.submit("echo", {"n": n})
+            assert response.status_code == 202, response.text
+            await api.wait_status(response.json()["task_id"], "completed")
+        assert len(await api.all_tasks()) == 5
+    assert server.alive

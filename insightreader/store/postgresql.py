@@ -206,8 +206,15 @@ class PostgresWrites:
         return cursor
 
     def begin(self) -> None:
-        if self.connection.broken or self.connection.closed:
-            self.connection = self._connect()
+        """BEGIN, on a new connection when the last one was lost (a restarted database,
+        a closed idle connection): nothing was done yet, so trying again is safe."""
+        if not (self.connection.broken or self.connection.closed):
+            try:
+                self.connection.execute("BEGIN")
+                return
+            except psycopg.OperationalError:
+                self.connection.close()
+        self.connection = self._connect()
         self.connection.execute("BEGIN")
 
     def commit(self) -> None:
@@ -244,6 +251,18 @@ class PostgresReads:
         self._pool = pool
 
     async def fetchall(self, sql: str, params: tuple[Any, ...]) -> list[Any]:
+        """The rows. A read on a connection that turns out lost is tried once more on
+        another (the lost ones dropped), then fails as busy."""
+        try:
+            return await self._fetchall(sql, params)
+        except psycopg.OperationalError:
+            await self._pool.check()  # the other idle connections may be lost too
+        try:
+            return await self._fetchall(sql, params)
+        except psycopg.OperationalError as exc:
+            raise StorageBusy("the database cannot be reached; try again") from exc
+
+    async def _fetchall(self, sql: str, params: tuple[Any, ...]) -> list[Any]:
         async with self._pool.connection() as conn:
             cursor = await conn.execute(postgres_sql(sql), params)
             return await cursor.fetchall()
