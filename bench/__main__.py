@@ -26,7 +26,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench import machine  # noqa: E402
-from bench.procs import OPTIONS, TARGETS, ensure_baseline_venv, prepare_harness  # noqa: E402
+from bench.procs import OPTIONS, POSTGRES, TARGETS, ensure_baseline_venv, prepare_harness  # noqa: E402
 from bench.scenarios import SCENARIOS, Scenario  # noqa: E402
 
 
@@ -119,6 +119,9 @@ def main() -> None:
     run.add_argument("--quick", action="store_true", help="a tiny smoke run (seconds): proves the harness, measures nothing")
     run.add_argument("--synchronous", choices=["FULL", "NORMAL"], default="FULL",
                      help="InsightReader's database.synchronous (default FULL, the shipped default)")
+    run.add_argument("--postgres", metavar="ADMIN_URL", default=None,
+                     help="run InsightReader on PostgreSQL: a new database on this server for each start"
+                          " (postgresql://user@host/postgres; the user may create databases)")
     run.add_argument("--out", type=Path, default=None, help="also append the JSON lines to this file")
     args = parser.parse_args()
     if args.command == "setup":
@@ -129,6 +132,9 @@ def main() -> None:
         return
     prepare_harness()
     OPTIONS["synchronous"] = args.synchronous
+    if args.postgres:
+        OPTIONS["database"] = "postgresql"
+        POSTGRES["admin_url"] = args.postgres
     targets = args.target or list(TARGETS)
     runs = args.runs or (1 if args.quick else 3)
     names = list(SCENARIOS) if args.scenario == "all" else [args.scenario]

@@ -45,7 +45,10 @@ OTHER_SERVERS = {
     "ceiling-uvicorn": ("uvicorn", "uvloop", "ceiling"),
 }
 #: InsightReader's ``database.synchronous`` in the bench config (``--synchronous``).
-OPTIONS = {"synchronous": "FULL"}
+OPTIONS = {"synchronous": "FULL", "database": "sqlite"}
+#: ``--postgres ADMIN_URL``: each InsightReader server gets a new database on that
+#: PostgreSQL server (never recorded: the URL may carry a password).
+POSTGRES: dict[str, str] = {}
 
 
 def prepare_harness() -> None:
@@ -148,11 +151,25 @@ class Server:
     listening_s: float = 0.0
 
 
+def _fresh_postgres_database() -> str:
+    """A new database on ``--postgres``'s server; its URL."""
+    import psycopg
+
+    admin = POSTGRES["admin_url"]
+    name = f"bench_{time.time_ns()}"
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name}".encode())
+    return admin.rsplit("/", 1)[0] + "/" + name
+
+
 def insightreader_config(workdir: Path, port: int, upstream: Upstream, *, heartbeat: float = 15.0,
                          database: Path | None = None) -> Path:
+    store: dict[str, Any] = {"path": str(database or workdir / "bench.db"), "synchronous": OPTIONS["synchronous"]}
+    if POSTGRES:
+        store["url"] = _fresh_postgres_database()
     return write_config(workdir / "config.toml", {
         "server": {"bind": f"127.0.0.1:{port}", "graceful_timeout": 0.5},
-        "database": {"path": str(database or workdir / "bench.db"), "synchronous": OPTIONS["synchronous"]},
+        "database": store,
         "auth": {"access_token_lifetime": 86400},
         "llm": {"base_url": upstream.base_url, "model": upstream.model, "api_key": "sk-bench-0123456789"},
         "tasks": {"max_concurrency": 10, "max_pending_per_user": 100_000_000},

@@ -22,6 +22,7 @@ import httpx
 from . import lagprobe, search, wrk
 from .loadgen import percentile
 from .procs import (
+    POSTGRES,
     Server,
     Upstream,
     free_port,
@@ -304,6 +305,8 @@ def seed_pending(database: Path, count: int) -> None:
 
 
 def restart(target: str, quick: bool, workdir: Path) -> Metrics:
+    if POSTGRES:
+        raise RuntimeError("restart seeds the SQLite file directly: not measured on PostgreSQL")
     pending = 200 if quick else 10_000
     upstream = start_upstream(workdir, 1.0)
     server = None

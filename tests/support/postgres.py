@@ -10,7 +10,7 @@ import shutil
 import subprocess
 import tempfile
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -37,8 +37,10 @@ def _as_owner(argv: list[str]) -> list[str]:
 
 
 @contextmanager
-def cluster() -> Iterator[str]:
-    """Start a cluster; yield the URL of its ``postgres`` database; stop and remove it."""
+def cluster(*, durable: bool = False, prefix: Sequence[str] = ()) -> Iterator[str]:
+    """Start a cluster; yield the URL of its ``postgres`` database; stop and remove it.
+    ``durable``: fsync on, as a server would run (the benchmarks); ``prefix``: a
+    command that runs its processes (``taskset -c 0``)."""
     assert BINDIR is not None
     root = Path(tempfile.mkdtemp(prefix="insightreader-pg-"))
     data = root / "data"
@@ -51,11 +53,12 @@ def cluster() -> Iterator[str]:
                        "-E", "UTF8", "--locale=C.UTF-8", "--no-sync"]),
             check=True, capture_output=True, timeout=120,
         )
-        options = (f"-c listen_addresses=127.0.0.1 -c port={port} -c unix_socket_directories={root}"
-                   " -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200")
+        options = f"-c listen_addresses=127.0.0.1 -c port={port} -c unix_socket_directories={root} -c max_connections=200"
+        if not durable:
+            options += " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
         subprocess.run(
-            _as_owner([str(BINDIR / "pg_ctl"), "-D", str(data), "-o", options, "-l", str(root / "log"),
-                       "-w", "-t", "60", "start"]),
+            [*prefix, *_as_owner([str(BINDIR / "pg_ctl"), "-D", str(data), "-o", options, "-l", str(root / "log"),
+                                  "-w", "-t", "60", "start"])],
             check=True, capture_output=True, timeout=90,
         )
         try:
