@@ -216,7 +216,26 @@ def start_server(target: str, workdir: Path, upstream: Upstream | None, *, heart
         port = int(_bind_port(config))
     url = f"http://127.0.0.1:{port}"
     listening = wait_listening(proc, port)
+    if config is not None:
+        wait_started(proc, url)
     return Server(target, proc, url, lag_files, listening - proc.started)
+
+
+def wait_started(proc: Proc, url: str) -> None:
+    """Until InsightReader's ``/readyz`` says its start-up is done (the LLM SDK, which
+    loads after the server listens, included): load measured from then on is the
+    steady state, as with the other targets, which load everything before listening."""
+    deadline = time.monotonic() + START_TIMEOUT
+    while time.monotonic() < deadline:
+        if proc.popen.poll() is not None:
+            raise RuntimeError(f"the server exited ({proc.popen.returncode}); see {proc.log}")
+        with contextlib.suppress(httpx.HTTPError, ValueError):
+            ready = httpx.get(f"{url}/readyz", timeout=1)
+            if ready.status_code == 200 and ready.json()["llm"].get("sdk", "loaded") == "loaded":
+                return
+        time.sleep(0.005)
+    proc.stop()
+    raise RuntimeError(f"the server was not ready within {START_TIMEOUT}s; see {proc.log}")
 
 
 def _bind_port(config: Path) -> str:

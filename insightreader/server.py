@@ -24,7 +24,7 @@ from .accounts import load_secret
 from .config import Settings
 from .engine import TaskType
 from .errors import BackgroundFailure
-from .llm import sdk
+from .llm import LLMClient
 from .services import Services
 
 log = logging.getLogger(__name__)
@@ -102,6 +102,13 @@ async def run_hypercorn(app: ASGIApp, settings: Settings, shutdown_trigger: Call
     await hypercorn_serve(app, hypercorn_config(settings), shutdown_trigger=shutdown_trigger)  # type: ignore[arg-type]
 
 
+async def _warm_up(llm: LLMClient) -> None:
+    """Load the LLM SDK and its client once the server listens, then freeze what that
+    made, as start-up's own objects are (out of every later collection)."""
+    await llm.warm_up()
+    gc.freeze()
+
+
 async def serve(
     settings: Settings,
     task_types: Mapping[str, TaskType],
@@ -146,7 +153,7 @@ async def serve(
         drained.set()
 
     serving = asyncio.create_task(http(app, settings, shutdown_trigger))
-    supervisor.start(sdk.load(), name="openai-import", until_stopped=False)
+    supervisor.start(_warm_up(services.llm), name="llm-warm-up", until_stopped=False)
     stuck = False
     try:
         waiting = asyncio.create_task(drained.wait())

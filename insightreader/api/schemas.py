@@ -363,7 +363,7 @@ class Ready(BaseModel):
         {
             "status": "ready",
             "engine": {"accepting": True, "running": 1, "ready": 0, "ready_by_priority": {}},
-            "llm": {"model": "gpt-4o-mini", "offline": False, "circuit": {"state": "closed"}},
+            "llm": {"model": "gpt-4o-mini", "offline": False, "sdk": "loaded", "circuit": {"state": "closed"}},
         }
     )
 

@@ -391,6 +391,8 @@ class LLMClient:
             "model": self.model,
             "offline": self.offline,
             "base_url": self._base_url,
+            # "loading" for the first moments after start-up: requests then wait for it.
+            "sdk": "loaded" if self._openai is not None else "loading",
             "circuit": self._breaker.status(),
             "structured_output": self._modes.status(),
             "limiter": self._limiter.status(),
@@ -400,6 +402,11 @@ class LLMClient:
         await self._breaker.aclose()
         if self._openai is not None:
             await self._openai.close()
+
+    async def warm_up(self) -> None:
+        """Load the SDK and make its client now (at start-up) rather than at the first
+        request, which would wait for both."""
+        await self._provider()
 
     async def _provider(self) -> openai.AsyncOpenAI:
         """The SDK's client, made on first use: ``openai`` is imported off the loop
