@@ -8,8 +8,10 @@ answer by position and by column name as ``sqlite3.Row`` does, and Python boolea
 are sent as the 0/1 integers the schema keeps flags in.
 
 What does not carry over from SQLite is decided here: the process lock is an
-advisory lock held by a connection of its own; a connection lost mid-batch fails that
-batch as "busy" and the writer reconnects for the next one.
+advisory lock held by a connection of its own; search is PostgreSQL's full text
+(:class:`FullText`, kept in step at each commit as SQLite's FTS5 index is); a connection
+lost before a batch is replaced at its BEGIN, one lost mid-batch fails that batch as
+"busy", and a read on a lost connection is tried once more on another.
 """
 
 from __future__ import annotations
