@@ -16,6 +16,7 @@ upgraded first).
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from collections.abc import Iterator
 from contextlib import closing
@@ -96,8 +97,6 @@ def _label(url: str) -> str:
 async def copy_to_postgresql(settings: DatabaseSettings, url: str) -> dict[str, int]:
     """Copy the SQLite database of ``settings`` to the PostgreSQL database at ``url``;
     the rows copied per table. AlreadyRunning while a server uses the source."""
-    import asyncio
-
     path = settings.path
     if not path.exists():
         raise FileNotFoundError(f"no database at {path}")
