@@ -72,6 +72,7 @@ async def test_tags_suggestions_states_and_filters(start_server: Callable[..., S
     assert await page.locator(".article-card .card-link").all_inner_texts() == ["Shade is infrastructure"]
     assert "Climate (1)" in await page.locator("#filter-tag").inner_text()
     await page.select_option("#filter-tag", "")
+    await page.locator(".article-card", has_text="Rivers").wait_for()  # the whole list is back
     await page.select_option("#filter-state", "favorite=true")
     await page.locator(".article-card", has_text="Rivers").wait_for(state="detached")
     assert await page.locator(".article-card").count() == 1
