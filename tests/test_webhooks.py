@@ -59,10 +59,13 @@ async def deliveries(api: Api, webhook_id: str) -> list[dict[str, Any]]:
     return list(response.json()["items"])
 
 
-async def wait_delivery(api: Api, webhook_id: str, status: str, timeout: float = 20) -> dict[str, Any]:
+async def wait_delivery(
+    api: Api, webhook_id: str, status: str, timeout: float = 20, *, attempts: int = 0
+) -> dict[str, Any]:
+    """The first delivery in ``status`` with at least ``attempts`` recorded attempts."""
     deadline = time.monotonic() + timeout
     while True:
-        found = [d for d in await deliveries(api, webhook_id) if d["status"] == status]
+        found = [d for d in await deliveries(api, webhook_id) if d["status"] == status and d["attempts"] >= attempts]
         if found:
             return found[0]
         if time.monotonic() > deadline:
@@ -147,7 +150,8 @@ async def test_a_delivery_pending_across_a_sigkill_arrives_after_the_restart(
         hook = await create(api, receiver.url, ["task_completed"])
         await api.wait_status(await api.submit_id("echo", {"n": 1}), "completed")
         await receiver.wait_for(1)
-        pending = await wait_delivery(api, hook["webhook_id"], "pending")
+        # Killed once the failed attempt is recorded (before that, the attempt is not one).
+        pending = await wait_delivery(api, hook["webhook_id"], "pending", attempts=1)
     server.kill()
     server.start()
     async with httpx.AsyncClient(base_url=server.url, timeout=30) as http:

@@ -145,10 +145,10 @@ class FullText:
     @staticmethod
     def shown_sql(query: search.Query, seqs: list[int]) -> tuple[str, list[Any]]:
         # The snippet comes from the first field that matches (SQLite's FTS5 picks the
-        # best one): title, text, notes, analysis, tags.
+        # best one): the text, notes, analysis, title, tags.
         cases = " ".join(
             f"WHEN to_tsvector('simple', d.{field}) @@ q.q THEN ts_headline('simple', d.{field}, q.q, '{_HEADLINE}')"
-            for field in ("title", "body", "notes", "analysis", "tags")
+            for field in ("body", "notes", "analysis", "title", "tags")
         )
         sql = (
             f"SELECT a.seq, a.id, a.title, CASE {cases} ELSE substr(a.content, 1, ?) END"
