@@ -51,6 +51,13 @@ def migrations_dir() -> Path:
     return Path(__file__).resolve().parent.parent / "migrations"
 
 
+def require_applied(database: str, todo: list[Migration]) -> None:
+    """Refuse a database with ``todo`` pending (a command that must not change it)."""
+    if todo:
+        names = ", ".join(f"{m.version:04d}_{m.name}" for m in todo)
+        raise MigrationError(f"{database} has pending migrations ({names}): run insightreader migrate first")
+
+
 def postgresql_dir() -> Path:
     return migrations_dir() / "postgresql"
 

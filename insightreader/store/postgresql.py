@@ -19,7 +19,7 @@ from __future__ import annotations
 import functools
 import re
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import psycopg
@@ -284,7 +284,14 @@ class PostgreSQL:
     """The store's database on a PostgreSQL server (:class:`insightreader.store.writer.Database`)."""
 
     def __init__(self, settings: DatabaseSettings) -> None:
+        self.settings = settings
         self.url = settings.url
+
+    def hold(self) -> ServerLock:
+        return ServerLock(self.url)
+
+    def open_reader(self) -> AbstractAsyncContextManager[Reader]:
+        return open_reader(self.settings)
 
     async def prepare(self) -> list[migrate.Migration]:
         return await migrate.postgresql(self.url)
@@ -313,12 +320,7 @@ async def _configure_async(conn: psycopg.AsyncConnection[Any]) -> None:
 async def open_reader(settings: DatabaseSettings) -> AsyncIterator[Reader]:
     """A :class:`Reader` for operator commands beside running servers; the database
     must be migrated (this changes nothing)."""
-    todo = await migrate.postgresql(settings.url, dry_run=True)
-    if todo:
-        names = ", ".join(f"{m.version:04d}_{m.name}" for m in todo)
-        raise migrate.MigrationError(
-            f"{settings.label} has pending migrations ({names}): run insightreader migrate first"
-        )
+    migrate.require_applied(settings.label, await migrate.postgresql(settings.url, dry_run=True))
     reads = await PostgreSQL(settings).connect_reader()
     try:
         yield Reader(reads)

@@ -9,7 +9,7 @@ import fcntl
 import os
 import sqlite3
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 from typing import IO, Any, TypeVar, cast
 
@@ -152,6 +152,12 @@ class SQLite:
         self.settings = settings
         self.path = settings.path
 
+    def hold(self) -> IO[str]:
+        return lock_database(self.path)
+
+    def open_reader(self) -> AbstractAsyncContextManager[Reader]:
+        return open_reader(self.settings)
+
     async def prepare(self) -> list[migrate.Migration]:
         """Switch to WAL and apply pending migrations."""
         setup = await _connect(self.path, self.settings, query_only=False)
@@ -218,12 +224,7 @@ async def open_reader(settings: DatabaseSettings) -> AsyncIterator[Reader]:
     path = settings.path
     if not path.exists():
         raise FileNotFoundError(f"no database at {path}")
-    todo = await migrate.preview(path)
-    if todo:
-        names = ", ".join(f"{m.version:04d}_{m.name}" for m in todo)
-        raise migrate.MigrationError(
-            f"{path} has pending migrations ({names}): run insightreader migrate first"
-        )
+    migrate.require_applied(str(path), await migrate.preview(path))
     conn = await aiosqlite.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None)
     try:
         conn.row_factory = sqlite3.Row

@@ -78,7 +78,8 @@ def _copy_all(path: Path, url: str) -> dict[str, int]:
         try:
             target.begin()
             if target.execute("SELECT 1 FROM users LIMIT 1").fetchone() is not None:
-                raise TargetNotEmpty(f"{_label(url)} already holds InsightReader data: give an empty database")
+                label = DatabaseSettings(url=url).label
+                raise TargetNotEmpty(f"{label} already holds InsightReader data: give an empty database")
             counts = _copy(source, target)
             target.commit()  # builds the search index of every copied article first
         except BaseException:
@@ -90,10 +91,6 @@ def _copy_all(path: Path, url: str) -> dict[str, int]:
     return counts
 
 
-def _label(url: str) -> str:
-    return DatabaseSettings(url=url).label
-
-
 async def copy_to_postgresql(settings: DatabaseSettings, url: str) -> dict[str, int]:
     """Copy the SQLite database of ``settings`` to the PostgreSQL database at ``url``;
     the rows copied per table. AlreadyRunning while a server uses the source."""
@@ -102,8 +99,7 @@ async def copy_to_postgresql(settings: DatabaseSettings, url: str) -> dict[str, 
         raise FileNotFoundError(f"no database at {path}")
     lock = lock_database(path)
     try:
-        if await migrate.preview(path):
-            raise migrate.MigrationError(f"{path} has pending migrations: run insightreader migrate first")
+        migrate.require_applied(str(path), await migrate.preview(path))
         await migrate.postgresql(url)
         return await asyncio.to_thread(_copy_all, path, url)
     finally:

@@ -61,6 +61,14 @@ class Database(Protocol):
 
     async def connect_reader(self) -> Reads: ...
 
+    def hold(self) -> Held:
+        """Hold the database for a serving process's life (see :func:`hold`)."""
+        ...
+
+    def open_reader(self) -> AbstractAsyncContextManager[Reader]:
+        """A read-only reader for operator commands (see :func:`open_reader`)."""
+        ...
+
 
 class Held(Protocol):
     def close(self) -> None: ...
@@ -69,25 +77,13 @@ class Held(Protocol):
 def hold(settings: DatabaseSettings) -> Held:
     """Hold the database for this serving process's life: AlreadyRunning when another
     process holds it (SQLite: a lock file beside it; PostgreSQL: an advisory lock)."""
-    if settings.url:
-        from .postgresql import ServerLock
-
-        return ServerLock(settings.url)
-    from .sqlite import lock_database
-
-    return lock_database(settings.path)
+    return _database(settings).hold()
 
 
 def open_reader(settings: DatabaseSettings) -> AbstractAsyncContextManager[Reader]:
     """A read-only :class:`Reader` for operator commands that may run beside a server;
     the database must exist and be migrated (this creates and changes nothing)."""
-    if settings.url:
-        from . import postgresql
-
-        return postgresql.open_reader(settings)
-    from . import sqlite
-
-    return sqlite.open_reader(settings)
+    return _database(settings).open_reader()
 
 
 def _database(settings: DatabaseSettings) -> Database:

@@ -28,7 +28,7 @@ def rows(where: Path | str, sql: str) -> list[dict[str, Any]]:
         from insightreader.store.postgresql import postgres_sql
 
         with psycopg.connect(where, row_factory=dict_row) as pg:
-            return pg.execute(postgres_sql(sql).replace("%%", "%")).fetchall()
+            return pg.execute(postgres_sql(sql), ()).fetchall()
     with closing(connect(where)) as conn:
         return [dict(row) for row in conn.execute(sql)]
 
