@@ -22,12 +22,13 @@ import dataclasses
 import logging
 import time
 from collections.abc import Callable, Mapping
+from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from .engine import Engine
 from .errors import ApiError, NotFound
 from .events import EventBus
-from .records import Batch, Task, utcnow
+from .records import Batch, Task, format_time, utcnow
 from .store import Store, Tx
 from .supervisor import Supervisor
 
@@ -48,6 +49,12 @@ PROGRESS_EVERY = 0.5
 BLOCKED_WAIT = 1.0
 #: Seconds before the runner tries again after a write failed (a full disk).
 FAILED_WAIT = 5.0
+#: With other processes on the database (PostgreSQL): seconds an idle runner waits
+#: before it looks for batches again (one whose process stopped is carried on by the
+#: others), and the age after which a batch still being stored is taken for one whose
+#: request died (a younger one may be another process's, being stored now).
+SHARED_LOOK = 5.0
+STAGING_ABANDONED = 3600.0
 
 
 class BatchKind(Protocol):
@@ -131,6 +138,7 @@ class BatchRunner:
         self.kinds = {kind.kind: kind for kind in kinds}
         self._room = max(1, max_pending_per_user - HEADROOM)
         self._supervisor = supervisor
+        self._shared = store.channels.shared
         self._wake = asyncio.Event()
         self._last_progress: dict[str, float] = {}
         #: A batch waits for its user's unfinished tasks to leave room: a task's end wakes the runner.
@@ -155,7 +163,8 @@ class BatchRunner:
             self._wake.set()
 
     async def _run(self) -> None:
-        dropped = await self._store.write(lambda tx: tx.drop_staging_batches())
+        before = format_time(datetime.now(UTC) - timedelta(seconds=STAGING_ABANDONED)) if self._shared else None
+        dropped = await self._store.write(lambda tx: tx.drop_staging_batches(before))
         if dropped:
             log.info("dropped %d batches whose request ended while storing them", dropped)
         while True:
@@ -167,7 +176,7 @@ class BatchRunner:
             if batches and progressed:
                 continue
             self._waiting_for_room = bool(batches)
-            wait = BLOCKED_WAIT if batches else None
+            wait = BLOCKED_WAIT if batches else SHARED_LOOK if self._shared else None
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(wait):
                     await self._wake.wait()

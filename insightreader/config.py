@@ -147,6 +147,8 @@ class TaskSettings(_Section):
     timeout: float = Field(300.0, gt=0)
     result_ttl: int = Field(7 * 24 * 3600, ge=0)
     daily_token_budget: int = Field(0, ge=0)
+    #: Seconds a process holds a running task without renewing its lease (PostgreSQL).
+    lease: float = Field(30.0, ge=1)
 
 
 class LibrarySettings(_Section):

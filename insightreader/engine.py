@@ -36,6 +36,7 @@ from .events import EventBus
 from .logs import task_id as task_id_context
 from .records import NewTask, QueuedTask, Task, TaskStatus, format_time, utcnow
 from .store import Store, Tx
+from .store.channels import CANCEL, TASKS
 from .supervisor import Supervisor
 
 if TYPE_CHECKING:
@@ -161,38 +162,51 @@ class TaskContext:
 
 
 class ReadyQueue:
-    """Pending task ids: priority first, then round-robin over users, FIFO per user."""
+    """Pending task ids: priority first, then round-robin over users, FIFO per user.
+    An id is in it once; one taken out by :meth:`discard` (another process started
+    it) is skipped when its turn comes."""
 
     def __init__(self) -> None:
         self._levels: dict[int, OrderedDict[str, deque[str]]] = {}
-        self._size = 0
+        self._ids: set[str] = set()
 
     def __len__(self) -> int:
-        return self._size
+        return len(self._ids)
+
+    def __contains__(self, task_id: str) -> bool:
+        return task_id in self._ids
 
     def push(self, task: Task | QueuedTask) -> None:
+        if task.id in self._ids:
+            return
+        self._ids.add(task.id)
         users = self._levels.setdefault(task.priority, OrderedDict())
         users.setdefault(task.user_id, deque()).append(task.id)
-        self._size += 1
+
+    def discard(self, task_id: str) -> None:
+        self._ids.discard(task_id)
 
     def pop(self) -> str | None:
-        if not self._size:
-            return None
-        priority = max(self._levels)
-        users = self._levels[priority]
-        user_id, ids = next(iter(users.items()))
-        task_id = ids.popleft()
-        if ids:
-            users.move_to_end(user_id)
-        else:
-            del users[user_id]
-            if not users:
-                del self._levels[priority]
-        self._size -= 1
-        return task_id
+        while self._levels:
+            priority = max(self._levels)
+            users = self._levels[priority]
+            user_id, ids = next(iter(users.items()))
+            task_id = ids.popleft()
+            if ids:
+                users.move_to_end(user_id)
+            else:
+                del users[user_id]
+                if not users:
+                    del self._levels[priority]
+            if task_id in self._ids:
+                self._ids.remove(task_id)
+                return task_id
+        return None
 
     def depth_by_priority(self) -> dict[int, int]:
-        return {p: sum(len(ids) for ids in users.values()) for p, users in self._levels.items()}
+        return {
+            p: sum(1 for ids in users.values() for i in ids if i in self._ids) for p, users in self._levels.items()
+        }
 
 
 _CHANGE_LEVELS = {"task_queued": logging.DEBUG}
@@ -209,6 +223,13 @@ def _log_change(event: str, task: Task) -> None:
     if what == "failed" and task.error:
         extra["error_code"] = task.error.get("code")
     log.log(_CHANGE_LEVELS.get(event, logging.INFO), "task %s", what, extra=extra)
+
+
+def _uncancel() -> None:
+    """The current run's cancellation was handled: it ends normally."""
+    current = asyncio.current_task()
+    if current is not None:
+        current.uncancel()
 
 
 def canonical_json(value: Any) -> str:
@@ -253,6 +274,13 @@ class Engine:
         #: The model name that goes into every input hash.
         self.model = model
         self._ready = ReadyQueue()
+        #: This process's name on the leases of the tasks it runs (new at each start).
+        self.owner = uuid.uuid4().hex
+        #: Whether other processes share the queue (PostgreSQL): leases are renewed and
+        #: expired ones taken back, queued and started tasks are announced, cancels relayed.
+        self._shared = store.channels.shared
+        #: Runs stopped because their lease was lost (another process may run them now).
+        self._lease_lost: set[str] = set()
         self._wakeup = asyncio.Event()
         self._slots = asyncio.Semaphore(settings.max_concurrency)
         self._running: dict[str, asyncio.Task[None]] = {}
@@ -269,21 +297,93 @@ class Engine:
     # -- life cycle ---------------------------------------------------------
 
     async def start(self) -> None:
-        """Requeue what a previous process left unfinished, then start dispatching."""
+        """Requeue what a previous process left unfinished, then start dispatching.
 
-        def recover(tx: Tx) -> int:
-            return tx.requeue_interrupted()
-
-        interrupted = await self._store.write(recover)
-        pending = await self._store.read.unfinished_tasks()
-        for start in range(0, len(pending), RECOVERY_BATCH):
-            for task in pending[start : start + RECOVERY_BATCH]:
-                self._ready.push(task)
-            await asyncio.sleep(0)  # 10,000 pushes in one go held the loop ~10 ms
+        Alone on its database (SQLite) every running task was left by a dead process;
+        sharing it (PostgreSQL), only those whose lease ran out were."""
+        if self._shared:
+            channels = self._store.channels
+            channels.listen(TASKS, self._announced)
+            channels.listen(CANCEL, self._cancel_asked)
+            channels.on_reconnect(lambda: self._supervisor.start(
+                self._load_pending(), name="engine-reload", until_stopped=False))
+        interrupted = await self._store.write(lambda tx: self._requeue_expired(tx, None if not self._shared else utcnow()))
+        pending = await self._load_pending()
         if pending:
-            log.info("recovered %d unfinished tasks (%d were interrupted)", len(pending), interrupted)
+            log.info("recovered %d unfinished tasks (%d were interrupted)", pending, interrupted)
         self._accepting = True
         self._main = self._supervisor.start(self._run_all(), name="engine")
+
+    async def _load_pending(self) -> int:
+        """Queue every pending task (the ones queued already or running here aside)."""
+        pending = await self._store.read.pending_tasks()
+        for start in range(0, len(pending), RECOVERY_BATCH):
+            for task in pending[start : start + RECOVERY_BATCH]:
+                if task.id not in self._running:
+                    self._ready.push(task)
+            await asyncio.sleep(0)  # 10,000 pushes in one go held the loop ~10 ms
+        if pending:
+            self._wakeup.set()
+        return len(pending)
+
+    def _requeue_expired(self, tx: Tx, now: str | None) -> int:
+        """Running tasks whose lease ended before ``now`` (None: every running task)
+        back to pending, announced as queued again."""
+        expired = tx.requeue_expired(now)
+        for task in expired:
+            self._publish(tx, "task_queued", task, reason="interrupted")
+            self._queue(tx, task)
+        return len(expired)
+
+    async def _keep_leases(self) -> None:
+        """Renew the leases of this process's running tasks every third of
+        ``tasks.lease``, stop the runs whose lease was lost, and take back other
+        processes' tasks whose lease ran out."""
+        every = self.settings.lease / 3
+        while True:
+            await asyncio.sleep(every)
+            try:
+                await self._renew_leases()
+                now = utcnow()
+                await self._store.write(lambda tx: self._requeue_expired(tx, now))
+            except Exception as exc:
+                log.warning("could not renew task leases (%s); trying again in %gs", exc, every)
+
+    async def _renew_leases(self) -> None:
+        running = list(self._running)
+        if not running:
+            return
+        until = self._lease_until()
+        kept = await self._store.write(lambda tx: tx.renew_leases(self.owner, running, until))
+        for task_id in running:
+            run = self._running.get(task_id)
+            if task_id not in kept and run is not None:
+                log.warning("lost the lease of a running task; stopping it here", extra={"task_id": task_id})
+                self._lease_lost.add(task_id)
+                run.cancel()
+
+    def _lease_until(self) -> str:
+        return format_time(datetime.now(UTC) + timedelta(seconds=self.settings.lease))
+
+    def _queue(self, tx: Tx, task: Task) -> None:
+        """Queue a task that became pending in ``tx``, here and (announced) everywhere."""
+        tx.after_commit(lambda: self._enqueue(task))
+        tx.notify(TASKS, f"{self.owner} {task.id} {task.priority} {task.user_id}")
+
+    def _announced(self, payload: str) -> None:
+        """A task another process queued (or ``claimed <id>``: started)."""
+        sender, task_id, *rest = payload.split(" ")
+        if sender == "claimed":
+            self._ready.discard(task_id)
+        elif sender != self.owner and not self._draining.is_set() and task_id not in self._running:
+            priority, user_id = rest
+            self._enqueue(QueuedTask(task_id, user_id, int(priority)))
+
+    def _cancel_asked(self, task_id: str) -> None:
+        run = self._running.get(task_id)
+        if run is not None:
+            self._cancel_requested.add(task_id)
+            run.cancel()
 
     async def drain(self, grace: float) -> None:
         """Stop taking submits and starting tasks; give running ones ``grace`` seconds,
@@ -317,6 +417,7 @@ class Engine:
     async def _run_all(self) -> None:
         async with asyncio.TaskGroup() as group:
             dispatcher = group.create_task(self._dispatch(group), name="dispatcher")
+            leases = group.create_task(self._keep_leases(), name="leases") if self._shared else None
             await self._draining.wait()
             dispatcher.cancel()
             running = list(self._running.values())
@@ -324,6 +425,10 @@ class Engine:
                 _, late = await asyncio.wait(running, timeout=self._grace)
                 for run in late:
                     run.cancel()
+                if late:
+                    await asyncio.wait(late)  # each puts its task back, under its lease
+            if leases is not None:
+                leases.cancel()
 
     async def _dispatch(self, group: asyncio.TaskGroup) -> None:
         while True:
@@ -341,7 +446,7 @@ class Engine:
             assert task_id is not None
             self._running[task_id] = group.create_task(self._run(task_id), name=f"task-{task_id}")
 
-    def _enqueue(self, task: Task) -> None:
+    def _enqueue(self, task: Task | QueuedTask) -> None:
         self._ready.push(task)
         self._wakeup.set()
 
@@ -485,7 +590,7 @@ class Engine:
         if task is None:
             raise Conflict("an identical task was created meanwhile")
         self._publish(tx, "task_queued", task)
-        tx.after_commit(lambda: self._enqueue(task))
+        self._queue(tx, task)
         return SubmitOutcome(task, created=True, deduplicated=False)
 
     def submit_in(
@@ -568,6 +673,15 @@ class Engine:
             self._cancel_requested.add(task_id)
             run.cancel()
             await asyncio.wait([run], timeout=CANCEL_WAIT)
+        elif self._shared and task.status is TaskStatus.RUNNING:
+            # Running in another process: it stops the run when told, and its end
+            # reaches this process as an event.
+            ended = self._bus.ended(task_id)
+            try:
+                await self._store.write(lambda tx: tx.notify(CANCEL, task_id))
+                await asyncio.wait([ended], timeout=CANCEL_WAIT)
+            finally:
+                ended.cancel()
         current = await self._store.read.task(task_id, user_id)
         assert current is not None
         if current.status is not TaskStatus.CANCELLED:
@@ -597,7 +711,7 @@ class Engine:
             if task is None:
                 raise Conflict("the task can no longer be retried (an identical task is unfinished)")
             self._publish(tx, "task_queued", task)
-            tx.after_commit(lambda: self._enqueue(task))
+            self._queue(tx, task)
             return task
 
         return await self._store.write(job)
@@ -638,6 +752,7 @@ class Engine:
                 prompt_tokens=ctx.prompt_tokens if ctx else 0,
                 completion_tokens=ctx.completion_tokens if ctx else 0,
                 from_statuses=from_statuses,
+                owner=self.owner,
             )
             if done is None:
                 return None
@@ -671,9 +786,9 @@ class Engine:
         limit = self.settings.max_attempts
 
         def job(tx: Tx) -> Task | None:
-            task = tx.task(task_id)
-            if task is None or task.status is not TaskStatus.PENDING:
-                return None  # cancelled (or deleted) while it waited
+            task = tx.claim_task(task_id)
+            if task is None:
+                return None  # cancelled, deleted, or started by another process meanwhile
             if task.attempts - task.attempts_excused >= limit:
                 error = TaskError(
                     "too_many_attempts",
@@ -689,8 +804,9 @@ class Engine:
                     retryable=True,
                 )
                 return self._fail_pending(tx, task_id, now, error)
-            started = tx.start_task(task_id, now)
+            started = tx.start_task(task_id, now, self.owner, self._lease_until())
             assert started is not None
+            tx.notify(TASKS, f"claimed {task_id}")
             self._publish(tx, "task_started", started, attempt=started.attempts)
             return started
 
@@ -710,15 +826,13 @@ class Engine:
             kind.on_unfinished(tx, task)
 
     async def _requeue(self, task: Task, *, reason: str) -> None:
-        def job(tx: Tx) -> Task | None:
-            again = tx.requeue_task(task.id, excuse=True)
+        def job(tx: Tx) -> None:
+            again = tx.requeue_task(task.id, self.owner, excuse=True)
             if again is not None:
                 self._publish(tx, "task_queued", again, reason=reason)
-            return again
+                self._queue(tx, again)
 
-        again = await self._store.write(job)
-        if again is not None and reason == "deferred":
-            self._enqueue(again)
+        await self._store.write(job)
 
     async def _run(self, task_id: str) -> None:
         # Every line logged during the run names the task. The run is an asyncio task
@@ -766,12 +880,15 @@ class Engine:
             else:
                 await self._finish(task, TaskStatus.COMPLETED, "task_completed", ctx=ctx, result=result)
         except asyncio.CancelledError:
+            if task_id in self._lease_lost:
+                # Another process may run it now: nothing of this run is recorded.
+                self._lease_lost.discard(task_id)
+                _uncancel()
+                return
             await self._interrupted(task_id, task)
             if task_id not in self._cancel_requested:
                 raise
-            current = asyncio.current_task()
-            if current is not None:
-                current.uncancel()
+            _uncancel()
         except Exception:
             # Recording the outcome failed (a full disk, a failing on_complete write).
             # Never let it reach the task group: that would stop the dispatcher and

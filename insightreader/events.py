@@ -13,6 +13,10 @@ Ids are never reused, even for events that were never stored: the counter runs
 inside a block reserved in the ``meta`` table, and a restart starts after the
 block.
 
+That is SQLite's, where one process serves the database. On PostgreSQL, where several
+may, ids come from the database and every event reaches the streams through it
+(:mod:`.relay`); subscribing and delivering are the same.
+
 A lifecycle event is published from a write job, which runs on the store's writer
 thread; live events are published on the loop. The id counter and the outbox are
 therefore shared by two threads, under one lock held only for a few dictionary
@@ -29,6 +33,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .records import Event, utcnow
+from .relay import Relay
 from .store import Store, Tx
 from .supervisor import Supervisor
 
@@ -41,6 +46,7 @@ ID_BLOCK = 100_000
 #: batch of this size holds it for about 4 ms, and the next batch follows on the next turn.
 WAKE_BATCH = 128
 _HWM_KEY = "event_id_reserved"
+_ENDS = frozenset({"task_completed", "task_failed", "task_cancelled"})
 
 
 class Subscription:
@@ -138,6 +144,10 @@ class EventBus:
         self._lock = threading.Lock()
         # id → (event, ready). Delivered from the front while the front is ready.
         self._outbox: OrderedDict[int, tuple[Event, bool]] = OrderedDict()
+        #: On a database other processes may share, events go through it.
+        self._relay = Relay(store, self._deliver, self._supervisor) if store.channels.shared else None
+        #: task id → futures resolved when its end is delivered (:meth:`ended`).
+        self._ending: dict[str, list[asyncio.Future[None]]] = {}
         self._subscribers: dict[str, set[Subscription]] = {}
         self._progress: dict[str, list[Event]] = {}
         self._to_wake: deque[Subscription] = deque()
@@ -152,6 +162,10 @@ class EventBus:
     async def start(self) -> None:
         """Continue the id sequence after everything this database ever handed out."""
         self._loop = asyncio.get_running_loop()
+        if self._relay is not None:
+            await self._relay.start()
+            self._delivered_id = self._relay.last
+            return
         last_stored = await self._store.read.last_event_id()
         reserved = int(await self._store.read.meta(_HWM_KEY) or 0)
         self._next_id = max(last_stored, reserved) + 1
@@ -160,15 +174,18 @@ class EventBus:
         await self._reserve()
 
     async def stop(self) -> None:
+        if self._relay is not None:
+            await self._relay.stop()
         if self._reserving is not None:
             await asyncio.wait([self._reserving])
         for subs in list(self._subscribers.values()):
             for sub in list(subs):
                 sub.close("shutdown")
 
-    @property
-    def last_id(self) -> int:
-        """The largest id handed out so far."""
+    async def issued_id(self) -> int:
+        """The largest id handed out so far (on PostgreSQL, by any process)."""
+        if self._relay is not None:
+            return await self._store.read.last_event_id()
         return self._next_id - 1
 
     @property
@@ -226,6 +243,13 @@ class EventBus:
         that transaction and released after it commits (dropped if it rolls back);
         without (on the loop), it is live only.
         """
+        if self._relay is not None:
+            if tx is None:
+                return self._relay.gather(user_id, data)
+            stored = self._relay.store(tx, user_id, event, data)
+            if self.on_store is not None:
+                self.on_store(tx, user_id, event, data)
+            return stored
         if tx is None:
             published = self._allocate(event, user_id, data, ready=True)
             self._flush()
@@ -272,6 +296,9 @@ class EventBus:
             self._progress.setdefault(task_id, []).append(event)
         elif event.event in ("task_started", "task_completed", "task_failed", "task_cancelled", "task_queued"):
             self._progress.pop(task_id, None)
+            if event.event in _ENDS and task_id in self._ending:
+                for waiter in self._ending.pop(task_id):
+                    _resolve(waiter)
         if self.on_deliver is not None:
             self.on_deliver(event)
         for sub in list(self._subscribers.get(event.user_id, ())):
@@ -296,6 +323,22 @@ class EventBus:
             asyncio.get_running_loop().call_soon(self._wake_batch)
         else:
             self._waking = False
+
+    def ended(self, task_id: str) -> asyncio.Future[None]:
+        """Resolved when an event that ends the task is delivered (a waiter that gives
+        up cancels it)."""
+        waiter = asyncio.get_running_loop().create_future()
+        waiters = self._ending.setdefault(task_id, [])
+        waiters.append(waiter)
+        waiter.add_done_callback(lambda done: self._forget_waiter(task_id, done))
+        return waiter
+
+    def _forget_waiter(self, task_id: str, waiter: asyncio.Future[None]) -> None:
+        waiters = self._ending.get(task_id)
+        if waiters is not None and waiter in waiters:
+            waiters.remove(waiter)
+            if not waiters:
+                del self._ending[task_id]
 
     def subscribe(self, user_id: str) -> Subscription:
         sub = Subscription(user_id, self._queue_size)

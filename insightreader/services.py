@@ -42,7 +42,7 @@ class Services:
 
     @classmethod
     async def open(cls, settings: Settings, task_types: Mapping[str, TaskType]) -> Services:
-        lock = hold(settings.database)
+        lock = hold(settings.database, shared=True)
         supervisor = Supervisor()
         store = Store(settings.database, supervisor=supervisor)
         llm = LLMClient.from_settings(settings.llm, supervisor=supervisor)

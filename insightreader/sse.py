@@ -13,7 +13,7 @@ A stream, in order:
    with an id above N, merged in id order with the deltas so far of the user's
    tasks still being written (``EventBus.progress_so_far``) above N. When events
    after N may have been pruned (``N < oldest kept id - 1``), or N was never handed
-   out (``N > EventBus.last_id``, e.g. an id from another database), one ``reset``
+   out (``N > EventBus.issued_id()``, e.g. an id from another database), one ``reset``
    ``{reason}`` (no ``id:``) instead, and the stream goes on like a fresh one. A
    fresh stream gets only the deltas so far (their original ids and indexes);
 4. live events, each once, in id order; ``heartbeat`` ``{}`` (no ``id:``) after
@@ -259,7 +259,7 @@ class EventStream:
 
     async def _reset_reason(self, resume: int) -> str | None:
         """Why the client cannot resume after ``resume`` (None when it can)."""
-        if resume > self._bus.last_id:
+        if resume > await self._bus.issued_id():
             return "unknown_event_id"
         reader = self._store.read
         oldest = await reader.oldest_event_id()

@@ -37,6 +37,7 @@ from .errors import ForbiddenAddress, NotFound, TaskError, TooManyWebhooks, Vali
 from .events import EventBus
 from .records import Delivery, Webhook, format_time, utcnow
 from .store import Store, Tx
+from .store.channels import WEBHOOKS
 from .supervisor import Supervisor
 
 log = logging.getLogger(__name__)
@@ -57,6 +58,10 @@ KEEP_DELIVERIES = 7 * 24 * 3600
 PRUNE_EVERY = 3600
 #: Due deliveries read per look.
 DUE_BATCH = 100
+#: With other processes on the database: seconds beyond ``webhooks.timeout`` a
+#: delivery taken for sending stays with its process (one that dies meanwhile leaves
+#: it to the others after that).
+CLAIM_MARGIN = 5.0
 SECRET_PREFIX = "whsec_"
 _B64 = "[A-Za-z0-9+/]"
 #: ``whsec_`` and the base64 of a 24 to 64 byte key, padded.
@@ -115,14 +120,35 @@ class Webhooks:
         self._settings = settings
         self.allow_private = allow_private
         #: user id → their enabled webhooks: the event path asks this, not the database.
+        #: Other processes on the database say when a user's webhooks changed.
         self._by_user: dict[str, list[Webhook]] = {}
+        self._supervisor = supervisor
         self.dispatcher = Dispatcher(store, self, settings, supervisor=supervisor)
         bus.on_store = self._on_event
+        store.channels.listen(WEBHOOKS, self._reload)
+        store.channels.on_reconnect(lambda: self._reload(None))
 
     async def start(self) -> None:
-        for webhook in await self._store.read.enabled_webhooks():
-            self._by_user.setdefault(webhook.user_id, []).append(webhook)
+        await self._read(None)
         self.dispatcher.start()
+
+    async def _read(self, user_id: str | None) -> None:
+        """Read the enabled webhooks of one user (None: of everyone) again. Each entry
+        is replaced whole: the writer's thread reads them meanwhile."""
+        if user_id is None:
+            by_user: dict[str, list[Webhook]] = {}
+            for webhook in await self._store.read.enabled_webhooks():
+                by_user.setdefault(webhook.user_id, []).append(webhook)
+            self._by_user = by_user
+            return
+        found = [w for w in await self._store.read.webhooks(user_id) if w.enabled]
+        if found:
+            self._by_user[user_id] = found
+        else:
+            self._by_user.pop(user_id, None)
+
+    def _reload(self, user_id: str | None) -> None:
+        self._supervisor.start(self._read(user_id), name="webhooks-reload", until_stopped=False)
 
     async def stop(self) -> None:
         await self.dispatcher.stop()
@@ -172,6 +198,7 @@ class Webhooks:
             if tx.count_webhooks(user_id) >= MAX_PER_USER:
                 raise TooManyWebhooks(f"you have {MAX_PER_USER} webhooks, the most allowed; delete one first")
             tx.insert_webhook(webhook)
+            tx.notify(WEBHOOKS, user_id)
             tx.after_commit(lambda: self._remember(webhook))
 
         await self._store.write(job)
@@ -181,6 +208,7 @@ class Webhooks:
         def job(tx: Tx) -> bool:
             deleted = tx.delete_webhook(webhook_id, user_id)
             if deleted:
+                tx.notify(WEBHOOKS, user_id)
                 tx.after_commit(lambda: self.forget(user_id, webhook_id))
             return deleted
 
@@ -218,6 +246,7 @@ class Dispatcher:
         self._owner = owner
         self._settings = settings
         self._supervisor = supervisor
+        self._shared = store.channels.shared
         self._wake = asyncio.Event()
         self._slots = asyncio.Semaphore(CONCURRENCY)
         #: Reads of the due deliveries begun so far.
@@ -248,7 +277,7 @@ class Dispatcher:
                     await self._prune()
                 self._reads += 1
                 read = self._reads
-                for delivery, webhook in await self._store.read.due_deliveries(utcnow(), DUE_BATCH):
+                for delivery, webhook in await self._due():
                     if delivery.id in self._in_flight and not self._known(delivery.id, read):
                         continue
                     await self._slots.acquire()
@@ -257,6 +286,18 @@ class Dispatcher:
                 for done in [d for d, settled in self._in_flight.items() if settled is not None and settled < read]:
                     del self._in_flight[done]
                 await self._sleep()
+
+    async def _due(self) -> list[tuple[Delivery, Webhook]]:
+        """The due deliveries; with other processes on the database, those this one
+        took (each is sent by one process)."""
+        now = datetime.now(UTC)
+        due = await self._store.read.due_deliveries(format_time(now), DUE_BATCH)
+        if not (self._shared and due):
+            return due
+        until = format_time(now + timedelta(seconds=self._settings.timeout + CLAIM_MARGIN))
+        ids = [delivery.id for delivery, _ in due]
+        taken = await self._store.write(lambda tx: tx.claim_deliveries(ids, format_time(now), until))
+        return [(delivery, webhook) for delivery, webhook in due if delivery.id in taken]
 
     def _known(self, delivery_id: str, read: int) -> bool:
         """Whether the read numbered ``read`` began after the delivery's last outcome was recorded."""
@@ -342,5 +383,6 @@ class Dispatcher:
 
     def _disable(self, tx: Tx, webhook: Webhook, reason: str, now: str) -> None:
         tx.disable_webhook(webhook.id, reason, now)
+        tx.notify(WEBHOOKS, webhook.user_id)
         tx.after_commit(lambda: self._owner.disabled(webhook))
         log.warning("webhook %s disabled: %s", webhook.id, reason, extra={"user_id": webhook.user_id})

@@ -21,6 +21,9 @@ def base_config(tmp_path: Path, **sections: dict[str, Any]) -> dict[str, dict[st
         # covers the closed default).
         "auth": {"secret": "test-secret-" + "x" * 40, "open_registration": True},
         "llm": {"api_key": ""},
+        # On PostgreSQL a killed server's running tasks run again once their lease
+        # ran out (on SQLite, at the restart): a short one keeps those tests short.
+        "tasks": {"lease": 2.0},
     }
     for name, values in sections.items():
         config.setdefault(name, {}).update(values)

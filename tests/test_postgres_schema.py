@@ -161,11 +161,11 @@ def test_the_migrate_command_on_postgresql(tmp_path: Path, postgres_url: str) ->
 
     preview = run_cli("migrate", "--dry-run", cwd=tmp_path, env=env)
     assert preview.returncode == 0, preview.stderr
-    assert preview.stdout.splitlines() == [f"database postgresql://{label}: 2 pending migration(s), none applied:",
-                                           "  0001_initial.sql", "  0002_search.sql"]
+    assert preview.stdout.splitlines() == [f"database postgresql://{label}: 3 pending migration(s), none applied:",
+                                           "  0001_initial.sql", "  0002_search.sql", "  0003_task_leases.sql"]
     applied = run_cli("migrate", cwd=tmp_path, env=env)
     assert applied.returncode == 0, applied.stderr
-    assert applied.stdout.strip() == f"database postgresql://{label} is up to date (2 applied)"
+    assert applied.stdout.strip() == f"database postgresql://{label} is up to date (3 applied)"
     again = run_cli("migrate", "--dry-run", cwd=tmp_path, env=env)
     assert "up to date: no pending migrations" in again.stdout
     for result in (preview, applied, again):

@@ -90,9 +90,11 @@ async def test_sigkill_then_restart_runs_every_accepted_task_exactly_once(
 
     server.start()  # same config, same database
     api = api.on(connect(server))
-    # The interrupted runs start again, their attempt counted.
+    # The interrupted runs start again (on PostgreSQL, once their lease ran out), their
+    # attempt counted.
+    await api.wait_running(2)
     for task_id in running:
-        assert (await api.wait_status(task_id, "running"))["attempts"] == 2
+        assert (await api.task(task_id))["attempts"] == 2
     for n in range(2):
         await api.open_gate(f"k{n}")
     for task_id in [*running, *waiting, *acknowledged]:

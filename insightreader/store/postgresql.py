@@ -16,7 +16,10 @@ lost before a batch is replaced at its BEGIN, one lost mid-batch fails that batc
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import functools
+import logging
 import re
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -31,6 +34,8 @@ from psycopg_pool import AsyncConnectionPool
 from .. import migrate, search
 from ..config import DatabaseSettings
 from ..errors import AlreadyRunning, StorageBusy, StorageFull
+from ..supervisor import Supervisor
+from . import channels
 from .reader import Reader
 
 if TYPE_CHECKING:
@@ -38,9 +43,20 @@ if TYPE_CHECKING:
 
 R = TypeVar("R")
 
+log = logging.getLogger("insightreader.store")
+
 _JSON_FIELD = re.compile(r"json_extract\((\w+), '\$\.(\w+)'\)")
-#: The key of the advisory lock one serving process holds (any constant names it).
+#: The key of the advisory lock serving processes hold shared and operator commands
+#: that write behind their backs hold exclusively (any constant names it).
 _SERVER_LOCK = 0x1A5168
+#: The key of the advisory lock every write transaction takes at its BEGIN: one
+#: transaction writes at a time, whichever process it comes from, so event ids (taken
+#: in it) are in commit order, and no two transactions can deadlock on rows.
+_WRITE_LOCK = 0x1A5169
+#: Seconds between two checks that the listening connection is alive, when quiet.
+LISTEN_CHECK = 10.0
+#: Seconds between attempts to listen again after its connection was lost.
+RELISTEN_WAIT = (0.2, 0.5, 1.0, 2.0, 5.0)
 #: Connections the read side keeps: enough for concurrent requests on 1-2 cores.
 POOL_SIZE = 8
 
@@ -207,17 +223,34 @@ class PostgresWrites:
         cursor.executemany(postgres_sql(sql), [tuple(p) for p in params])
         return cursor
 
+    skip_locked = " FOR UPDATE SKIP LOCKED"
+
     def begin(self) -> None:
-        """BEGIN, on a new connection when the last one was lost (a restarted database,
-        a closed idle connection): nothing was done yet, so trying again is safe."""
+        """BEGIN and take the write lock, on a new connection when the last one was lost
+        (a restarted database, a closed idle connection): nothing was done yet, so
+        trying again is safe."""
         if not (self.connection.broken or self.connection.closed):
             try:
-                self.connection.execute("BEGIN")
+                self._begin()
                 return
             except psycopg.OperationalError:
                 self.connection.close()
         self.connection = self._connect()
+        self._begin()
+
+    def _begin(self) -> None:
         self.connection.execute("BEGIN")
+        self.connection.execute("SELECT pg_advisory_xact_lock(%s)", (_WRITE_LOCK,))
+
+    def notify(self, channel: str, payload: str) -> None:
+        self.connection.execute("SELECT pg_notify(%s, %s)", (channel, payload))
+
+    def event_ids(self, count: int) -> list[int]:
+        # In commit order: every write transaction holds the write lock (see begin).
+        rows = self.connection.execute(
+            "SELECT nextval(pg_get_serial_sequence('events', 'id')) FROM generate_series(1, %s)", (count,)
+        ).fetchall()
+        return [int(row[0]) for row in rows]
 
     def commit(self) -> None:
         dirty = [row[0] for row in self.execute("DELETE FROM search_dirty RETURNING seq")]
@@ -273,7 +306,9 @@ class PostgresReads:
         return [make(*row) for row in await self.fetchall(sql, params)]
 
     async def last_event_id(self) -> int:
-        rows = await self.fetchall("SELECT coalesce(max(id), 0) FROM events", ())
+        rows = await self.fetchall(
+            "SELECT coalesce(pg_sequence_last_value(pg_get_serial_sequence('events', 'id')::regclass), 0)", ()
+        )
         return int(rows[0][0])
 
     async def close(self) -> None:
@@ -287,8 +322,11 @@ class PostgreSQL:
         self.settings = settings
         self.url = settings.url
 
-    def hold(self) -> ServerLock:
-        return ServerLock(self.url)
+    def hold(self, *, shared: bool) -> ServerLock:
+        return ServerLock(self.url, shared=shared)
+
+    def channels(self, supervisor: Supervisor) -> PostgresChannels:
+        return PostgresChannels(self.url, supervisor)
 
     def open_reader(self) -> AbstractAsyncContextManager[Reader]:
         return open_reader(self.settings)
@@ -329,16 +367,98 @@ async def open_reader(settings: DatabaseSettings) -> AsyncIterator[Reader]:
 
 
 class ServerLock:
-    """The advisory lock of the one process serving a database, held by a connection
-    of its own for the process's life (PostgreSQL releases it when the connection
-    ends, a killed process's included)."""
+    """The advisory lock on a database, held by a connection of its own for the
+    holder's life (PostgreSQL releases it when the connection ends, a killed process's
+    included): shared by serving processes, exclusive for an operator command that
+    writes behind their backs."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, shared: bool) -> None:
         self._conn = psycopg.connect(url, autocommit=True)
-        row = self._conn.execute("SELECT pg_try_advisory_lock(%s)", (_SERVER_LOCK,)).fetchone()
+        take = "pg_try_advisory_lock_shared" if shared else "pg_try_advisory_lock"
+        row = self._conn.execute(f"SELECT {take}(%s)", (_SERVER_LOCK,)).fetchone()
         if not (row and row[0]):
             self._conn.close()
-            raise AlreadyRunning("another insightreader server is using this PostgreSQL database")
+            raise AlreadyRunning(
+                "an operator command is using this PostgreSQL database" if shared
+                else "an insightreader server is using this PostgreSQL database"
+            )
 
     def close(self) -> None:
         self._conn.close()
+
+
+class PostgresChannels:
+    """``LISTEN`` on every channel (:mod:`.channels`) through a connection of its own;
+    a lost connection is replaced (the callbacks of ``on_reconnect`` then read what was
+    missed meanwhile)."""
+
+    shared = True
+
+    def __init__(self, url: str, supervisor: Supervisor) -> None:
+        self._url = url
+        self._supervisor = supervisor
+        self._callbacks: dict[str, list[Callable[[str], None]]] = {}
+        self._reconnected: list[Callable[[], None]] = []
+        self._conn: psycopg.AsyncConnection[Any] | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    def listen(self, channel: str, callback: Callable[[str], None]) -> None:
+        self._callbacks.setdefault(channel, []).append(callback)
+
+    def on_reconnect(self, callback: Callable[[], None]) -> None:
+        self._reconnected.append(callback)
+
+    async def start(self) -> None:
+        self._conn = await self._connect()
+        self._task = self._supervisor.start(self._run(), name="notifications")
+
+    async def stop(self) -> None:
+        await self._supervisor.stop(self._task)
+        self._task = None
+        if self._conn is not None:
+            await self._conn.close()
+            self._conn = None
+
+    async def _connect(self) -> psycopg.AsyncConnection[Any]:
+        conn = await psycopg.AsyncConnection.connect(self._url, autocommit=True)
+        for channel in channels.ALL:
+            await conn.execute(f"LISTEN {channel}")
+        return conn
+
+    async def _run(self) -> None:
+        while True:
+            assert self._conn is not None
+            try:
+                await self._receive(self._conn)
+            except (psycopg.OperationalError, TimeoutError) as exc:
+                log.warning("lost the connection that listens to other processes (%s); listening again", exc)
+            with contextlib.suppress(psycopg.Error):
+                await self._conn.close()
+            self._conn = await self._reconnect()
+            for callback in self._reconnected:
+                self._call(callback)
+
+    async def _receive(self, conn: psycopg.AsyncConnection[Any]) -> None:
+        while True:
+            async for note in conn.notifies(timeout=LISTEN_CHECK):
+                for callback in self._callbacks.get(note.channel, ()):
+                    self._call(callback, note.payload)
+            async with asyncio.timeout(LISTEN_CHECK):
+                await conn.execute("SELECT 1")
+
+    async def _reconnect(self) -> psycopg.AsyncConnection[Any]:
+        attempt = 0
+        while True:
+            await asyncio.sleep(RELISTEN_WAIT[min(attempt, len(RELISTEN_WAIT) - 1)])
+            attempt += 1
+            try:
+                return await self._connect()
+            except psycopg.OperationalError as exc:
+                log.warning("cannot listen to other processes yet (%s)", exc)
+
+    @staticmethod
+    def _call(callback: Callable[..., None], *args: Any) -> None:
+        try:
+            callback(*args)
+        except Exception:
+            log.exception("a notification's callback failed; listening goes on")

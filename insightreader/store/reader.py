@@ -436,13 +436,14 @@ class Reader:
         )
         return [to_task(row) for row in rows]
 
-    async def unfinished_tasks(self) -> list[QueuedTask]:
-        """Every pending or running task, oldest first (for recovery at start): only
-        what the scheduler needs, through the index of unfinished tasks, so 10,000 of
-        them with large inputs load in milliseconds. The records are made on the
-        database's thread, not on the loop."""
+    async def pending_tasks(self) -> list[QueuedTask]:
+        """Every pending task, oldest first (for recovery at start): only what the
+        scheduler needs, through the index of unfinished tasks (its condition is
+        repeated for the planner), so 10,000 of them with large inputs load in
+        milliseconds. The records are made on the database's thread, not on the loop."""
         return await self._conn.fetch_records(
-            "SELECT id, user_id, priority FROM tasks WHERE status IN ('pending', 'running') ORDER BY seq",
+            "SELECT id, user_id, priority FROM tasks WHERE status IN ('pending', 'running')"
+            " AND status = 'pending' ORDER BY seq",
             (),
             QueuedTask,
         )
@@ -457,13 +458,32 @@ class Reader:
             for r in rows
         ]
 
+    async def all_events_between(self, after_id: int, before_id: int | None, limit: int) -> list[StoredEvent]:
+        """Every user's stored events with ids in (after_id, before_id), in id order
+        (``before_id`` None: no upper bound)."""
+        below = "" if before_id is None else " AND id < ?"
+        rows = await self._all(
+            f"SELECT * FROM events WHERE id > ?{below} ORDER BY id LIMIT ?",
+            (after_id, limit) if before_id is None else (after_id, before_id, limit),
+        )
+        return [
+            StoredEvent(r["id"], r["user_id"], r["event"], loads(r["data"]), r["created_at"])
+            for r in rows
+        ]
+
+    async def newest_event_id(self) -> int:
+        """The largest id of an event kept (committed and not pruned), 0 when none is."""
+        row = await self._one("SELECT coalesce(max(id), 0) FROM events")
+        return 0 if row is None else int(row[0])
+
     async def oldest_event_id(self) -> int | None:
         """The smallest event id still kept, or None when the log is empty."""
         row = await self._one("SELECT min(id) FROM events")
         return None if row is None else row[0]
 
     async def last_event_id(self) -> int:
-        """The largest event id ever stored (pruned ones included)."""
+        """The largest event id ever given (pruned ones included; on PostgreSQL, those
+        of uncommitted events and of ``task_progress`` too)."""
         return await self._conn.last_event_id()
 
     async def meta(self, key: str) -> str | None:

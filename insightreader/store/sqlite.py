@@ -18,6 +18,8 @@ import aiosqlite
 from .. import migrate, search
 from ..config import DatabaseSettings
 from ..errors import AlreadyRunning, StorageBusy, StorageFull
+from ..supervisor import Supervisor
+from .channels import Alone
 from .reader import FullText, Reader
 from .rows import Row
 
@@ -95,8 +97,16 @@ class SqliteWrites:
         self.execute = conn.execute
         self.executemany = conn.executemany
 
+    skip_locked = ""
+
     def begin(self) -> None:
         self.connection.execute("BEGIN IMMEDIATE")
+
+    def notify(self, channel: str, payload: str) -> None:
+        pass  # one process serves the file: nobody else to tell
+
+    def event_ids(self, count: int) -> list[int]:
+        raise NotImplementedError("on SQLite the event bus numbers events itself")
 
     def commit(self) -> None:
         search.reindex_dirty(self.connection)  # what the batch changed, in its transaction
@@ -152,8 +162,11 @@ class SQLite:
         self.settings = settings
         self.path = settings.path
 
-    def hold(self) -> IO[str]:
-        return lock_database(self.path)
+    def hold(self, *, shared: bool) -> IO[str]:
+        return lock_database(self.path)  # one process at a time, whoever it is
+
+    def channels(self, supervisor: Supervisor) -> Alone:
+        return Alone()
 
     def open_reader(self) -> AbstractAsyncContextManager[Reader]:
         return open_reader(self.settings)

@@ -70,6 +70,20 @@ class Writes(Protocol):
 
     def index_search_backlog(self, limit: int) -> int: ...
 
+    #: Appended to a SELECT that claims rows another process may be claiming:
+    #: PostgreSQL's `` FOR UPDATE SKIP LOCKED``, nothing on SQLite (one writer).
+    skip_locked: str
+
+    def notify(self, channel: str, payload: str) -> None:
+        """Tell every process listening on ``channel`` (:mod:`insightreader.cluster`)
+        once this transaction commits; nothing on SQLite, where one process serves."""
+        ...
+
+    def event_ids(self, count: int) -> list[int]:
+        """``count`` new event ids, in commit order: larger than any id of an event
+        committed before this transaction and smaller than any committed after it."""
+        ...
+
     def close(self) -> None: ...
 
 
@@ -318,13 +332,48 @@ class Tx:
         row = self._one(sql + " RETURNING *", params)
         return to_task(row) if row else None
 
-    def start_task(self, task_id: str, now: str) -> Task | None:
-        """pending → running with ``attempts`` raised; None unless it was pending."""
+    def claim_task(self, task_id: str) -> Task | None:
+        """The task if it is pending and no other transaction holds its row (another
+        process starting it: PostgreSQL's ``FOR UPDATE SKIP LOCKED``), locked until
+        this transaction ends; None otherwise."""
+        row = self._one(
+            "SELECT * FROM tasks WHERE id = ? AND status = 'pending'" + self._conn.skip_locked, (task_id,)
+        )
+        return to_task(row) if row else None
+
+    def start_task(self, task_id: str, now: str, owner: str, lease_until: str) -> Task | None:
+        """pending → running with ``attempts`` raised, leased to ``owner`` until
+        ``lease_until``; None unless it was pending."""
         return self._update_task(
             "UPDATE tasks SET status = 'running', attempts = attempts + 1, started_at = ?,"
-            " finished_at = NULL WHERE id = ? AND status = 'pending'",
-            (now, task_id),
+            " finished_at = NULL, lease_owner = ?, lease_until = ? WHERE id = ? AND status = 'pending'",
+            (now, owner, lease_until, task_id),
         )
+
+    def renew_leases(self, owner: str, task_ids: list[str], lease_until: str) -> set[str]:
+        """Extend ``owner``'s leases on these running tasks; the ids it still holds."""
+        renewed = set()
+        for task_id in task_ids:
+            row = self._one(
+                "UPDATE tasks SET lease_until = ? WHERE id = ? AND status = 'running' AND lease_owner = ?"
+                " RETURNING id",
+                (lease_until, task_id, owner),
+            )
+            if row is not None:
+                renewed.add(task_id)
+        return renewed
+
+    def requeue_expired(self, now: str | None) -> list[Task]:
+        """Running tasks whose lease ended before ``now`` (None: every running task, at
+        the start of the only process) back to pending; their attempt stays counted, so
+        a task that kills its process cannot loop."""
+        expired = "" if now is None else " AND (lease_until IS NULL OR lease_until < ?)"
+        rows = self._conn.execute(
+            "UPDATE tasks SET status = 'pending', started_at = NULL, lease_owner = NULL,"
+            f" lease_until = NULL WHERE status = 'running'{expired} RETURNING *",
+            () if now is None else (now,),
+        ).fetchall()
+        return [to_task(row) for row in rows]
 
     def finish_task(
         self,
@@ -338,14 +387,17 @@ class Tx:
         prompt_tokens: int = 0,
         completion_tokens: int = 0,
         from_statuses: tuple[str, ...] = ("running",),
+        owner: str | None = None,
     ) -> Task | None:
-        """Move an unfinished task to a final status; None unless it was in ``from_statuses``."""
+        """Move an unfinished task to a final status; None unless it was in
+        ``from_statuses`` (and, when running, leased to ``owner`` if one is given)."""
         marks = ", ".join("?" for _ in from_statuses)
+        leased = "" if owner is None else " AND (status <> 'running' OR lease_owner = ?)"
         return self._update_task(
             "UPDATE tasks SET status = ?, finished_at = ?, result = ?, error = ?,"
             " model = coalesce(?, model), prompt_tokens = prompt_tokens + ?,"
-            " completion_tokens = completion_tokens + ?"
-            f" WHERE id = ? AND status IN ({marks})",
+            " completion_tokens = completion_tokens + ?, lease_owner = NULL, lease_until = NULL"
+            f" WHERE id = ? AND status IN ({marks}){leased}",
             (
                 status.value,
                 now,
@@ -356,16 +408,17 @@ class Tx:
                 completion_tokens,
                 task_id,
                 *from_statuses,
+                *(() if owner is None else (owner,)),
             ),
         )
 
-    def requeue_task(self, task_id: str, *, excuse: bool) -> Task | None:
-        """running → pending (interrupted by shutdown, deferral, or found running at start).
+    def requeue_task(self, task_id: str, owner: str, *, excuse: bool) -> Task | None:
+        """running (leased to ``owner``) → pending: interrupted by shutdown, or deferred.
         ``excuse`` keeps the interrupted run from counting against ``max_attempts``."""
         return self._update_task(
-            "UPDATE tasks SET status = 'pending', started_at = NULL,"
-            " attempts_excused = attempts_excused + ? WHERE id = ? AND status = 'running'",
-            (int(excuse), task_id),
+            "UPDATE tasks SET status = 'pending', started_at = NULL, lease_owner = NULL, lease_until = NULL,"
+            " attempts_excused = attempts_excused + ? WHERE id = ? AND status = 'running' AND lease_owner = ?",
+            (int(excuse), task_id, owner),
         )
 
     def retry_task(self, task_id: str, user_id: str) -> Task | None:
@@ -378,13 +431,6 @@ class Tx:
             " AND NOT EXISTS (SELECT 1 FROM tasks twin WHERE twin.user_id = tasks.user_id"
             " AND twin.input_hash = tasks.input_hash AND twin.status IN ('pending', 'running'))",
             (task_id, user_id),
-        )
-
-    def requeue_interrupted(self) -> int:
-        """At start: tasks left running by a dead process go back to pending (their
-        attempt stays counted, so a task that kills the process cannot loop)."""
-        return self._execute(
-            "UPDATE tasks SET status = 'pending', started_at = NULL WHERE status = 'running'"
         )
 
     def insert_article(self, article: Article, url_key: str | None = None) -> bool:
@@ -435,6 +481,20 @@ class Tx:
             (delivery.id, delivery.webhook_id, delivery.event, delivery.payload, delivery.next_attempt_at,
              delivery.created_at),
         )
+
+    def claim_deliveries(self, delivery_ids: list[str], now: str, until: str) -> set[str]:
+        """Take these deliveries for sending until ``until``: those still pending and due
+        at ``now`` (another process took the others); their ids."""
+        taken = set()
+        for delivery_id in delivery_ids:
+            row = self._one(
+                "UPDATE webhook_deliveries SET next_attempt_at = ? WHERE id = ? AND status = 'pending'"
+                " AND next_attempt_at <= ? RETURNING id",
+                (until, delivery_id, now),
+            )
+            if row is not None:
+                taken.add(delivery_id)
+        return taken
 
     def record_attempt(
         self, delivery_id: str, *, status: str, next_attempt_at: str | None, last_status: int | None,
@@ -489,9 +549,12 @@ class Tx:
     def set_batch_status(self, batch_id: str, status: str) -> None:
         self._execute("UPDATE batches SET status = ? WHERE id = ?", (status, batch_id))
 
-    def drop_staging_batches(self) -> int:
-        """Batches whose request died while storing their items (never answered)."""
-        return self._execute("DELETE FROM batches WHERE status = 'staging'")
+    def drop_staging_batches(self, before: str | None) -> int:
+        """Batches whose request died while storing their items (never answered):
+        every one still being stored, or (``before``) those created before then."""
+        if before is None:
+            return self._execute("DELETE FROM batches WHERE status = 'staging'")
+        return self._execute("DELETE FROM batches WHERE status = 'staging' AND created_at < ?", (before,))
 
     def take_batch_item(self, batch_id: str, position: int) -> bool:
         """Remove the item from the batch's items to do; False when it is not there (done
@@ -707,12 +770,31 @@ class Tx:
         )
 
     def insert_event(
-        self, event_id: int, user_id: str, event: str, data: dict[str, Any], now: str
-    ) -> None:
-        self._execute(
-            "INSERT INTO events (id, user_id, event, data, created_at) VALUES (?, ?, ?, ?, ?)",
-            (event_id, user_id, event, to_json(data), now),
+        self, event_id: int | None, user_id: str, event: str, data: dict[str, Any], now: str
+    ) -> int:
+        """Store an event under ``event_id``, or (None) the next id of the events
+        table's sequence; its id."""
+        if event_id is not None:
+            self._execute(
+                "INSERT INTO events (id, user_id, event, data, created_at) VALUES (?, ?, ?, ?, ?)",
+                (event_id, user_id, event, to_json(data), now),
+            )
+            return event_id
+        row = self._one(
+            "INSERT INTO events (user_id, event, data, created_at) VALUES (?, ?, ?, ?) RETURNING id",
+            (user_id, event, to_json(data), now),
         )
+        assert row is not None
+        return int(row[0])
+
+    def notify(self, channel: str, payload: str) -> None:
+        """Tell the processes sharing the database, once this transaction commits
+        (:mod:`.channels`; nothing on SQLite)."""
+        self._conn.notify(channel, payload)
+
+    def event_ids(self, count: int) -> list[int]:
+        """``count`` ids of events that are not stored, in commit order (PostgreSQL)."""
+        return self._conn.event_ids(count)
 
     def prune_events(self, before: str) -> int:
         return self._execute("DELETE FROM events WHERE created_at < ?", (before,))

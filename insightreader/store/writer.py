@@ -39,6 +39,7 @@ from ..config import DatabaseSettings
 from ..errors import ShuttingDown, StorageBusy, StorageFull
 from ..migrate import Migration
 from ..supervisor import Supervisor
+from .channels import Channels
 from .reader import Reader, Reads
 from .tx import Tx, Writes
 
@@ -61,8 +62,12 @@ class Database(Protocol):
 
     async def connect_reader(self) -> Reads: ...
 
-    def hold(self) -> Held:
-        """Hold the database for a serving process's life (see :func:`hold`)."""
+    def hold(self, *, shared: bool) -> Held:
+        """Hold the database for a process's life (see :func:`hold`)."""
+        ...
+
+    def channels(self, supervisor: Supervisor) -> Channels:
+        """How processes sharing the database tell each other (:mod:`.channels`)."""
         ...
 
     def open_reader(self) -> AbstractAsyncContextManager[Reader]:
@@ -74,10 +79,12 @@ class Held(Protocol):
     def close(self) -> None: ...
 
 
-def hold(settings: DatabaseSettings) -> Held:
-    """Hold the database for this serving process's life: AlreadyRunning when another
-    process holds it (SQLite: a lock file beside it; PostgreSQL: an advisory lock)."""
-    return _database(settings).hold()
+def hold(settings: DatabaseSettings, *, shared: bool = False) -> Held:
+    """Hold the database for this process's life: AlreadyRunning when another process
+    holds it. SQLite: a lock file beside it, one process at a time. PostgreSQL: an
+    advisory lock, ``shared`` by serving processes (any number), exclusive for an
+    operator command that writes behind their backs."""
+    return _database(settings).hold(shared=shared)
 
 
 def open_reader(settings: DatabaseSettings) -> AbstractAsyncContextManager[Reader]:
@@ -205,6 +212,8 @@ class Store:
         self.settings = settings
         self._database = _database(settings)
         self._supervisor = supervisor or Supervisor()
+        #: How this process and others on the same database tell each other.
+        self.channels = self._database.channels(self._supervisor)
         self._thread: ThreadPoolExecutor | None = None
         self._writer: Writes | None = None
         self._reader: Reads | None = None
@@ -227,6 +236,7 @@ class Store:
             self._thread = ThreadPoolExecutor(1, thread_name_prefix="store-writer")
             self._writer = await self._on_writer_thread(self._database.connect_writer)
             self._reader = await self._database.connect_reader()
+            await self.channels.start()
         except BaseException:
             await self.close()
             raise
@@ -237,7 +247,8 @@ class Store:
         return await asyncio.get_running_loop().run_in_executor(self._thread, fn, *args)
 
     async def close(self) -> None:
-        """Finish queued writes, then close both connections."""
+        """Stop listening, finish queued writes, then close both connections."""
+        await self.channels.stop()
         if self._writer_task is not None:
             await self._queue.join()
             self._writer_task.cancel()

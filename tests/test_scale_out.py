@@ -1,0 +1,174 @@
+"""Three server processes on one PostgreSQL database (docs/scale-out.md): any process
+accepts any request and any may run the task; a stream on one process gets the
+events of tasks another runs and resumes on a third; a task whose process is killed
+runs again elsewhere once its lease ran out, and ends once; a cancel reaches the
+process running the task.
+
+Each process is a real server started by ``start_server`` on the same configuration
+(so the same database, signing secret and ``tasks.lease`` of 2 s). Which process runs
+a task is read from each one's ``/api/v1/test/stats`` (the test task types count
+their runs per process).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.support import db
+from tests.support.client import POLL, Api, register
+from tests.support.postgres import needs_postgres
+from tests.support.process import ServerProcess
+from tests.support.sse import Message, open_stream
+
+pytestmark = needs_postgres
+
+Connect = Callable[[ServerProcess], httpx.AsyncClient]
+StartServer = Callable[..., ServerProcess]
+
+
+@pytest.fixture
+def database() -> str:
+    """Every server here runs on PostgreSQL (tests/conftest.py)."""
+    return "postgresql"
+
+
+async def _started(api: Api) -> list[str]:
+    return list((await api.stats())["started"])
+
+
+async def _until(check: Callable[[], Any], what: str, timeout: float = 20) -> Any:
+    """Poll ``check()`` (a coroutine function) until it returns something true."""
+    deadline = time.monotonic() + timeout
+    while True:
+        found = await check()
+        if found:
+            return found
+        assert time.monotonic() < deadline, what
+        await asyncio.sleep(POLL)
+
+
+async def test_a_task_submitted_to_one_process_runs_on_another(
+    start_server: StartServer, connect: Connect, database_at: str
+) -> None:
+    # A runs one task at a time and is kept busy: what it accepts runs elsewhere.
+    a = start_server(tasks={"max_concurrency": 1})
+    on_a = await register(connect(a))
+    busy = await on_a.submit_id("gate", {"gate": "busy"})
+    await on_a.wait_running(1)
+    b, c = start_server(), start_server()
+    on_b, on_c = on_a.on(connect(b)), on_a.on(connect(c))
+
+    submitted = [await on_a.submit_id("echo", {"n": n}) for n in range(6)]
+    for task_id in submitted:
+        done = await on_a.wait_status(task_id, "completed")
+        assert done["result"]["echo"] == {"n": submitted.index(task_id)}
+    elsewhere = await _started(on_b) + await _started(on_c)
+    assert sorted(elsewhere) == sorted(submitted)  # each ran once, none on A
+    assert await _started(on_a) == [busy]
+
+    # Dedup holds across processes: the same input on C is answered from B's or C's run.
+    again = await on_c.submit("echo", {"n": 0})
+    assert again.status_code == 200, again.text
+    assert again.json()["task_id"] == submitted[0]
+
+    await on_a.open_gate("busy")
+    await on_b.wait_status(busy, "completed")
+    counts = db.terminal_counts(database_at)
+    assert {counts[t] for t in [busy, *submitted]} == {1}
+
+
+def _ids(messages: list[Message]) -> list[int]:
+    return [m.id for m in messages if m.id is not None]
+
+
+async def test_a_stream_gets_another_process_s_events_and_resumes_on_a_third(
+    start_server: StartServer, connect: Connect, database_at: str
+) -> None:
+    a, b, c = start_server(), start_server(), start_server()
+    on_a = await register(connect(a))
+    on_b, on_c = on_a.on(connect(b)), on_a.on(connect(c))
+    clients = (on_a, on_b, on_c)
+
+    async with open_stream(on_a.http, on_a.token) as stream:
+        assert stream.response.status_code == 200
+        await stream.events.until(lambda m: m.event == "connected")
+        writing = await on_b.submit_id("gate", {"gate": "w", "deltas": ["one ", "two ", "three"]})
+        seen = await stream.events.until(lambda m: m.event == "task_progress" and "three" in m.data["delta"])
+        progress = [m for m in seen if m.event == "task_progress"]
+        text = "".join(m.data["delta"] for m in progress)
+        assert text == "one two three"
+        # Deltas may travel together, but their indexes stay consecutive from 0.
+        assert [m.data["index"] for m in progress] == list(range(len(progress)))
+        assert [m.event for m in seen if m.event != "task_progress"] == ["task_queued", "task_started"]
+        resume_after = _ids(seen)[-1]
+        assert _ids(seen) == sorted(set(_ids(seen)))
+
+    for api in clients:  # the gate is in whichever process runs the task
+        await api.open_gate("w")
+    await on_a.wait_status(writing, "completed")
+    echo = await on_b.submit_id("echo", {"after": "resume"})
+    await on_b.wait_status(echo, "completed")
+
+    async with open_stream(on_c.http, on_c.token, headers={"Last-Event-ID": str(resume_after)}) as stream:
+        assert stream.response.status_code == 200
+        resumed = await stream.events.until(lambda m: m.event == "task_completed" and m.data["task_id"] == echo)
+    # The test's database has this one user.
+    stored = db.rows(database_at, f"SELECT id, event FROM events WHERE id > {resume_after} ORDER BY id")
+    # Everything stored after the id it resumed from, in order, once: nothing lost on
+    # the way from B (or whichever ran them) to C.
+    assert [(m.id, m.event) for m in resumed if m.id is not None] == [(r["id"], r["event"]) for r in stored]
+    assert [r["event"] for r in stored] == [
+        "task_completed", "task_queued", "task_started", "task_completed"
+    ]
+
+
+async def test_a_killed_process_s_task_finishes_on_another_after_its_lease(
+    start_server: StartServer, connect: Connect, database_at: str
+) -> None:
+    a = start_server()
+    on_a = await register(connect(a))
+    task_id = await on_a.submit_id("gate", {"gate": "k"})
+    await on_a.wait_running(1)
+    b, c = start_server(), start_server()
+    on_b, on_c = on_a.on(connect(b)), on_a.on(connect(c))
+    a.kill()
+
+    async def rerun() -> dict[str, Any] | None:
+        task = await on_b.task(task_id)
+        return task if task["status"] == "running" and task["attempts"] == 2 else None
+
+    # The lease is 2 s (tests/conftest.py): B or C takes the task back and runs it again.
+    await _until(rerun, "the killed process's task did not run again elsewhere")
+    for api in (on_b, on_c):
+        await api.open_gate("k")
+    done = await on_c.wait_status(task_id, "completed")
+    assert done["attempts"] == 2
+    assert db.terminal_counts(database_at)[task_id] == 1
+    assert db.task_events(database_at)[task_id] == [
+        "task_queued", "task_started", "task_queued", "task_started", "task_completed"
+    ]
+    assert await _started(on_b) + await _started(on_c) == [task_id]
+
+
+async def test_a_cancel_on_one_process_stops_the_run_on_another(
+    start_server: StartServer, connect: Connect, database_at: str
+) -> None:
+    a = start_server()
+    on_a = await register(connect(a))
+    task_id = await on_a.submit_id("gate", {"gate": "never"})
+    await on_a.wait_running(1)
+    c = start_server()
+    on_c = on_a.on(connect(c))
+
+    response = await on_c.post(f"/api/v1/tasks/{task_id}/cancel")
+    assert response.status_code == 200, response.text
+    assert response.json()["status"] == "cancelled"
+    assert (await on_a.stats())["current"] == 0  # the run on A was stopped
+    assert db.terminal_counts(database_at)[task_id] == 1
+    assert db.task_events(database_at)[task_id][-1] == "task_cancelled"
