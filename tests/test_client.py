@@ -297,7 +297,8 @@ async def test_wait_resumes_after_the_server_is_killed_and_restarted(
                 if event.event == "task_completed":
                     break
         assert [(name, attempt) for _, name, attempt in seen] == [
-            ("task_queued", None), ("task_started", 1), ("task_started", 2), ("task_completed", None)
+            ("task_queued", None), ("task_started", 1), ("task_queued", None), ("task_started", 2),
+            ("task_completed", None),
         ]
         assert [i for i, _, _ in seen] == sorted({i for i, _, _ in seen})
 

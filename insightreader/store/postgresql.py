@@ -209,6 +209,8 @@ class PostgresWrites:
     def __init__(self, url: str) -> None:
         self._url = url
         self.connection = self._connect()
+        #: The transaction's notifications, sent together just before its COMMIT.
+        self._notes: list[tuple[str, str]] = []
 
     def _connect(self) -> psycopg.Connection[Any]:
         conn = psycopg.connect(self._url, autocommit=True, row_factory=_rows)
@@ -239,11 +241,15 @@ class PostgresWrites:
         self._begin()
 
     def _begin(self) -> None:
+        self._notes.clear()
         self.connection.execute("BEGIN")
         self.connection.execute("SELECT pg_advisory_xact_lock(%s)", (_WRITE_LOCK,))
 
     def notify(self, channel: str, payload: str) -> None:
-        self.connection.execute("SELECT pg_notify(%s, %s)", (channel, payload))
+        # Sent at the commit, all in one statement: one round trip per batch, not per
+        # notification. One from a job that rolled back to its savepoint goes out too;
+        # every listener reads the tables it concerns and finds nothing new then.
+        self._notes.append((channel, payload))
 
     def event_ids(self, count: int) -> list[int]:
         # In commit order: every write transaction holds the write lock (see begin).
@@ -256,9 +262,17 @@ class PostgresWrites:
         dirty = [row[0] for row in self.execute("DELETE FROM search_dirty RETURNING seq")]
         if dirty:
             _reindex(self, dirty)  # what the batch changed, in its transaction
+        if self._notes:
+            notes = list(dict.fromkeys(self._notes))
+            self.connection.execute(
+                "SELECT pg_notify(c, p) FROM unnest(%s::text[], %s::text[]) WITH ORDINALITY AS n(c, p, i) ORDER BY i",
+                ([c for c, _ in notes], [p for _, p in notes]),
+            )
+            self._notes.clear()
         self.connection.execute("COMMIT")
 
     def rollback(self) -> None:
+        self._notes.clear()
         self.connection.execute("ROLLBACK")
 
     @property
