@@ -4,6 +4,7 @@
     python -m bench machine                     # what the JSON lines record about the machine
     python -m bench run SCENARIO|all [--target insightreader|original|ceiling ...]
                         [--runs 3] [--quick] [--out results.jsonl]
+                        [--postgres ADMIN_URL [--processes N]]
 
 Scenarios: submit-closed, submit-paced, end-to-end, fanout, idle-streams, restart.
 Each run starts its own fake upstream and server; the targets of one scenario run
@@ -26,7 +27,15 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench import machine  # noqa: E402
-from bench.procs import OPTIONS, POSTGRES, TARGETS, ensure_baseline_venv, prepare_harness  # noqa: E402
+from bench.procs import (  # noqa: E402
+    OPTIONS,
+    POSTGRES,
+    PROCESSES,
+    TARGETS,
+    ensure_baseline_venv,
+    prepare_harness,
+    server_count,
+)
 from bench.scenarios import SCENARIOS, Scenario  # noqa: E402
 
 
@@ -59,6 +68,7 @@ def run_scenario(scenario: Scenario, targets: list[str], runs: int, quick: bool,
         result: dict[str, Any] = {
             "scenario": scenario.name, "variant": scenario.variant, "target": target, "quick": quick,
             "runs": len(per_target[target]),
+            "processes": server_count(target) if scenario.spread else 1,
             "metrics": aggregate(per_target[target]) if per_target[target] else {},
             "error": errors.get(target),
             "options": dict(OPTIONS),
@@ -95,11 +105,11 @@ def table(results: list[dict[str, Any]]) -> str:
         scenario = next(s for s in SCENARIOS[rows[0]["scenario"]] if s.variant == rows[0]["variant"])
         head = scenario.headline
         lines.append(f"\n{label}")
-        lines.append("| target | runs | " + " | ".join(head) + " |")
-        lines.append("|---|---:|" + "---:|" * len(head))
+        lines.append("| target | runs | processes | " + " | ".join(head) + " |")
+        lines.append("|---|---:|---:|" + "---:|" * len(head))
         for r in rows:
             cells = [_cell(r["metrics"].get(k)) for k in head] if not r["error"] else [r["error"][:60]] + [""] * (len(head) - 1)
-            lines.append(f"| {r['target']} | {r['runs']} | " + " | ".join(cells) + " |")
+            lines.append(f"| {r['target']} | {r['runs']} | {r['processes']} | " + " | ".join(cells) + " |")
         medians = {r["target"]: r["metrics"].get(head[0], {}).get("median") for r in rows}
         ours, theirs = medians.get("insightreader"), medians.get("original")
         if ours is not None and theirs:
@@ -122,8 +132,15 @@ def main() -> None:
     run.add_argument("--postgres", metavar="ADMIN_URL", default=None,
                      help="run InsightReader on PostgreSQL: a new database on this server for each start"
                           " (postgresql://user@host/postgres; the user may create databases)")
+    run.add_argument("--processes", type=int, default=1, metavar="N",
+                     help="with --postgres: N InsightReader servers on each start's one database in the submit and"
+                          " end-to-end scenarios, the load spread over them round-robin (default 1)")
     run.add_argument("--out", type=Path, default=None, help="also append the JSON lines to this file")
     args = parser.parse_args()
+    if args.command == "run" and args.processes < 1:
+        run.error("--processes must be at least 1")
+    if args.command == "run" and args.processes != 1 and not args.postgres:
+        run.error("--processes needs --postgres: only PostgreSQL lets several servers share one database")
     if args.command == "setup":
         ensure_baseline_venv()
         return
@@ -135,6 +152,7 @@ def main() -> None:
     if args.postgres:
         OPTIONS["database"] = "postgresql"
         POSTGRES["admin_url"] = args.postgres
+        PROCESSES["count"] = args.processes
     targets = args.target or list(TARGETS)
     runs = args.runs or (1 if args.quick else 3)
     names = list(SCENARIOS) if args.scenario == "all" else [args.scenario]

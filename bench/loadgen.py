@@ -1,7 +1,9 @@
 """Load that Python can generate without being the bottleneck: raw asyncio sockets.
 
 Run by the harness as a process of its own, pinned to the load core; prints one JSON
-object. Modes:
+object. ``paced`` and ``e2e`` take several servers (``--url`` repeated, ``--processes``):
+request *i* goes to server *i mod N* over that server's share of the connections, and
+``e2e`` opens one event stream on each. Modes:
 
 ``paced``  open-loop submits at a fixed rate over a pool of keep-alive connections.
     Request *i* is due at ``t0 + i / rate``; its latency is measured from that due
@@ -12,8 +14,8 @@ object. Modes:
     arrival of the first event that names the submitted task.
 ``idle``   many event streams held open: the server's RSS before and after they
     open (``/proc/PID/status``), and every heartbeat's arrival per stream.
-``e2e``    one event stream; submits in a burst or paced; every ``task_completed``
-    (or ``task_failed``) counted per task.
+``e2e``    one event stream per server; submits in a burst or paced; every
+    ``task_completed`` (or ``task_failed``) counted per task and stream.
 
 Times are ``time.monotonic()`` taken when the bytes arrive (``data_received``).
 Parsing costs a few microseconds per message in this process; at 1,000 streams that
@@ -102,29 +104,34 @@ def submit_body(nonce: str, n: int) -> bytes:
     return json.dumps({"selected_text": f"bench {nonce} passage {n}: street trees cool the air by shading asphalt."}).encode()
 
 
-async def paced(host: str, port: int, token: str, rate: float | None, total: int, connections: int,
+async def paced(addresses: list[tuple[str, int]], token: str, rate: float | None, total: int, connections: int,
                 on_answer: Callable[[int, float, float, int, bytes], None] | None = None) -> dict[str, Any]:
     """``total`` submits, ``rate`` a second (``None``: all due at once) from a pool of
-    ``connections``."""
+    ``connections``, round-robin over ``addresses``: connection *c* and request *i* go
+    to address *c mod N* and *i mod N*, so each server gets its share of the requests
+    whatever its speed (a round-robin balancer), waiting for its own connections."""
+    if connections < len(addresses):
+        raise ValueError(f"{connections} connections cannot reach {len(addresses)} servers")
     nonce = uuid.uuid4().hex[:12]
-    pool = [Conn(host, port, token) for _ in range(connections)]
-    await asyncio.gather(*(c.connect() for c in pool))
-    due: asyncio.Queue[tuple[int, float, bool]] = asyncio.Queue()
+    lanes = range(len(addresses))
+    pool = [(c % len(addresses), Conn(*addresses[c % len(addresses)], token)) for c in range(connections)]
+    await asyncio.gather(*(c.connect() for _, c in pool))
+    due: list[asyncio.Queue[tuple[int, float, bool]]] = [asyncio.Queue() for _ in lanes]
     latencies: list[float] = []
     send_lags: list[float] = []
     statuses: dict[str, int] = {}
     errors = 0
     last_answer = 0.0
-    idle = connections
+    idle = [sum(1 for lane, _ in pool if lane == n) for n in lanes]
     exhausted = 0
 
-    async def worker(conn: Conn) -> None:
-        nonlocal errors, last_answer, idle
+    async def worker(lane: int, conn: Conn) -> None:
+        nonlocal errors, last_answer
         while True:
-            n, intended, had_idle = await due.get()
+            n, intended, had_idle = await due[lane].get()
             if n < 0:
                 return
-            idle -= 1
+            idle[lane] -= 1
             sent = time.monotonic()
             if had_idle:  # the generator's own lateness, not a wait for a busy pool
                 send_lags.append(sent - intended)
@@ -133,9 +140,9 @@ async def paced(host: str, port: int, token: str, rate: float | None, total: int
             except (OSError, asyncio.IncompleteReadError, ValueError):
                 errors += 1
                 conn.close()
-                idle += 1
+                idle[lane] += 1
                 continue
-            idle += 1
+            idle[lane] += 1
             answered = time.monotonic()
             last_answer = answered
             statuses[str(status)] = statuses.get(str(status), 0) + 1
@@ -143,20 +150,21 @@ async def paced(host: str, port: int, token: str, rate: float | None, total: int
             if on_answer is not None:
                 on_answer(n, intended, answered, status, data)
 
-    workers = [asyncio.create_task(worker(c)) for c in pool]
+    workers = [asyncio.create_task(worker(lane, c)) for lane, c in pool]
     start = time.monotonic() + 0.05
     for n in range(total):
         intended = start + (n / rate if rate else 0.0)
         delay = intended - time.monotonic()
         if delay > 0:
             await asyncio.sleep(delay)
-        free = idle - due.qsize() > 0  # a connection waits for this request
+        lane = n % len(addresses)
+        free = idle[lane] - due[lane].qsize() > 0  # a connection waits for this request
         exhausted += not free
-        due.put_nowait((n, intended, free))
-    for _ in pool:
-        due.put_nowait((-1, 0.0, False))
+        due[lane].put_nowait((n, intended, free))
+    for lane, _ in pool:
+        due[lane].put_nowait((-1, 0.0, False))
     await asyncio.gather(*workers)
-    for c in pool:
+    for _, c in pool:
         c.close()
     ok = sum(v for k, v in statuses.items() if k.startswith("2"))
     return {
@@ -368,16 +376,19 @@ async def idle(host: str, port: int, token: str, streams: int, heartbeat: float,
     }
 
 
-async def e2e(host: str, port: int, token: str, tasks: int, rate: float | None, connections: int) -> dict[str, Any]:
-    """``tasks`` submits (a burst, or ``rate`` a second), every completion counted."""
-    finished: dict[str, list[tuple[float, str]]] = {}
+async def e2e(addresses: list[tuple[str, int]], token: str, tasks: int, rate: float | None,
+              connections: int) -> dict[str, Any]:
+    """``tasks`` submits (a burst, or ``rate`` a second), every completion counted on
+    one event stream per address (each must get every task's outcome once). A task is
+    finished when the last stream has its outcome: that time is its completion."""
+    finished: dict[str, dict[Stream, list[tuple[float, str]]]] = {}
 
     def on_message(stream: Stream, now: float, event: str, data: str) -> None:
         _mark_connected(stream, now, event, data)
         if event in ("task_completed", "task_failed"):
-            finished.setdefault(json.loads(data)["task_id"], []).append((now, event))
+            finished.setdefault(json.loads(data)["task_id"], {}).setdefault(stream, []).append((now, event))
 
-    (stream,) = await open_streams(host, port, token, 1, on_message)
+    streams = [s for host, port in addresses for s in await open_streams(host, port, token, 1, on_message)]
     submitted: dict[str, float] = {}
     refused: dict[str, int] = {}
 
@@ -387,32 +398,43 @@ async def e2e(host: str, port: int, token: str, tasks: int, rate: float | None, 
         else:
             refused[str(status)] = refused.get(str(status), 0) + 1
 
-    load = await paced(host, port, token, rate, tasks, connections, on_answer)
-    await wait_until(lambda: all(t in finished for t in submitted), 60.0 + tasks, step=0.05)
-    stream.close()
-    done = [t for t in submitted if t in finished]
-    completions = [finished[t][0][0] for t in done]
+    def on_every_stream(task: str) -> bool:
+        return len(finished.get(task, ())) == len(streams)
+
+    load = await paced(addresses, token, rate, tasks, connections, on_answer)
+    await wait_until(lambda: all(on_every_stream(t) for t in submitted), 60.0 + tasks, step=0.05)
+    for stream in streams:
+        stream.close()
+    done = [t for t in submitted if on_every_stream(t)]
+    outcome = {t: next(iter(finished[t].values()))[0][1] for t in done}
+    completion = {t: max(seen[0][0] for seen in finished[t].values()) for t in done}
     first_submit = min(submitted.values()) if submitted else 0.0
-    last = max(completions) if completions else first_submit
+    last = max(completion.values(), default=first_submit)
     return {
         "tasks": tasks, "submitted": len(submitted), "refused": refused,
-        "completed": sum(1 for t in done if finished[t][0][1] == "task_completed"),
-        "failed": sum(1 for t in done if finished[t][0][1] == "task_failed"),
+        "completed": sum(1 for t in done if outcome[t] == "task_completed"),
+        "failed": sum(1 for t in done if outcome[t] == "task_failed"),
         "lost": len(submitted) - len(done),
-        "duplicated": sum(len(v) - 1 for v in finished.values()),
+        "duplicated": sum(len(seen) - 1 for per_stream in finished.values() for seen in per_stream.values()),
         "unknown": sum(1 for t in finished if t not in submitted),
         "seconds": round(last - first_submit, 3),
         "completed_per_s": round(len(done) / max(1e-9, last - first_submit), 3),
-        "latencies": [finished[t][0][0] - submitted[t] for t in done],
+        "latencies": [completion[t] - submitted[t] for t in done],
         "submit": {k: load[k] for k in ("p50_ms", "p99_ms", "achieved_rate", "send_lag_p99_ms")},
         "window": [first_submit, last],
     }
 
 
+def address(url: str) -> tuple[str, int]:
+    """``http://HOST:PORT`` as (host, port)."""
+    host, _, port = url.removeprefix("http://").partition(":")
+    return host, int(port.rstrip("/"))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("mode", choices=["paced", "fanout", "idle", "e2e"])
-    parser.add_argument("--url", required=True)
+    parser.add_argument("--url", action="append", required=True, help="repeatable (paced, e2e): several servers")
     parser.add_argument("--token", required=True)
     parser.add_argument("--rate", type=float, default=None)
     parser.add_argument("--duration", type=float, default=10.0)
@@ -425,14 +447,16 @@ def main() -> None:
     parser.add_argument("--tasks", type=int, default=100)
     parser.add_argument("--pid", type=int, default=0)
     args = parser.parse_args()
-    host, _, port_text = args.url.removeprefix("http://").partition(":")
-    port = int(port_text.rstrip("/"))
+    addresses = [address(url) for url in args.url]
+    if args.mode in ("fanout", "idle") and len(addresses) > 1:
+        parser.error(f"{args.mode} measures one server: one --url")
+    host, port = addresses[0]
     runs: dict[str, Callable[[], Awaitable[dict[str, Any]]]] = {
-        "paced": lambda: paced(host, port, args.token, args.rate, max(1, round(args.rate * args.duration)),
+        "paced": lambda: paced(addresses, args.token, args.rate, max(1, round(args.rate * args.duration)),
                                args.connections),
         "fanout": lambda: fanout(host, port, args.token, args.streams, args.events, args.spacing),
         "idle": lambda: idle(host, port, args.token, args.streams, args.heartbeat, args.hold, args.pid),
-        "e2e": lambda: e2e(host, port, args.token, args.tasks, args.rate, args.connections),
+        "e2e": lambda: e2e(addresses, args.token, args.tasks, args.rate, args.connections),
     }
     result = asyncio.run(runs[args.mode]())
     sys.stdout.write(json.dumps(result) + "\n")

@@ -2,7 +2,8 @@
 
 The server gets core 0 (``taskset -c 0``), everything else — this harness, the load
 generators, the fake upstream — core 1, when the machine has two cores and ``taskset``
-exists (otherwise nothing is pinned, and the JSON says so).
+exists (otherwise nothing is pinned, and the JSON says so). With ``--processes N`` the
+N InsightReader processes of a start all get core 0, so 1 and N share the same CPU.
 """
 
 from __future__ import annotations
@@ -49,6 +50,11 @@ OPTIONS = {"synchronous": "FULL", "database": "sqlite"}
 #: ``--postgres ADMIN_URL``: each InsightReader server gets a new database on that
 #: PostgreSQL server (never recorded: the URL may carry a password).
 POSTGRES: dict[str, str] = {}
+#: ``--processes N`` (with ``--postgres``): the InsightReader processes a start of a
+#: scenario that spreads its load (:func:`start_servers`) runs on its one database.
+PROCESSES = {"count": 1}
+#: The targets that serve InsightReader's database, so can run as several processes.
+INSIGHTREADER_TARGETS = ("insightreader", "insightreader-uvloop", "insightreader-uvicorn")
 
 
 def prepare_harness() -> None:
@@ -163,10 +169,11 @@ def _fresh_postgres_database() -> str:
 
 
 def insightreader_config(workdir: Path, port: int, upstream: Upstream, *, heartbeat: float = 15.0,
-                         database: Path | None = None) -> Path:
+                         database: Path | None = None, postgres_url: str | None = None) -> Path:
+    """``workdir/config.toml``; on ``--postgres``, for ``postgres_url`` (default: a new database)."""
     store: dict[str, Any] = {"path": str(database or workdir / "bench.db"), "synchronous": OPTIONS["synchronous"]}
     if POSTGRES:
-        store["url"] = _fresh_postgres_database()
+        store["url"] = postgres_url or _fresh_postgres_database()
     return write_config(workdir / "config.toml", {
         "server": {"bind": f"127.0.0.1:{port}", "graceful_timeout": 0.5},
         "database": store,
@@ -221,6 +228,36 @@ def start_server(target: str, workdir: Path, upstream: Upstream | None, *, heart
     return Server(target, proc, url, lag_files, listening - proc.started)
 
 
+def server_count(target: str) -> int:
+    """How many processes :func:`start_servers` runs for ``target``: ``--processes`` for
+    InsightReader, one for the others (each keeps its state in its own memory)."""
+    return PROCESSES["count"] if target in INSIGHTREADER_TARGETS else 1
+
+
+def start_servers(target: str, workdir: Path, upstream: Upstream) -> list[Server]:
+    """``server_count(target)`` servers of ``target`` on one new database, each on a port
+    of its own, started one after the other, each ready (``wait_started``) before the
+    next starts; with one, exactly :func:`start_server`."""
+    count = server_count(target)
+    if count == 1:
+        return [start_server(target, workdir, upstream)]
+    postgres_url = _fresh_postgres_database()
+    servers: list[Server] = []
+    try:
+        for n in range(count):
+            home = workdir / f"process-{n + 1}"
+            home.mkdir()
+            # one database.path for all: the generated signing secret lives beside it,
+            # so a token from one process is valid on every other
+            config = insightreader_config(home, free_port(), upstream, database=workdir / "bench.db",
+                                          postgres_url=postgres_url)
+            servers.append(start_server(target, home, upstream, config=config))
+    except BaseException:
+        stop_all(*servers)
+        raise
+    return servers
+
+
 def wait_started(proc: Proc, url: str) -> None:
     """Until InsightReader's ``/readyz`` says its start-up is done (the LLM SDK, which
     loads after the server listens, included): load measured from then on is the
@@ -268,9 +305,11 @@ def login(url: str, name: str = "bench") -> str:
         return str(answer.json()["access_token"])
 
 
-def run_loadgen(mode: str, url: str, token: str, **options: Any) -> dict[str, Any]:
-    """``python -m bench.loadgen MODE`` on the load core; its JSON."""
-    argv = [sys.executable, "-m", "bench.loadgen", mode, "--url", url, "--token", token]
+def run_loadgen(mode: str, urls: list[str], token: str, **options: Any) -> dict[str, Any]:
+    """``python -m bench.loadgen MODE`` on the load core, on the servers at ``urls``; its JSON."""
+    argv = [sys.executable, "-m", "bench.loadgen", mode, "--token", token]
+    for url in urls:
+        argv += ["--url", url]
     for key, value in options.items():
         if value is not None:
             argv += [f"--{key}", str(value)]

@@ -4,6 +4,10 @@ Every run starts its own fake upstream and its own server (a fresh database for
 InsightReader), measures, reads the server's event-loop lag over the measurement
 window, and stops everything. A run returns flat metrics (numbers); ``runner``
 takes the median, min and max over the runs.
+
+The scenarios marked ``spread`` (submit and end to end) start ``--processes N``
+InsightReader servers on one PostgreSQL database (:func:`procs.start_servers`) and
+spread their load over them round-robin; their loop lag is that of all N.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from .procs import (
     login,
     run_loadgen,
     start_server,
+    start_servers,
     start_upstream,
     stop_all,
 )
@@ -50,6 +55,8 @@ class Scenario:
     run: Callable[[str, bool, Path], Metrics]
     #: Metrics shown in the table, in order (the first is the one compared across targets).
     headline: tuple[str, ...]
+    #: Runs ``--processes`` InsightReader servers per start (``start_servers``).
+    spread: bool = False
 
     @property
     def label(self) -> str:
@@ -59,17 +66,24 @@ class Scenario:
 # -- event-loop lag ------------------------------------------------------------------------
 
 
-def loop_lag(server: Server, start: float, end: float) -> Metrics:
-    """p50 / p99 / max of the lag sampled in [start, end], per loop of the server."""
+def wait_flushed(server: Server, end: float) -> None:
+    """Until the server's sampler has written past ``end`` (it flushes every second)."""
     deadline = time.monotonic() + 3.0
-    while time.monotonic() < deadline:  # the sampler flushes every second
+    while time.monotonic() < deadline:
         samples = lagprobe.read_samples(str(server.lag_files["loop"]), end, float("inf"))
         if samples or server.proc.popen.poll() is not None:
-            break
+            return
         time.sleep(0.1)
+
+
+def loop_lag(servers: list[Server], start: float, end: float) -> Metrics:
+    """p50 / p99 / max of the lag sampled in [start, end], per loop of the server; of
+    several processes, their samples pooled (each loop is sampled 100 times a second)."""
+    for server in servers:
+        wait_flushed(server, end)
     found: Metrics = {}
-    for name, path in server.lag_files.items():
-        lags = lagprobe.read_samples(str(path), start, end)
+    for name in servers[0].lag_files:
+        lags = [lag for s in servers for lag in lagprobe.read_samples(str(s.lag_files[name]), start, end)]
         if lags:
             prefix = "lag" if name == "loop" else f"{name}_lag"
             found[f"{prefix}_p50_ms"] = round((percentile(lags, 50) or 0) * 1000, 3)
@@ -78,19 +92,21 @@ def loop_lag(server: Server, start: float, end: float) -> Metrics:
     return found
 
 
-def scrape_lag_metric(server: Server) -> dict[str, float]:
-    """InsightReader's own loop-lag metric from /metrics, when the server has one."""
-    if not server.target.startswith("insightreader"):
-        return {}
-    try:
-        text = httpx.get(f"{server.url}/metrics", timeout=10).text
-    except httpx.HTTPError:
-        return {}
+def scrape_lag_metric(servers: list[Server]) -> dict[str, float]:
+    """InsightReader's own loop-lag metric from /metrics, when the server has one;
+    summed over several processes (the histogram's buckets and counts add up)."""
     values: dict[str, float] = {}
-    for line in text.splitlines():
-        if line.startswith(LAG_METRIC):
-            name, _, value = line.rpartition(" ")
-            values[name] = float(value)
+    for server in servers:
+        if not server.target.startswith("insightreader"):
+            continue
+        try:
+            text = httpx.get(f"{server.url}/metrics", timeout=10).text
+        except httpx.HTTPError:
+            continue
+        for line in text.splitlines():
+            if line.startswith(LAG_METRIC):
+                name, _, value = line.rpartition(" ")
+                values[name] = values.get(name, 0.0) + float(value)
     return values
 
 
@@ -110,8 +126,8 @@ def metric_lag(before: dict[str, float], after: dict[str, float]) -> Metrics:
     return {f"metric:{name}": value for name, value in after.items()}
 
 
-def measured(server: Server, start: float, end: float, before: dict[str, float]) -> Metrics:
-    return {**loop_lag(server, start, end), **metric_lag(before, scrape_lag_metric(server))}
+def measured(servers: list[Server], start: float, end: float, before: dict[str, float]) -> Metrics:
+    return {**loop_lag(servers, start, end), **metric_lag(before, scrape_lag_metric(servers))}
 
 
 def in_window(upstream: Upstream, start: float, end: float) -> int:
@@ -124,19 +140,20 @@ def in_window(upstream: Upstream, start: float, end: float) -> int:
 def submit_closed(target: str, quick: bool, workdir: Path) -> Metrics:
     connections, seconds, warmup = (8, 1, 0) if quick else (64, 10, 2)
     upstream = start_upstream(workdir, 1.0)
-    server = None
+    servers: list[Server] = []
     try:
-        server = start_server(target, workdir, upstream)
-        token = login(server.url)
+        servers = start_servers(target, workdir, upstream)
+        urls = [s.url for s in servers]
+        token = login(urls[0])
         if warmup:
-            wrk.run(server.url, token, "POST", SUBMIT, connections=connections, seconds=warmup)
-        before = scrape_lag_metric(server)
+            wrk.run(urls, token, "POST", SUBMIT, connections=connections, seconds=warmup)
+        before = scrape_lag_metric(servers)
         start = time.monotonic()
-        submit = wrk.run(server.url, token, "POST", SUBMIT, connections=connections, seconds=seconds)
+        submit = wrk.run(urls, token, "POST", SUBMIT, connections=connections, seconds=seconds)
         end = time.monotonic()
-        lag = measured(server, start, end, before)
+        lag = measured(servers, start, end, before)
         # the same server, in the same run, tasks still running: its trivial authenticated endpoint
-        me = wrk.run(server.url, token, "GET", ME, connections=connections, seconds=seconds)
+        me = wrk.run(urls, token, "GET", ME, connections=connections, seconds=seconds)
         return {
             "submit_rps": submit["rps"], "submit_p50_ms": submit["p50_ms"], "submit_p99_ms": submit["p99_ms"],
             "submit_non_2xx": submit["non_2xx"], "submit_socket_errors": submit["socket_errors"],
@@ -146,7 +163,7 @@ def submit_closed(target: str, quick: bool, workdir: Path) -> Metrics:
             **lag,
         }
     finally:
-        stop_all(server, upstream)
+        stop_all(*servers, upstream)
 
 
 # -- submit, fixed rate ------------------------------------------------------------------
@@ -155,24 +172,25 @@ def submit_closed(target: str, quick: bool, workdir: Path) -> Metrics:
 def submit_paced(target: str, quick: bool, workdir: Path) -> Metrics:
     rate, seconds, connections = (50, 1, 8) if quick else (200, 10, 256)
     upstream = start_upstream(workdir, 1.0)
-    server = None
+    servers: list[Server] = []
     try:
-        server = start_server(target, workdir, upstream)
-        token = login(server.url)
+        servers = start_servers(target, workdir, upstream)
+        urls = [s.url for s in servers]
+        token = login(urls[0])
         if not quick:
-            run_loadgen("paced", server.url, token, rate=rate, duration=1, connections=connections)
-        before = scrape_lag_metric(server)
-        load = run_loadgen("paced", server.url, token, rate=rate, duration=seconds, connections=connections)
+            run_loadgen("paced", urls, token, rate=rate, duration=1, connections=connections)
+        before = scrape_lag_metric(servers)
+        load = run_loadgen("paced", urls, token, rate=rate, duration=seconds, connections=connections)
         start, end = load["window"]
         return {
             "p50_ms": load["p50_ms"], "p99_ms": load["p99_ms"], "max_ms": load["max_ms"],
             "achieved_rate": load["achieved_rate"], "offered_rate": rate,
             "non_2xx": load["requests"] - load["ok"] - load["errors"], "socket_errors": load["errors"],
             "generator_send_lag_p99_ms": load["send_lag_p99_ms"], "pool_exhausted": load["pool_exhausted"],
-            **measured(server, start, end, before),
+            **measured(servers, start, end, before),
         }
     finally:
-        stop_all(server, upstream)
+        stop_all(*servers, upstream)
 
 
 # -- end to end --------------------------------------------------------------------------
@@ -180,18 +198,21 @@ def submit_paced(target: str, quick: bool, workdir: Path) -> Metrics:
 
 def end_to_end(latency: float, tasks: tuple[int, int], rate: float | None) -> Callable[[str, bool, Path], Metrics]:
     """``tasks`` (full, quick) submits at ``rate`` a second (None: a burst), upstream
-    answering after ``latency`` s; completions counted on the event stream."""
+    answering after ``latency`` s; completions counted on the event streams (one per
+    server). Each process runs ``CONCURRENCY`` tasks at once, so the limit is N times
+    one server's; the offered load stays the same."""
 
     def run(target: str, quick: bool, workdir: Path) -> Metrics:
         count = tasks[1] if quick else tasks[0]
-        limit = CONCURRENCY / latency
         upstream = start_upstream(workdir, latency)
-        server = None
+        servers: list[Server] = []
         try:
-            server = start_server(target, workdir, upstream)
-            token = login(server.url)
-            before = scrape_lag_metric(server)
-            load = run_loadgen("e2e", server.url, token, tasks=count, rate=rate,
+            servers = start_servers(target, workdir, upstream)
+            limit = CONCURRENCY * len(servers) / latency
+            urls = [s.url for s in servers]
+            token = login(urls[0])
+            before = scrape_lag_metric(servers)
+            load = run_loadgen("e2e", urls, token, tasks=count, rate=rate,
                                connections=4 if quick else (16 if rate is None else 32))
             start, end = load["window"]
             added = [max(0.0, latency_s - latency) for latency_s in load["latencies"]]
@@ -207,10 +228,10 @@ def end_to_end(latency: float, tasks: tuple[int, int], rate: float | None) -> Ca
                 "added_p50_ms": round((percentile(added, 50) or 0) * 1000, 3),
                 "added_p99_ms": round((percentile(added, 99) or 0) * 1000, 3),
                 "submit_p99_ms": load["submit"]["p99_ms"],
-                **measured(server, start, end, before),
+                **measured(servers, start, end, before),
             }
         finally:
-            stop_all(server, upstream)
+            stop_all(*servers, upstream)
 
     return run
 
@@ -225,9 +246,9 @@ def fanout(target: str, quick: bool, workdir: Path) -> Metrics:
     try:
         server = start_server(target, workdir, upstream)
         token = login(server.url)
-        before = scrape_lag_metric(server)
+        before = scrape_lag_metric([server])
         start = time.monotonic()
-        load = run_loadgen("fanout", server.url, token, streams=streams, events=events, spacing=spacing)
+        load = run_loadgen("fanout", [server.url], token, streams=streams, events=events, spacing=spacing)
         end = time.monotonic()
         rounds = load["rounds"]
         firsts = [r["submit_to_first_ms"] for r in rounds if r["submit_to_first_ms"] is not None]
@@ -238,7 +259,7 @@ def fanout(target: str, quick: bool, workdir: Path) -> Metrics:
             "streams": streams,
             "received_min": min(r["received"] for r in rounds),
             "rounds_incomplete": sum(1 for r in rounds if not r["complete"]),
-            **measured(server, start, end, before),
+            **measured([server], start, end, before),
         }
     finally:
         stop_all(server, upstream)
@@ -256,8 +277,8 @@ def idle_streams(streams: tuple[int, int]) -> Callable[[str, bool, Path], Metric
         try:
             server = start_server(target, workdir, upstream, heartbeat=heartbeat)
             token = login(server.url)
-            before = scrape_lag_metric(server)
-            load = run_loadgen("idle", server.url, token, streams=count, heartbeat=heartbeat, hold=hold,
+            before = scrape_lag_metric([server])
+            load = run_loadgen("idle", [server.url], token, streams=count, heartbeat=heartbeat, hold=hold,
                                pid=server.proc.pid)
             start, end = load["window"]
             return {
@@ -267,7 +288,7 @@ def idle_streams(streams: tuple[int, int]) -> Callable[[str, bool, Path], Metric
                 "heartbeats_expected": load["heartbeats_expected_per_stream"],
                 "streams_closed": load["streams_closed"], "open_seconds": load["open_seconds"],
                 "rss_after_kb": load["rss_after_kb"],
-                **measured(server, start, end, before),
+                **measured([server], start, end, before),
             }
         finally:
             stop_all(server, upstream)
@@ -334,7 +355,7 @@ def restart(target: str, quick: bool, workdir: Path) -> Metrics:
             "first_dispatch_s": round(first - started, 3), "listening_s": round(server.listening_s, 3),
             "dispatch_after_listening_s": round(first - started - server.listening_s, 3),
             "empty_db_listening_s": round(empty_listening, 3), "pending": pending,
-            **loop_lag(server, started, first + 1.0),
+            **loop_lag([server], started, first + 1.0),
         }
     finally:
         stop_all(server, upstream)
@@ -347,16 +368,17 @@ OTHERS = ("insightreader-uvloop", "insightreader-uvicorn", "ceiling-uvicorn")
 
 SCENARIOS: dict[str, list[Scenario]] = {
     "submit-closed": [Scenario("submit-closed", "", ALL + OTHERS, submit_closed,
-                               ("submit_rps", "submit_p99_ms", "me_rps", "submit_over_me", "lag_p99_ms"))],
+                               ("submit_rps", "submit_p99_ms", "me_rps", "submit_over_me", "lag_p99_ms"), spread=True)],
     "submit-paced": [Scenario("submit-paced", "", ALL, submit_paced,
-                              ("p99_ms", "p50_ms", "achieved_rate", "generator_send_lag_p99_ms", "lag_p99_ms"))],
+                              ("p99_ms", "p50_ms", "achieved_rate", "generator_send_lag_p99_ms", "lag_p99_ms"),
+                              spread=True)],
     "end-to-end": [
         Scenario("end-to-end", "burst-200ms", BOTH, end_to_end(0.2, (500, 20), None),
-                 ("ratio", "lost", "duplicated", "added_p99_ms", "lag_p99_ms")),
+                 ("ratio", "lost", "duplicated", "added_p99_ms", "lag_p99_ms"), spread=True),
         Scenario("end-to-end", "paced-80%", BOTH, end_to_end(0.2, (400, 40), 0.8 * CONCURRENCY / 0.2),
-                 ("ratio", "lost", "duplicated", "added_p99_ms", "lag_p99_ms")),
+                 ("ratio", "lost", "duplicated", "added_p99_ms", "lag_p99_ms"), spread=True),
         Scenario("end-to-end", "burst-1s", BOTH, end_to_end(1.0, (100, 10), None),
-                 ("ratio", "lost", "duplicated", "added_p99_ms", "lag_p99_ms")),
+                 ("ratio", "lost", "duplicated", "added_p99_ms", "lag_p99_ms"), spread=True),
     ],
     "fanout": [Scenario("fanout", "", (*BOTH, "insightreader-uvicorn"), fanout,
                         ("submit_to_first_ms", "first_to_last_ms", "received_min", "lag_p99_ms"))],

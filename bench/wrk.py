@@ -4,6 +4,12 @@ request as soon as the previous answer arrived, for a fixed time.
 The Lua script gives every submit a fresh body (a per-thread counter and a per-run
 nonce), so no submit is answered by dedup, and writes wrk's own summary — requests,
 errors by kind, latency percentiles — as JSON to a file in ``done()``.
+
+Several servers (``--processes``) get one wrk, not one each: its threads take the
+servers' ports in turn (``setup()`` sets each thread's address and Host) and wrk gives
+every thread the same number of connections, so the connections are spread round-robin
+and requests/s, errors and latency percentiles come from wrk's one histogram over all
+of them, exact rather than merged or the worst of several.
 """
 
 from __future__ import annotations
@@ -21,13 +27,17 @@ from .procs import LOAD_CORE, on_core
 
 SCRIPT = Template(r"""
 local threads = 0
+local ports = {$ports}
 function setup(thread)
   threads = threads + 1
+  local port = ports[(threads - 1) % #ports + 1]
+  thread.addr = wrk.lookup("127.0.0.1", port)[1]
   thread:set("tid", threads)
+  thread:set("host", "127.0.0.1:" .. port)
 end
 function init(args)
   counter = 0
-  headers = {["Content-Type"] = "application/json", ["Authorization"] = "Bearer $token"}
+  headers = {["Host"] = host, ["Content-Type"] = "application/json", ["Authorization"] = "Bearer $token"}
   fixed = wrk.format("GET", "$path", headers)
 end
 function request()
@@ -61,16 +71,22 @@ def version() -> str | None:
     return (done.stdout + done.stderr).split("\n")[0].strip() or None
 
 
-def run(url: str, token: str, method: str, path: str, *, connections: int, seconds: float) -> dict[str, Any]:
-    """One wrk run; requests/s, latency (ms) and errors."""
+def run(urls: list[str], token: str, method: str, path: str, *, connections: int, seconds: float) -> dict[str, Any]:
+    """One wrk run on the servers at ``urls`` (``http://127.0.0.1:PORT``); requests/s,
+    latency (ms) and errors. ``connections`` are split evenly over wrk's threads (wrk
+    drops the remainder), and the threads over the servers, so with several servers
+    ``connections`` should be a multiple of their number."""
     if not available():
         raise RuntimeError("wrk is not installed (Debian: apt-get install -y wrk)")
+    ports = [url.rsplit(":", 1)[1].strip("/") for url in urls]
+    threads = max(min(2, connections), len(urls))  # a multiple of len(urls)
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "summary.json"
         script = Path(tmp) / "load.lua"
-        script.write_text(SCRIPT.substitute(token=token, method=method, path=path, out=out, nonce=uuid.uuid4().hex[:12]))
-        argv = ["wrk", f"-t{min(2, connections)}", f"-c{connections}", f"-d{max(1, round(seconds))}s",
-                "--timeout", "30s", "-s", str(script), url]
+        script.write_text(SCRIPT.substitute(token=token, method=method, path=path, out=out, nonce=uuid.uuid4().hex[:12],
+                                            ports=", ".join(f'"{port}"' for port in ports)))
+        argv = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{max(1, round(seconds))}s",
+                "--timeout", "30s", "-s", str(script), urls[0]]
         done = subprocess.run(on_core(LOAD_CORE, argv), capture_output=True, text=True, timeout=seconds + 120)
         if done.returncode != 0 or not out.exists():
             raise RuntimeError(f"wrk failed:\n{done.stdout}\n{done.stderr}")
