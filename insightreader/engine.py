@@ -49,6 +49,10 @@ CANCEL_WAIT = 5.0
 RETRY_START_AFTER = 1.0
 #: Recovered tasks queued per turn of the loop at start.
 RECOVERY_BATCH = 1_000
+#: Sharing the database: seconds before a task another process queued joins this
+#: process's queue (that process tries first), and how many claims are remembered.
+CLAIM_COURTESY = 0.02
+CLAIMS_REMEMBERED = 10_000
 
 
 @dataclass(frozen=True)
@@ -281,6 +285,8 @@ class Engine:
         self._shared = store.channels.shared
         #: Runs stopped because their lease was lost (another process may run them now).
         self._lease_lost: set[str] = set()
+        #: Tasks other processes claimed lately, oldest first (see :meth:`_announced`).
+        self._claimed_elsewhere: OrderedDict[str, None] = OrderedDict()
         self._wakeup = asyncio.Event()
         self._slots = asyncio.Semaphore(settings.max_concurrency)
         self._running: dict[str, asyncio.Task[None]] = {}
@@ -371,13 +377,28 @@ class Engine:
         tx.notify(TASKS, f"{self.owner} {task.id} {task.priority} {task.user_id}")
 
     def _announced(self, payload: str) -> None:
-        """A task another process queued (or ``claimed <id>``: started)."""
+        """A task another process queued, or (``claimed <owner> <id>``) started. One
+        queued elsewhere joins this queue :data:`CLAIM_COURTESY` seconds later, unless
+        its process (which queued it at once) claimed it meanwhile: otherwise, with
+        room everywhere, every process would try to start every task."""
         sender, task_id, *rest = payload.split(" ")
         if sender == "claimed":
-            self._ready.discard(task_id)
-        elif sender != self.owner and not self._draining.is_set() and task_id not in self._running:
+            claimer, task_id = task_id, rest[0]
+            if claimer != self.owner:
+                self._ready.discard(task_id)
+                self._claimed_elsewhere[task_id] = None
+                if len(self._claimed_elsewhere) > CLAIMS_REMEMBERED:
+                    self._claimed_elsewhere.popitem(last=False)
+        elif sender != self.owner and not self._draining.is_set():
             priority, user_id = rest
-            self._enqueue(QueuedTask(task_id, user_id, int(priority)))
+            queued = QueuedTask(task_id, user_id, int(priority))
+            asyncio.get_running_loop().call_later(CLAIM_COURTESY, self._join, queued)
+
+    def _join(self, task: QueuedTask) -> None:
+        if self._claimed_elsewhere.pop(task.id, False) is None or task.id in self._running:
+            return
+        if not self._draining.is_set():
+            self._enqueue(task)
 
     def _cancel_asked(self, task_id: str) -> None:
         run = self._running.get(task_id)
@@ -806,7 +827,7 @@ class Engine:
                 return self._fail_pending(tx, task_id, now, error)
             started = tx.start_task(task_id, now, self.owner, self._lease_until())
             assert started is not None
-            tx.notify(TASKS, f"claimed {task_id}")
+            tx.notify(TASKS, f"claimed {self.owner} {task_id}")
             self._publish(tx, "task_started", started, attempt=started.attempts)
             return started
 

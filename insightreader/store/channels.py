@@ -6,7 +6,7 @@ write transaction that did it (``tx.notify``, so it goes out only at the commit)
 received by every process listening (``LISTEN``), the sender included:
 
 - :data:`TASKS`: a task became pending (``"<sender> <task id> <priority> <user id>"``):
-  every engine queues it, one claims it; and ``"claimed <task id>"`` once one did.
+  every engine queues it, one claims it; and ``"claimed <owner> <task id>"`` once one did.
 - :data:`EVENTS`: events were committed; every process reads the events table after
   the last id it delivered (:mod:`insightreader.relay`).
 - :data:`PROGRESS`: a ``task_progress`` event itself (it is not stored), as JSON.
