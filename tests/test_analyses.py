@@ -19,6 +19,9 @@ from tests.fake_upstream import FakeUpstream, Hang, Reply, server_error, unknown
 from tests.support.client import Api, register
 from tests.support.process import ServerProcess
 
+#: Every server test here runs on SQLite and on PostgreSQL (tests/conftest.py).
+BOTH_DATABASES = True
+
 DATA = Path(__file__).parent / "data"
 ARTICLE_EN = (DATA / "article_en.txt").read_text()
 ARTICLE_ZH = (DATA / "article_zh.txt").read_text()

@@ -18,6 +18,9 @@ from tests.fake_upstream import FakeUpstream
 from tests.support.client import Api, register
 from tests.support.process import ServerProcess
 
+#: Every server test here runs on SQLite and on PostgreSQL (tests/conftest.py).
+BOTH_DATABASES = True
+
 EXPECTED = Path(__file__).parent / "data" / "export" / "street-trees.md"
 CONTENT = (
     "Street trees cool the pavement by several degrees on a summer afternoon.\n\n"

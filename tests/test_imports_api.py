@@ -23,6 +23,9 @@ from tests.support.pages import Site, serve_site
 from tests.support.process import ServerProcess
 from tests.support.sse import open_stream
 
+#: Every server test here runs on SQLite and on PostgreSQL (tests/conftest.py).
+BOTH_DATABASES = True
+
 DATA = Path(__file__).parent / "data" / "imports"
 FILES = {
     "netscape": "bookmarks.html",

@@ -19,6 +19,9 @@ from tests.support.client import Api, register
 from tests.support.process import ServerProcess
 from tests.test_analyses import run_all_five, upstream_config
 
+#: Every server test here runs on SQLite and on PostgreSQL (tests/conftest.py).
+BOTH_DATABASES = True
+
 DATA = Path(__file__).parent / "data"
 ARTICLE_EN = (DATA / "article_en.txt").read_text()
 ARTICLE_ZH = (DATA / "article_zh.txt").read_text()
