@@ -2,7 +2,8 @@
 accepts any request and any may run the task; a stream on one process gets the
 events of tasks another runs and resumes on a third; a task whose process is killed
 runs again elsewhere once its lease ran out, and ends once; a cancel reaches the
-process running the task.
+process running the task; a webhook made on one process is used by all, and each
+delivery, retries included, is sent by one process.
 
 Each process is a real server started by ``start_server`` on the same configuration
 (so the same database, signing secret and ``tasks.lease`` of 2 s). Which process runs
@@ -13,6 +14,7 @@ their runs per process).
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import Callable
 from typing import Any
@@ -24,6 +26,7 @@ from tests.support import db
 from tests.support.client import POLL, Api, register
 from tests.support.postgres import needs_postgres
 from tests.support.process import ServerProcess
+from tests.support.receiver import receiving
 from tests.support.sse import Message, open_stream
 
 pytestmark = needs_postgres
@@ -172,3 +175,44 @@ async def test_a_cancel_on_one_process_stops_the_run_on_another(
     assert (await on_a.stats())["current"] == 0  # the run on A was stopped
     assert db.terminal_counts(database_at)[task_id] == 1
     assert db.task_events(database_at)[task_id][-1] == "task_cancelled"
+
+
+async def test_a_webhook_made_on_one_process_serves_them_all_each_delivery_sent_once(
+    start_server: StartServer, connect: Connect
+) -> None:
+    sections = {"library": {"fetch_allow_private": True},
+                "webhooks": {"retry_initial": 0.05, "retry_for": 60, "timeout": 2}}
+    async with receiving() as receiver:
+        receiver.answers = [500, 503, 500]  # three failed attempts among the deliveries
+        a = start_server(tasks={"max_concurrency": 1}, **sections)
+        on_a = await register(connect(a))
+        gates = [await on_a.submit_id("gate", {"gate": "hook-0"})]
+        await on_a.wait_running(1)
+        b, c = start_server(**sections), start_server(**sections)
+        on_b, on_c = on_a.on(connect(b)), on_a.on(connect(c))
+        # Made on C once A and B run: they hear of it from C.
+        made = await on_c.post("/api/v1/webhooks", json={"url": receiver.url, "events": ["task_completed"]})
+        assert made.status_code == 201, made.text
+        hook = made.json()["webhook_id"]
+        gates += [await on_a.submit_id("gate", {"gate": f"hook-{n}"}) for n in (1, 2)]
+        await _until(lambda: _running_elsewhere(on_b, on_c, 2), "the other gates did not start on B and C")
+        for api in (on_a, on_b, on_c):
+            for n in range(3):
+                await api.open_gate(f"hook-{n}")
+
+        async def all_delivered() -> list[dict[str, Any]] | None:
+            items = (await on_b.get(f"/api/v1/webhooks/{hook}/deliveries")).json()["items"]
+            return items if len(items) == 3 and {d["status"] for d in items} == {"succeeded"} else None
+
+        delivered = await _until(all_delivered, "the three deliveries did not all succeed")
+        # Each attempt was made by one process: as many requests as attempts recorded,
+        # one 2xx per delivery.
+        assert sum(d["attempts"] for d in delivered) == len(receiver.requests) == 6
+        sent = [h["webhook-id"] for h, _ in receiver.requests]
+        assert sorted(set(sent)) == sorted(d["delivery_id"] for d in delivered)
+        tasks = {json.loads(body)["data"]["task_id"] for _, body in receiver.requests}
+        assert tasks == set(gates)
+
+
+async def _running_elsewhere(on_b: Api, on_c: Api, count: int) -> bool:
+    return (await on_b.stats())["current"] + (await on_c.stats())["current"] >= count
