@@ -45,6 +45,16 @@ async def _started(api: Api) -> list[str]:
     return list((await api.stats())["started"])
 
 
+async def _busy(start_server: StartServer, connect: Connect, gate: str,
+                **sections: dict[str, Any]) -> tuple[ServerProcess, Api, str]:
+    """A first process, a user registered there, and a ``gate`` task running on it."""
+    server = start_server(**sections)
+    api = await register(connect(server))
+    task_id = await api.submit_id("gate", {"gate": gate})
+    await api.wait_running(1)
+    return server, api, task_id
+
+
 async def _until(check: Callable[[], Any], what: str, timeout: float = 20) -> Any:
     """Poll ``check()`` (a coroutine function) until it returns something true."""
     deadline = time.monotonic() + timeout
@@ -60,10 +70,7 @@ async def test_a_task_submitted_to_one_process_runs_on_another(
     start_server: StartServer, connect: Connect, database_at: str
 ) -> None:
     # A runs one task at a time and is kept busy: what it accepts runs elsewhere.
-    a = start_server(tasks={"max_concurrency": 1})
-    on_a = await register(connect(a))
-    busy = await on_a.submit_id("gate", {"gate": "busy"})
-    await on_a.wait_running(1)
+    _, on_a, busy = await _busy(start_server, connect, "busy", tasks={"max_concurrency": 1})
     b, c = start_server(), start_server()
     on_b, on_c = on_a.on(connect(b)), on_a.on(connect(c))
 
@@ -134,10 +141,7 @@ async def test_a_stream_gets_another_process_s_events_and_resumes_on_a_third(
 async def test_a_killed_process_s_task_finishes_on_another_after_its_lease(
     start_server: StartServer, connect: Connect, database_at: str
 ) -> None:
-    a = start_server()
-    on_a = await register(connect(a))
-    task_id = await on_a.submit_id("gate", {"gate": "k"})
-    await on_a.wait_running(1)
+    a, on_a, task_id = await _busy(start_server, connect, "k")
     b, c = start_server(), start_server()
     on_b, on_c = on_a.on(connect(b)), on_a.on(connect(c))
     a.kill()
@@ -162,10 +166,7 @@ async def test_a_killed_process_s_task_finishes_on_another_after_its_lease(
 async def test_a_cancel_on_one_process_stops_the_run_on_another(
     start_server: StartServer, connect: Connect, database_at: str
 ) -> None:
-    a = start_server()
-    on_a = await register(connect(a))
-    task_id = await on_a.submit_id("gate", {"gate": "never"})
-    await on_a.wait_running(1)
+    _, on_a, task_id = await _busy(start_server, connect, "never")
     c = start_server()
     on_c = on_a.on(connect(c))
 
@@ -184,10 +185,8 @@ async def test_a_webhook_made_on_one_process_serves_them_all_each_delivery_sent_
                 "webhooks": {"retry_initial": 0.05, "retry_for": 60, "timeout": 2}}
     async with receiving() as receiver:
         receiver.answers = [500, 503, 500]  # three failed attempts among the deliveries
-        a = start_server(tasks={"max_concurrency": 1}, **sections)
-        on_a = await register(connect(a))
-        gates = [await on_a.submit_id("gate", {"gate": "hook-0"})]
-        await on_a.wait_running(1)
+        _, on_a, first = await _busy(start_server, connect, "hook-0", tasks={"max_concurrency": 1}, **sections)
+        gates = [first]
         b, c = start_server(**sections), start_server(**sections)
         on_b, on_c = on_a.on(connect(b)), on_a.on(connect(c))
         # Made on C once A and B run: they hear of it from C.

@@ -352,16 +352,14 @@ class Tx:
 
     def renew_leases(self, owner: str, task_ids: list[str], lease_until: str) -> set[str]:
         """Extend ``owner``'s leases on these running tasks; the ids it still holds."""
-        renewed = set()
-        for task_id in task_ids:
-            row = self._one(
-                "UPDATE tasks SET lease_until = ? WHERE id = ? AND status = 'running' AND lease_owner = ?"
-                " RETURNING id",
-                (lease_until, task_id, owner),
-            )
-            if row is not None:
-                renewed.add(task_id)
-        return renewed
+        return self._updated_ids(
+            "UPDATE tasks SET lease_until = ? WHERE id = ? AND status = 'running' AND lease_owner = ? RETURNING id",
+            [(lease_until, task_id, owner) for task_id in task_ids],
+        )
+
+    def _updated_ids(self, sql: str, each: list[tuple[Any, ...]]) -> set[str]:
+        """Run ``sql`` (an ``UPDATE … RETURNING id``) once per parameter tuple; the ids updated."""
+        return {row[0] for params in each if (row := self._one(sql, params)) is not None}
 
     def requeue_expired(self, now: str | None) -> list[Task]:
         """Running tasks whose lease ended before ``now`` (None: every running task, at
@@ -485,16 +483,11 @@ class Tx:
     def claim_deliveries(self, delivery_ids: list[str], now: str, until: str) -> set[str]:
         """Take these deliveries for sending until ``until``: those still pending and due
         at ``now`` (another process took the others); their ids."""
-        taken = set()
-        for delivery_id in delivery_ids:
-            row = self._one(
-                "UPDATE webhook_deliveries SET next_attempt_at = ? WHERE id = ? AND status = 'pending'"
-                " AND next_attempt_at <= ? RETURNING id",
-                (until, delivery_id, now),
-            )
-            if row is not None:
-                taken.add(delivery_id)
-        return taken
+        return self._updated_ids(
+            "UPDATE webhook_deliveries SET next_attempt_at = ? WHERE id = ? AND status = 'pending'"
+            " AND next_attempt_at <= ? RETURNING id",
+            [(until, delivery_id, now) for delivery_id in delivery_ids],
+        )
 
     def record_attempt(
         self, delivery_id: str, *, status: str, next_attempt_at: str | None, last_status: int | None,
