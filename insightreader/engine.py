@@ -285,8 +285,8 @@ class Engine:
         self._shared = store.channels.shared
         #: Runs stopped because their lease was lost (another process may run them now).
         self._lease_lost: set[str] = set()
-        #: Tasks other processes claimed lately, oldest first (see :meth:`_announced`).
-        self._claimed_elsewhere: OrderedDict[str, None] = OrderedDict()
+        #: Tasks other processes claimed lately, when (loop time), oldest first (see :meth:`_announced`).
+        self._claimed_elsewhere: OrderedDict[str, float] = OrderedDict()
         self._wakeup = asyncio.Event()
         self._slots = asyncio.Semaphore(settings.max_concurrency)
         self._running: dict[str, asyncio.Task[None]] = {}
@@ -384,9 +384,12 @@ class Engine:
         sender, task_id, *rest = payload.split(" ")
         if sender == "claimed":
             claimer, task_id = task_id, rest[0]
-            if claimer != self.owner:
+            if claimer == self.owner:
+                return
+            if task_id in self._ready:
                 self._ready.discard(task_id)
-                self._claimed_elsewhere[task_id] = None
+            else:  # claimed before it joined this queue (or not announced here)
+                self._claimed_elsewhere[task_id] = asyncio.get_running_loop().time()
                 if len(self._claimed_elsewhere) > CLAIMS_REMEMBERED:
                     self._claimed_elsewhere.popitem(last=False)
         elif sender != self.owner and not self._draining.is_set():
@@ -395,9 +398,10 @@ class Engine:
             asyncio.get_running_loop().call_later(CLAIM_COURTESY, self._join, queued)
 
     def _join(self, task: QueuedTask) -> None:
-        if self._claimed_elsewhere.pop(task.id, False) is None or task.id in self._running:
-            return
-        if not self._draining.is_set():
+        claimed_at = self._claimed_elsewhere.pop(task.id, None)
+        if claimed_at is not None and asyncio.get_running_loop().time() - claimed_at < 2 * CLAIM_COURTESY:
+            return  # claimed after this announcement, not before an earlier one
+        if task.id not in self._running and not self._draining.is_set():
             self._enqueue(task)
 
     def _cancel_asked(self, task_id: str) -> None:
