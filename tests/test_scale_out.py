@@ -1,7 +1,8 @@
 """Three server processes on one PostgreSQL database (docs/scale-out.md): any process
 accepts any request and any may run the task; a stream on one process gets the
 events of tasks another runs and resumes on a third; a task whose process is killed
-runs again elsewhere once its lease ran out, and ends once; a cancel reaches the
+runs again elsewhere once its lease ran out, and ends once (one that stalled past
+its lease stops its run when it wakes); a cancel reaches the
 process running the task; a webhook made on one process is used by all, and each
 delivery, retries included, is sent by one process.
 
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 import time
 from collections.abc import Callable
 from typing import Any
@@ -161,6 +163,36 @@ async def test_a_killed_process_s_task_finishes_on_another_after_its_lease(
         "task_queued", "task_started", "task_queued", "task_started", "task_completed"
     ]
     assert await _started(on_b) + await _started(on_c) == [task_id]
+
+
+async def test_a_process_stalled_past_its_lease_gives_the_task_up(
+    start_server: StartServer, connect: Connect, database_at: str
+) -> None:
+    a, on_a, task_id = await _busy(start_server, connect, "stall")
+    on_b = on_a.on(connect(start_server()))
+
+    async def rerun() -> dict[str, Any] | None:
+        task = await on_b.task(task_id)
+        return task if task["status"] == "running" and task["attempts"] == 2 else None
+
+    a.send(signal.SIGSTOP)  # A neither renews nor answers
+    try:
+        await _until(rerun, "B did not take the stalled process's task")
+    finally:
+        a.send(signal.SIGCONT)
+
+    async def stopped_on_a() -> bool:
+        return (await on_a.stats())["current"] == 0
+
+    # A's next renewal finds the lease gone: it stops its run and records nothing.
+    await _until(stopped_on_a, "A kept running a task it no longer holds")
+    for api in (on_a, on_b):
+        await api.open_gate("stall")
+    done = await on_b.wait_status(task_id, "completed")
+    assert (done["attempts"], done["result"]["attempt"]) == (2, 2)
+    assert db.task_events(database_at)[task_id] == [
+        "task_queued", "task_started", "task_queued", "task_started", "task_completed"
+    ]
 
 
 async def test_a_cancel_on_one_process_stops_the_run_on_another(
