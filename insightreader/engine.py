@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 import json
 import logging
@@ -24,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from .config import TaskSettings
 from .errors import (
+    STORAGE_UNAVAILABLE,
     Conflict,
     NotFound,
     QuotaExceeded,
@@ -350,9 +352,8 @@ class Engine:
             await asyncio.sleep(every)
             try:
                 await self._renew_leases()
-                now = utcnow()
-                await self._store.write(lambda tx: self._requeue_expired(tx, now))
-            except Exception as exc:
+                await self._store.write(functools.partial(self._requeue_expired, now=utcnow()))
+            except STORAGE_UNAVAILABLE as exc:
                 log.warning("could not renew task leases (%s); trying again in %gs", exc, every)
 
     async def _renew_leases(self) -> None:

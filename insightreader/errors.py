@@ -217,6 +217,11 @@ class StorageFull(ApiError):
     code = "storage_full"
 
 
+#: What a background part's read or write may meet while the database is unreachable,
+#: locked, full or closing: it logs, waits and tries again.
+STORAGE_UNAVAILABLE = (StorageBusy, StorageFull, ShuttingDown)
+
+
 class TaskError(InsightReaderError):
     """Ends a task run as failed; stored as the task's ``error``."""
 

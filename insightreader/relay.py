@@ -28,6 +28,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from .errors import STORAGE_UNAVAILABLE
 from .records import Event, utcnow
 from .store import Store, Tx
 from .store.channels import EVENTS, PROGRESS
@@ -144,7 +145,7 @@ class Relay:
             self._gathering.clear()
             try:
                 await self._store.write(lambda tx: self._send(tx, self._take(None)))
-            except Exception as exc:
+            except STORAGE_UNAVAILABLE as exc:
                 # Deltas are not kept anyway: a stream that missed them gets the result.
                 log.warning("task progress could not be sent (%s); the results will follow", exc)
 
@@ -169,7 +170,7 @@ class Relay:
                 try:
                     await self._catch_up(None if item is None else item.id)
                     break
-                except Exception as exc:
+                except STORAGE_UNAVAILABLE as exc:
                     log.warning("cannot read new events (%s); trying again in %gs", exc, RETRY_WAIT)
                     await asyncio.sleep(RETRY_WAIT)
             if item is not None and item.id is not None and item.id > self.last:
