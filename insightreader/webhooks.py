@@ -154,7 +154,10 @@ class Webhooks:
         await self.dispatcher.stop()
 
     def _remember(self, webhook: Webhook) -> None:
-        self._by_user.setdefault(webhook.user_id, []).append(webhook)
+        # Once: the notification of its own commit may have had it read already.
+        known = self._by_user.get(webhook.user_id, [])
+        if all(w.id != webhook.id for w in known):
+            self._by_user[webhook.user_id] = [*known, webhook]
 
     def forget(self, user_id: str, webhook_id: str) -> None:
         kept = [w for w in self._by_user.get(user_id, []) if w.id != webhook_id]
@@ -277,9 +280,7 @@ class Dispatcher:
                     await self._prune()
                 self._reads += 1
                 read = self._reads
-                for delivery, webhook in await self._due():
-                    if delivery.id in self._in_flight and not self._known(delivery.id, read):
-                        continue
+                for delivery, webhook in await self._due(read):
                     await self._slots.acquire()
                     self._in_flight[delivery.id] = None
                     group.create_task(self._attempt(delivery, webhook))
@@ -287,11 +288,16 @@ class Dispatcher:
                     del self._in_flight[done]
                 await self._sleep()
 
-    async def _due(self) -> list[tuple[Delivery, Webhook]]:
-        """The due deliveries; with other processes on the database, those this one
-        took (each is sent by one process)."""
+    async def _due(self, read: int) -> list[tuple[Delivery, Webhook]]:
+        """The due deliveries to send now (not those this process is sending, or whose
+        outcome the read numbered ``read`` may not show yet); with other processes on
+        the database, those of them this one took (each is sent by one process)."""
         now = datetime.now(UTC)
-        due = await self._store.read.due_deliveries(format_time(now), DUE_BATCH)
+        due = [
+            (delivery, webhook)
+            for delivery, webhook in await self._store.read.due_deliveries(format_time(now), DUE_BATCH)
+            if delivery.id not in self._in_flight or self._known(delivery.id, read)
+        ]
         if not (self._shared and due):
             return due
         until = format_time(now + timedelta(seconds=self._settings.timeout + CLAIM_MARGIN))

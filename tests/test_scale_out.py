@@ -233,9 +233,10 @@ async def test_a_webhook_made_on_one_process_serves_them_all_each_delivery_sent_
 
         async def all_delivered() -> list[dict[str, Any]] | None:
             items = (await on_b.get(f"/api/v1/webhooks/{hook}/deliveries")).json()["items"]
-            return items if len(items) == 3 and {d["status"] for d in items} == {"succeeded"} else None
+            return items if len(items) >= 3 and {d["status"] for d in items} == {"succeeded"} else None
 
         delivered = await _until(all_delivered, "the three deliveries did not all succeed")
+        assert len(delivered) == 3, delivered  # one per event, whichever process stored it
         # Each attempt was made by one process: as many requests as attempts recorded,
         # one 2xx per delivery.
         assert sum(d["attempts"] for d in delivered) == len(receiver.requests) == 6
