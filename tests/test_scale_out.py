@@ -14,10 +14,8 @@ their runs per process).
 
 from __future__ import annotations
 
-import asyncio
 import json
 import signal
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -25,7 +23,7 @@ import httpx
 import pytest
 
 from tests.support import db
-from tests.support.client import POLL, Api, register
+from tests.support.client import Api, register, wait_for
 from tests.support.postgres import needs_postgres
 from tests.support.process import ServerProcess
 from tests.support.receiver import receiving
@@ -55,17 +53,6 @@ async def _busy(start_server: StartServer, connect: Connect, gate: str,
     task_id = await api.submit_id("gate", {"gate": gate})
     await api.wait_running(1)
     return server, api, task_id
-
-
-async def _until(check: Callable[[], Any], what: str, timeout: float = 20) -> Any:
-    """Poll ``check()`` (a coroutine function) until it returns something true."""
-    deadline = time.monotonic() + timeout
-    while True:
-        found = await check()
-        if found:
-            return found
-        assert time.monotonic() < deadline, what
-        await asyncio.sleep(POLL)
 
 
 async def test_a_task_submitted_to_one_process_runs_on_another(
@@ -153,7 +140,7 @@ async def test_a_killed_process_s_task_finishes_on_another_after_its_lease(
         return task if task["status"] == "running" and task["attempts"] == 2 else None
 
     # The lease is 2 s (tests/conftest.py): B or C takes the task back and runs it again.
-    await _until(rerun, "the killed process's task did not run again elsewhere")
+    await wait_for(rerun, "the killed process's task to run again elsewhere", timeout=20)
     for api in (on_b, on_c):
         await api.open_gate("k")
     done = await on_c.wait_status(task_id, "completed")
@@ -177,7 +164,7 @@ async def test_a_process_stalled_past_its_lease_gives_the_task_up(
 
     a.send(signal.SIGSTOP)  # A neither renews nor answers
     try:
-        await _until(rerun, "B did not take the stalled process's task")
+        await wait_for(rerun, "B to take the stalled process's task", timeout=20)
     finally:
         a.send(signal.SIGCONT)
 
@@ -185,7 +172,7 @@ async def test_a_process_stalled_past_its_lease_gives_the_task_up(
         return (await on_a.stats())["current"] == 0
 
     # A's next renewal finds the lease gone: it stops its run and records nothing.
-    await _until(stopped_on_a, "A kept running a task it no longer holds")
+    await wait_for(stopped_on_a, "A to stop running a task it no longer holds", timeout=20)
     for api in (on_a, on_b):
         await api.open_gate("stall")
     done = await on_b.wait_status(task_id, "completed")
@@ -226,7 +213,7 @@ async def test_a_webhook_made_on_one_process_serves_them_all_each_delivery_sent_
         assert made.status_code == 201, made.text
         hook = made.json()["webhook_id"]
         gates += [await on_a.submit_id("gate", {"gate": f"hook-{n}"}) for n in (1, 2)]
-        await _until(lambda: _running_elsewhere(on_b, on_c, 2), "the other gates did not start on B and C")
+        await wait_for(lambda: _running_elsewhere(on_b, on_c, 2), "the other gates to start on B and C", timeout=20)
         for api in (on_a, on_b, on_c):
             for n in range(3):
                 await api.open_gate(f"hook-{n}")
@@ -235,7 +222,7 @@ async def test_a_webhook_made_on_one_process_serves_them_all_each_delivery_sent_
             items = (await on_b.get(f"/api/v1/webhooks/{hook}/deliveries")).json()["items"]
             return items if len(items) >= 3 and {d["status"] for d in items} == {"succeeded"} else None
 
-        delivered = await _until(all_delivered, "the three deliveries did not all succeed")
+        delivered = await wait_for(all_delivered, "the three deliveries to succeed", timeout=20)
         assert len(delivered) == 3, delivered  # one per event, whichever process stored it
         # Each attempt was made by one process: as many requests as attempts recorded,
         # one 2xx per delivery.

@@ -24,7 +24,7 @@ import jwt
 import pytest
 
 from tests.conftest import base_config
-from tests.support.client import POLL, Api, register
+from tests.support.client import Api, register, wait_for
 from tests.support.process import ServerProcess, write_config
 from tests.support.sse import ALIAS_PATH, Message, RawStream, open_stream, refused
 
@@ -126,18 +126,6 @@ def rss_mib(pid: int) -> float:
 
 def open_fds(pid: int) -> int:
     return len(list(Path(f"/proc/{pid}/fd").iterdir()))
-
-
-async def wait_for(check: Callable[[], Any], what: str, timeout: float = 10.0) -> Any:
-    """Poll the async ``check`` until it returns something true (bounded)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = await check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(POLL)
 
 
 # -- the stream ------------------------------------------------------------------

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import httpx
@@ -104,6 +105,18 @@ class Api:
             if time.monotonic() > deadline:
                 raise AssertionError(f"{stats['current']} tasks running, wanted {count}")
             await asyncio.sleep(POLL)
+
+
+async def wait_for(check: Callable[[], Awaitable[Any]], what: str, timeout: float = 10.0) -> Any:
+    """Poll the async ``check`` until it returns something true (bounded); that value."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = await check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(POLL)
 
 
 async def register(http: httpx.AsyncClient, username: str | None = None, password: str = "correct horse battery") -> Api:
