@@ -315,7 +315,7 @@ class Engine:
             channels.listen(CANCEL, self._cancel_asked)
             channels.on_reconnect(lambda: self._supervisor.start(
                 self._load_pending(), name="engine-reload", until_stopped=False))
-        interrupted = await self._store.write(lambda tx: self._requeue_expired(tx, None if not self._shared else utcnow()))
+        interrupted = await self._store.write(functools.partial(self._requeue_expired, now=utcnow() if self._shared else None))
         pending = await self._load_pending()
         if pending:
             log.info("recovered %d unfinished tasks (%d were interrupted)", pending, interrupted)

@@ -32,7 +32,7 @@ from collections import OrderedDict, deque
 from collections.abc import Callable
 from typing import Any
 
-from .records import Event, utcnow
+from .records import PROGRESS_RESETS, TASK_ENDS, Event, utcnow
 from .relay import Relay
 from .store import Store, Tx
 from .supervisor import Supervisor
@@ -46,7 +46,6 @@ ID_BLOCK = 100_000
 #: batch of this size holds it for about 4 ms, and the next batch follows on the next turn.
 WAKE_BATCH = 128
 _HWM_KEY = "event_id_reserved"
-_ENDS = frozenset({"task_completed", "task_failed", "task_cancelled"})
 
 
 class Subscription:
@@ -294,9 +293,9 @@ class EventBus:
         task_id = event.data.get("task_id")
         if event.event == "task_progress":
             self._progress.setdefault(task_id, []).append(event)
-        elif event.event in ("task_started", "task_completed", "task_failed", "task_cancelled", "task_queued"):
+        elif event.event in PROGRESS_RESETS:
             self._progress.pop(task_id, None)
-            if event.event in _ENDS and task_id in self._ending:
+            if event.event in TASK_ENDS and task_id in self._ending:
                 for waiter in self._ending.pop(task_id):
                     _resolve(waiter)
         if self.on_deliver is not None:

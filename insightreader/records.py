@@ -266,6 +266,12 @@ class NewTask:
     batch_id: str | None = None
 
 
+#: The events that end a task, and those after which its progress so far no longer
+#: stands (it ended, or a new attempt is queued or started).
+TASK_ENDS = frozenset({"task_completed", "task_failed", "task_cancelled"})
+PROGRESS_RESETS = TASK_ENDS | {"task_queued", "task_started"}
+
+
 @dataclass(frozen=True)
 class Event:
     """One server-sent event. ``id`` is None for events that are never stored

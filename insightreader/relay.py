@@ -29,7 +29,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .errors import STORAGE_UNAVAILABLE
-from .records import Event, utcnow
+from .records import PROGRESS_RESETS, Event, utcnow
 from .store import Store, Tx
 from .store.channels import EVENTS, PROGRESS
 from .supervisor import Supervisor
@@ -45,8 +45,6 @@ PIECE = 1000
 PAGE = 500
 #: Seconds before reading again after the database could not be read.
 RETRY_WAIT = 1.0
-#: Events after which a task's progress numbering starts over (a new attempt or none).
-_RESTARTS = frozenset({"task_queued", "task_started", "task_completed", "task_failed", "task_cancelled"})
 
 _Key = tuple[str, int]
 
@@ -94,7 +92,7 @@ class Relay:
         for its task."""
         task_id = data.get("task_id")
         if task_id is not None:
-            self._send(tx, self._take(task_id, restart=event in _RESTARTS))
+            self._send(tx, self._take(task_id, restart=event in PROGRESS_RESETS))
         event_id = tx.insert_event(None, user_id, event, data, utcnow())
         tx.notify(EVENTS, "")
         tx.after_commit(self.wake)

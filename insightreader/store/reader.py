@@ -40,6 +40,7 @@ from .rows import (
     to_delivery,
     to_highlight,
     to_session,
+    to_stored_event,
     to_task,
     to_user,
     to_webhook,
@@ -453,10 +454,7 @@ class Reader:
             "SELECT * FROM events WHERE user_id = ? AND id > ? ORDER BY id LIMIT ?",
             (user_id, after_id, limit),
         )
-        return [
-            StoredEvent(r["id"], r["user_id"], r["event"], loads(r["data"]), r["created_at"])
-            for r in rows
-        ]
+        return [to_stored_event(r) for r in rows]
 
     async def all_events_between(self, after_id: int, before_id: int | None, limit: int) -> list[StoredEvent]:
         """Every user's stored events with ids in (after_id, before_id), in id order
@@ -466,10 +464,7 @@ class Reader:
             f"SELECT * FROM events WHERE id > ?{below} ORDER BY id LIMIT ?",
             (after_id, limit) if before_id is None else (after_id, before_id, limit),
         )
-        return [
-            StoredEvent(r["id"], r["user_id"], r["event"], loads(r["data"]), r["created_at"])
-            for r in rows
-        ]
+        return [to_stored_event(r) for r in rows]
 
     async def newest_event_id(self) -> int:
         """The largest id of an event kept (committed and not pruned), 0 when none is."""

@@ -213,6 +213,10 @@ class StoredEvent:
     created_at: str
 
 
+def to_stored_event(row: Row) -> StoredEvent:
+    return StoredEvent(row["id"], row["user_id"], row["event"], loads(row["data"]), row["created_at"])
+
+
 #: An article with text to analyse: saved with it, or its page fetched.
 HAS_TEXT = "(fetch_status IS NULL OR fetch_status = 'fetched')"
 
