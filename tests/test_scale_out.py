@@ -82,6 +82,38 @@ async def test_a_task_submitted_to_one_process_runs_on_another(
     assert {counts[t] for t in [busy, *submitted]} == {1}
 
 
+async def test_priority_and_users_in_turn_hold_for_tasks_another_process_queued(
+    start_server: StartServer, connect: Connect
+) -> None:
+    # A and B each run one task at a time and are busy; everything is submitted to B,
+    # then A frees its slot: A runs B's tasks by priority, then the users in turn.
+    _, first, busy_a = await _busy(start_server, connect, "busy-a", tasks={"max_concurrency": 1})
+    b = start_server(tasks={"max_concurrency": 1})
+    on_b = first.on(connect(b))
+    await on_b.submit_id("gate", {"gate": "busy-b"})
+    await wait_for(lambda: _running_on(on_b, 1), "B to run its gate", timeout=20)
+    other = await register(connect(b))
+    bulk = [await on_b.submit_id("echo", {"bulk": n}, priority=-5) for n in range(3)]
+    theirs = await other.submit_id("echo", {"bulk": "other"}, priority=-5)
+    urgent = await other.submit_id("echo", {"urgent": True}, priority=5)
+
+    async def all_queued_on_a() -> bool:
+        return bool((await first.http.get("/readyz")).json()["engine"]["ready"] == 5)
+
+    await wait_for(all_queued_on_a, "A to queue the five tasks B accepted", timeout=20)
+    await first.open_gate("busy-a")
+    for api, task_id in [*((on_b, t) for t in bulk), (other, theirs), (other, urgent)]:
+        await api.wait_status(task_id, "completed")
+    runs = await _started(first)
+    assert runs[0] == busy_a
+    assert runs[1:] == [urgent, bulk[0], theirs, bulk[1], bulk[2]]
+    await on_b.open_gate("busy-b")
+
+
+async def _running_on(api: Api, count: int) -> bool:
+    return bool((await api.stats())["current"] >= count)
+
+
 def _ids(messages: list[Message]) -> list[int]:
     return [m.id for m in messages if m.id is not None]
 
