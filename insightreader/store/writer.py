@@ -2,18 +2,16 @@
 
 :class:`Store` is the whole storage interface; the engine, auth and web layers use
 nothing else. Writes go through **one writer per process**: a connection owned by
-one thread, which takes write jobs in arrival order from a thread-safe queue and
-*group-commits* them: every job queued while a commit is under way joins the next
-batch, and the whole batch (BEGIN, each job inside its own savepoint so a failing job
-rolls back alone, COMMIT) runs there, then comes back to the loop as **one
-callback**. Every caller is answered only after the shared ``COMMIT`` returned; on
-SQLite with ``synchronous=FULL`` that one commit is one fsync for the whole batch.
-(Through aiosqlite each statement was its own hop, and under load each hop waited for
-a turn of the busy loop: that, not SQLite, was the submit path's limit —
-docs/benchmarks.md. For the same reason no coroutine stands between the callers and
-the thread: a write costs the loop the put and one callback, not the several turns a
-queue-reading task and an executor future would add.) Reads go through a separate
-read side that only ever sees committed data.
+one thread. A coroutine takes write jobs in arrival order and *group-commits* them:
+every job queued while a commit is under way joins the next batch, and the whole
+batch (BEGIN, each job inside its own savepoint so a failing job rolls back alone,
+COMMIT) runs on the writer's thread in **one hop** from the loop. Every caller is
+answered only after the shared ``COMMIT`` returned; on SQLite with
+``synchronous=FULL`` that one commit is one fsync for the whole batch. (Through
+aiosqlite each statement was its own hop, and under load each hop waited for a turn
+of the busy loop: that, not SQLite, was the submit path's limit —
+docs/benchmarks.md.) Reads go through a separate read side that only ever sees
+committed data.
 
 A write job is a plain function ``def job(tx: Tx) -> T``: it runs on the writer's
 thread, so it may only call :class:`Tx` methods and compute (no awaiting, no loop
@@ -30,10 +28,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import queue
 import time
 from collections.abc import Callable, Iterable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Any, Generic, Protocol, TypeVar
@@ -204,11 +201,6 @@ def _call_each(callbacks: Iterable[Callable[[], None]], when: str) -> None:
             log.exception("an %s callback failed; the write stands and the writer goes on", when)
 
 
-def _fail_each(jobs: Iterable[_Job[Any]]) -> None:
-    for job in jobs:
-        _answer(job, failure=_writer_gone())
-
-
 def _writer_gone() -> ShuttingDown:
     return ShuttingDown("the database writer stopped; the server is restarting, try again shortly")
 
@@ -225,12 +217,7 @@ class Store:
         self._thread: ThreadPoolExecutor | None = None
         self._writer: Writes | None = None
         self._reader: Reads | None = None
-        #: Jobs for the writer's thread, a turn of the loop's at a time; None tells it to
-        #: stop once it ran those before.
-        self._jobs: queue.SimpleQueue[list[_Job[Any]] | None] = queue.SimpleQueue()
-        #: The jobs of this turn of the loop, handed over together at its end.
-        self._gathering: list[_Job[Any]] | None = None
-        self._serving: Future[None] | None = None
+        self._queue: asyncio.Queue[_Job[Any]] = asyncio.Queue()
         self._writer_task: asyncio.Task[None] | None = None
         #: Observed for metrics: size of each committed batch and its commit time.
         self.on_commit: Callable[[int, float], None] | None = None
@@ -253,9 +240,7 @@ class Store:
         except BaseException:
             await self.close()
             raise
-        assert self._thread is not None and self._writer is not None
-        self._serving = self._thread.submit(self._serve, self._writer, asyncio.get_running_loop())
-        self._writer_task = self._supervisor.start(self._watch(self._serving), name="store-writer")
+        self._writer_task = self._supervisor.start(self._write_loop(), name="store-writer")
 
     async def _on_writer_thread(self, fn: Callable[..., T], *args: Any) -> T:
         assert self._thread is not None
@@ -265,15 +250,11 @@ class Store:
         """Stop listening, finish queued writes, then close both connections."""
         await self.channels.stop()
         if self._writer_task is not None:
-            # Stopped, not dead: from here a write is refused, and what is queued runs.
-            await Supervisor.stop(self._writer_task)
-            self._writer_task = None
-        if self._serving is not None:
-            self._hand_over()
-            self._jobs.put(None)
+            await self._queue.join()
+            self._writer_task.cancel()
             # Waited for, not awaited: a writer that died was reported by the supervisor.
-            await asyncio.wait([asyncio.wrap_future(self._serving)])
-            self._serving = None
+            await asyncio.wait([self._writer_task])
+            self._writer_task = None
         if self._reader is not None:
             await self._reader.close()
         if self._writer is not None:
@@ -293,63 +274,33 @@ class Store:
             raise RuntimeError("store is not open")
         if self._writer_task.done():
             raise _writer_gone()
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[T] = loop.create_future()
-        if self._gathering is None:
-            # Woken once a turn, not once a job: the thread would otherwise take each
-            # job alone and fight the loop for the GIL at every one.
-            self._gathering = []
-            loop.call_soon(self._hand_over)
-        self._gathering.append(_Job(fn, future))
-        # A cancelled caller cancels only its wait: the job runs all the same, and the
-        # writer answers no future that is done.
-        return await future
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        self._queue.put_nowait(_Job(fn, future))
+        return await asyncio.shield(future)
 
-    def _hand_over(self) -> None:
-        if self._gathering is not None:
-            self._jobs.put(self._gathering)
-            self._gathering = None
-
-    def _serve(self, conn: Writes, loop: asyncio.AbstractEventLoop) -> None:
-        """The writer's thread until told to stop: batch after batch (what was handed
-        over while the last one ran, up to ``MAX_BATCH``), each settled on the loop by
-        one callback."""
-        waiting: list[_Job[Any]] = []
-        stopping = False
-        while True:
-            while not stopping and len(waiting) < MAX_BATCH:
-                try:
-                    handed = self._jobs.get(block=not waiting)
-                except queue.Empty:
-                    break
-                if handed is None:
-                    stopping = True
-                else:
-                    waiting += handed
-            if not waiting:
-                return
-            jobs, waiting = waiting[:MAX_BATCH], waiting[MAX_BATCH:]
-            try:
-                batch = _run_batch(conn, jobs)
-            except BaseException:
-                loop.call_soon_threadsafe(_fail_each, jobs + waiting)
-                raise
-            loop.call_soon_threadsafe(self._settle, batch)
-
-    async def _watch(self, serving: Future[None]) -> None:
-        """The writer as a supervised part: it ends only when stopped (cancelled here
-        first) or when its thread died, and then no write may wait for it."""
+    async def _write_loop(self) -> None:
+        conn = self._writer
+        assert conn is not None
         try:
-            await asyncio.wrap_future(serving)
+            while True:
+                jobs = [await self._queue.get()]
+                while len(jobs) < MAX_BATCH and not self._queue.empty():
+                    jobs.append(self._queue.get_nowait())
+                try:
+                    self._settle(await self._on_writer_thread(_run_batch, conn, jobs))
+                except BaseException:
+                    for job in jobs:
+                        _answer(job, failure=_writer_gone())
+                    raise
+                finally:
+                    for _ in jobs:
+                        self._queue.task_done()
         finally:
-            if serving.done():
-                self._hand_over()
-                while True:
-                    try:
-                        handed = self._jobs.get_nowait()
-                    except queue.Empty:
-                        break
-                    _fail_each(handed or ())
+            # The writer ends only when closed (the queue is empty then) or when it died:
+            # no write may wait for it any longer.
+            while not self._queue.empty():
+                _answer(self._queue.get_nowait(), failure=_writer_gone())
+                self._queue.task_done()
 
     def _settle(self, batch: _Batch) -> None:
         """On the loop, once the batch's transaction ended: callbacks, then answers."""
