@@ -112,7 +112,7 @@ def repair_messages(
     messages: list[dict[str, str]], bad_answer: str, problem: str, result_model: type[BaseModel]
 ) -> list[dict[str, str]]:
     """The conversation, the bad answer, and a request to fix it (the one repair attempt)."""
-    schema = json.dumps(result_model.model_json_schema(), ensure_ascii=False)
+    schema = json.dumps(_json_schema(result_model), ensure_ascii=False)
     return [
         *messages,
         {"role": "assistant", "content": bad_answer},
