@@ -3,9 +3,10 @@
 Runs on the server's one loop. A dispatcher takes the next ready task (highest
 priority first; round-robin across users within a priority; oldest first per
 user) whenever one of ``tasks.max_concurrency`` slots is free, and runs it as a
-child of one ``asyncio.TaskGroup``. Every state change is one store write that
-also publishes its lifecycle event, so the database and the event log never
-disagree.
+child of one ``asyncio.TaskGroup``; a run ending while tasks wait hands its slot
+straight to the next (:meth:`Engine._pass_slot`). Every state change is one store
+write that also publishes its lifecycle event, so the database and the event log
+never disagree.
 """
 
 from __future__ import annotations
@@ -298,6 +299,8 @@ class Engine:
         self._draining = asyncio.Event()
         self._accepting = False
         self._main: asyncio.Task[None] | None = None
+        #: The task group the runs are children of (set while the engine runs).
+        self._group: asyncio.TaskGroup | None = None
         self._grace = 0.0
         #: Told (event name, task) after each lifecycle change commits: metrics, the batch runner.
         self._observers: list[Callable[[str, Task], None]] = []
@@ -442,7 +445,8 @@ class Engine:
 
     async def _run_all(self) -> None:
         async with asyncio.TaskGroup() as group:
-            dispatcher = group.create_task(self._dispatch(group), name="dispatcher")
+            self._group = group
+            dispatcher = group.create_task(self._dispatch(), name="dispatcher")
             leases = group.create_task(self._keep_leases(), name="leases") if self._shared else None
             await self._draining.wait()
             dispatcher.cancel()
@@ -456,7 +460,7 @@ class Engine:
             if leases is not None:
                 leases.cancel()
 
-    async def _dispatch(self, group: asyncio.TaskGroup) -> None:
+    async def _dispatch(self) -> None:
         while True:
             await self._slots.acquire()
             try:
@@ -470,7 +474,30 @@ class Engine:
                 self._slots.release()
                 raise
             assert task_id is not None
-            self._running[task_id] = group.create_task(self._run(task_id), name=f"task-{task_id}")
+            self._launch(task_id)
+
+    def _launch(self, task_id: str) -> None:
+        """Run ``task_id`` on a slot taken for it; its start is queued at once."""
+        assert self._group is not None
+        starting = self._start(task_id)
+        self._running[task_id] = self._group.create_task(self._run(task_id, starting), name=f"task-{task_id}")
+
+    def _pass_slot(self) -> bool:
+        """Give the slot of a run whose outcome was just queued to the next ready task.
+
+        Its start is queued right behind that outcome, so both commit together (or the
+        start after): the next run waits for one commit instead of two in a row, the
+        outcome's and then its own. False when no task may start now (none ready, the
+        engine draining, the provider unavailable): the run frees its slot as usual.
+        """
+        if not self._ready or self._draining.is_set():
+            return False
+        if self._llm is not None and not self._llm.available():
+            return False
+        task_id = self._ready.pop()
+        assert task_id is not None
+        self._launch(task_id)
+        return True
 
     def _enqueue(self, task: Task | QueuedTask) -> None:
         self._ready.push(task)
@@ -754,7 +781,7 @@ class Engine:
         self._bus.publish(task.user_id, event, data, tx=tx)
         tx.after_commit(lambda: self._changed(event, task))
 
-    async def _finish(
+    def _finish(
         self,
         task: Task,
         status: TaskStatus,
@@ -764,7 +791,8 @@ class Engine:
         result: dict[str, Any] | None = None,
         error: TaskError | None = None,
         from_statuses: tuple[str, ...] = ("running",),
-    ) -> Task | None:
+    ) -> Awaitable[Task | None]:
+        """Queue the task's end (see :meth:`Store.write`)."""
         now = utcnow()
 
         def job(tx: Tx) -> Task | None:
@@ -803,11 +831,11 @@ class Engine:
             self._publish(tx, event, done, **extra)
             return done
 
-        return await self._store.write(job)
+        return self._store.write(job)
 
-    async def _start(self, task_id: str) -> Task | None:
-        """pending → running (publishing task_started), or failed when its runs are spent
-        or today's token budget no longer covers its reservation."""
+    def _start(self, task_id: str) -> Awaitable[Task | None]:
+        """Queue pending → running (publishing task_started), or failed when its runs are
+        spent or today's token budget no longer covers its reservation."""
         now = utcnow()
         limit = self.settings.max_attempts
 
@@ -836,7 +864,7 @@ class Engine:
             self._publish(tx, "task_started", started, attempt=started.attempts)
             return started
 
-        return await self._store.write(job)
+        return self._store.write(job)
 
     def _fail_pending(self, tx: Tx, task_id: str, now: str, error: TaskError) -> None:
         failed = tx.finish_task(
@@ -851,22 +879,23 @@ class Engine:
         if kind is not None and kind.on_unfinished is not None:
             kind.on_unfinished(tx, task)
 
-    async def _requeue(self, task: Task, *, reason: str) -> None:
+    def _requeue(self, task: Task, *, reason: str) -> Awaitable[None]:
         def job(tx: Tx) -> None:
             again = tx.requeue_task(task.id, self.owner, excuse=True)
             if again is not None:
                 self._publish(tx, "task_queued", again, reason=reason)
                 self._queue(tx, again)
 
-        await self._store.write(job)
+        return self._store.write(job)
 
-    async def _run(self, task_id: str) -> None:
+    async def _run(self, task_id: str, starting: Awaitable[Task | None]) -> None:
         # Every line logged during the run names the task. The run is an asyncio task
-        # of its own (a copy of the dispatcher's context), so the setting ends with it.
+        # of its own (a copy of the launcher's context), so the setting ends with it.
         task_id_context.set(task_id)
         task: Task | None = None
+        slot_passed = False
         try:
-            task = await self._start(task_id)
+            task = await starting
             if task is None:
                 return
             kind = self.task_types.get(task.task_type)
@@ -887,24 +916,27 @@ class Engine:
 
             ctx._budget_left = budget_left
             self._contexts[task_id] = ctx
+            outcome: Awaitable[Task | None] | Awaitable[None]
             try:
                 async with asyncio.timeout(self.settings.timeout):
                     result = await kind.run(ctx)
             except TaskError as exc:
-                await self._finish(task, TaskStatus.FAILED, "task_failed", ctx=ctx, error=exc)
+                outcome = self._finish(task, TaskStatus.FAILED, "task_failed", ctx=ctx, error=exc)
             except TaskDeferred:
-                await self._requeue(task, reason="deferred")
+                outcome = self._requeue(task, reason="deferred")
             except TimeoutError:
                 error = TaskError(
                     "timeout", f"the task took longer than {self.settings.timeout:g} s", retryable=True
                 )
-                await self._finish(task, TaskStatus.FAILED, "task_failed", ctx=ctx, error=error)
+                outcome = self._finish(task, TaskStatus.FAILED, "task_failed", ctx=ctx, error=error)
             except Exception:
                 log.exception("task %s (%s) crashed", task.id, task.task_type)
                 error = TaskError("internal_error", "the task failed unexpectedly", retryable=True)
-                await self._finish(task, TaskStatus.FAILED, "task_failed", ctx=ctx, error=error)
+                outcome = self._finish(task, TaskStatus.FAILED, "task_failed", ctx=ctx, error=error)
             else:
-                await self._finish(task, TaskStatus.COMPLETED, "task_completed", ctx=ctx, result=result)
+                outcome = self._finish(task, TaskStatus.COMPLETED, "task_completed", ctx=ctx, result=result)
+            slot_passed = self._pass_slot()
+            await outcome
         except asyncio.CancelledError:
             if task_id in self._lease_lost:
                 # Another process may run it now: nothing of this run is recorded.
@@ -925,7 +957,8 @@ class Engine:
             self._cancel_requested.discard(task_id)
             self._contexts.pop(task_id, None)
             self._running.pop(task_id, None)
-            self._slots.release()
+            if not slot_passed:
+                self._slots.release()
 
     async def _fail_unrecorded(self, task_id: str) -> None:
         """Best effort after a failed write: a running task is failed; a task whose start

@@ -449,6 +449,27 @@ async def test_max_concurrency_is_never_exceeded(start_server: StartServer, conn
     assert stats["current"] == 0
 
 
+async def test_a_finishing_run_passes_its_slot_on_in_its_outcome_s_commit(
+    start_server: StartServer, connect: Connect
+) -> None:
+    api = await user_on(start_server, connect, tasks={"max_concurrency": 1})
+    blocker = await api.submit_id("gate", {"gate": "hold"})
+    await api.wait_status(blocker, "running")
+    queued = [await api.submit_id("echo", {"n": n}) for n in range(8)]
+    before = (await api.stats())["commits"]
+
+    await api.open_gate("hold")
+    await api.wait_status(queued[-1], "completed")
+    stats = await api.stats()
+    assert stats["started"] == [blocker, *queued]
+    assert stats["max_concurrent"] == 1
+    # Each outcome commits together with the next task's start: 9 commits for 9
+    # outcomes and 8 starts (17 one after another if each start waited for the slot).
+    commits = stats["commits"]
+    assert commits["jobs"] - before["jobs"] == 17, commits
+    assert commits["batches"] - before["batches"] == 9, commits
+
+
 async def test_too_many_pending_counts_pending_and_running(start_server: StartServer, connect: Connect) -> None:
     server = start_server(tasks={"max_concurrency": 1, "max_pending_per_user": 3})
     http = connect(server)

@@ -288,6 +288,10 @@ class CircuitBreaker:
             if self.state == "half_open":
                 self._available.set()
 
+    def available(self) -> bool:
+        """Whether a call would be admitted now."""
+        return self._available.is_set()
+
     async def wait_available(self) -> None:
         """Return once a call would be admitted: at once when closed."""
         await self._available.wait()

@@ -374,6 +374,10 @@ class LLMClient:
             model=self.model,
         )
 
+    def available(self) -> bool:
+        """Whether :meth:`wait_available` would return at once."""
+        return self._breaker.available()
+
     async def wait_available(self) -> None:
         """Return at once while the circuit is closed; otherwise once a probe succeeded
         (and no half-open trial call is in flight)."""

@@ -29,7 +29,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
@@ -263,20 +263,23 @@ class Store:
             self._thread.shutdown()
         self._reader = self._writer = self._thread = None
 
-    async def write(self, fn: Callable[[Tx], T]) -> T:
-        """Run ``fn`` in a write transaction on the writer's thread; return once it is
-        committed.
+    def write(self, fn: Callable[[Tx], T]) -> Awaitable[T]:
+        """Queue ``fn`` to run in a write transaction on the writer's thread; awaited,
+        its result once it is committed.
 
-        The job runs even if the caller is cancelled meanwhile, so an accepted write is
-        never half done.
+        The job is queued by the call itself: jobs queued one after another commit in
+        that order, those queued in one turn of the loop in one batch (unless it is
+        full). The job runs even if the caller is cancelled meanwhile, so an accepted
+        write is never half done. A write that cannot be queued fails when awaited.
         """
-        if self._writer_task is None:
-            raise RuntimeError("store is not open")
-        if self._writer_task.done():
-            raise _writer_gone()
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        self._queue.put_nowait(_Job(fn, future))
-        return await asyncio.shield(future)
+        if self._writer_task is None:
+            future.set_exception(RuntimeError("store is not open"))
+        elif self._writer_task.done():
+            future.set_exception(_writer_gone())
+        else:
+            self._queue.put_nowait(_Job(fn, future))
+        return asyncio.shield(future)
 
     async def _write_loop(self) -> None:
         conn = self._writer
