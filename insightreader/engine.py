@@ -293,6 +293,8 @@ class Engine:
         self._wakeup = asyncio.Event()
         self._slots = asyncio.Semaphore(settings.max_concurrency)
         self._running: dict[str, asyncio.Task[None]] = {}
+        #: Runs in ``_running`` that gave their slot on and wait for their outcome's commit.
+        self._handed_over = 0
         #: The contexts of running tasks: what each has spent so far (not yet in usage).
         self._contexts: dict[str, TaskContext] = {}
         self._cancel_requested: set[str] = set()
@@ -438,7 +440,7 @@ class Engine:
     def status(self) -> dict[str, Any]:
         return {
             "accepting": self._accepting,
-            "running": len(self._running),
+            "running": len(self._running) - self._handed_over,
             "ready": len(self._ready),
             "ready_by_priority": self._ready.depth_by_priority(),
         }
@@ -936,6 +938,8 @@ class Engine:
             else:
                 outcome = self._finish(task, TaskStatus.COMPLETED, "task_completed", ctx=ctx, result=result)
             slot_passed = self._pass_slot()
+            if slot_passed:
+                self._handed_over += 1
             await outcome
         except asyncio.CancelledError:
             if task_id in self._lease_lost:
@@ -957,7 +961,9 @@ class Engine:
             self._cancel_requested.discard(task_id)
             self._contexts.pop(task_id, None)
             self._running.pop(task_id, None)
-            if not slot_passed:
+            if slot_passed:
+                self._handed_over -= 1
+            else:
                 self._slots.release()
 
     async def _fail_unrecorded(self, task_id: str) -> None:

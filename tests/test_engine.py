@@ -470,6 +470,30 @@ async def test_a_finishing_run_passes_its_slot_on_in_its_outcome_s_commit(
     assert commits["batches"] - before["batches"] == 9, commits
 
 
+async def test_a_run_that_passed_its_slot_on_no_longer_counts_as_running(
+    start_server: StartServer, connect: Connect
+) -> None:
+    api = await user_on(start_server, connect, tasks={"max_concurrency": 1})
+    held = await api.submit_id("held_outcome", {"gate": "done", "hold": "writer"})
+    await api.wait_status(held, "running")
+    waiting = await api.submit_id("echo", {"behind": "held"})
+    await api.open_gate("done")
+
+    async def writer_held() -> bool:
+        return bool((await api.get("/api/v1/test/holds/writer")).json()["entered"])
+
+    # The held run queued its outcome and gave its slot on (the next start is queued
+    # behind the outcome); the writer is inside that outcome's job.
+    await wait_until(writer_held, "the held outcome's write")
+    ready = (await api.http.get("/readyz")).json()
+    # The waiting task took the slot (none ready); one run counts, not both.
+    assert (ready["engine"]["ready"], ready["engine"]["running"]) == (0, 1), ready
+    assert (await api.post("/api/v1/test/holds/writer")).status_code == 200
+    await api.wait_status(waiting, "completed")
+    assert (await api.task(held))["status"] == "completed"
+    assert (await api.http.get("/readyz")).json()["engine"]["running"] == 0
+
+
 async def test_too_many_pending_counts_pending_and_running(start_server: StartServer, connect: Connect) -> None:
     server = start_server(tasks={"max_concurrency": 1, "max_pending_per_user": 3})
     http = connect(server)

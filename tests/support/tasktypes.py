@@ -12,6 +12,8 @@ import asyncio
 import os
 import signal
 import sqlite3
+import threading
+from dataclasses import dataclass, field
 from typing import Any
 
 from quart import Blueprint, Quart, request
@@ -22,6 +24,7 @@ from insightreader.engine import TaskContext, TaskType
 from insightreader.errors import ShuttingDown, StorageFull, TaskError
 
 _gates: dict[str, asyncio.Event] = {}
+_holds: dict[str, _Hold] = {}
 _stats: dict[str, Any] = {"current": 0, "max": 0, "started": []}
 #: Group commit as the store reports it: committed batches and their sizes.
 _commits: dict[str, int] = {"batches": 0, "jobs": 0, "largest": 0}
@@ -29,6 +32,18 @@ _commits: dict[str, int] = {"batches": 0, "jobs": 0, "largest": 0}
 
 def _gate(name: str) -> asyncio.Event:
     return _gates.setdefault(name, asyncio.Event())
+
+
+@dataclass
+class _Hold:
+    """Holds the writer's thread inside a write job (threading events: set across threads)."""
+
+    entered: threading.Event = field(default_factory=threading.Event)
+    released: threading.Event = field(default_factory=threading.Event)
+
+
+def _hold(name: str) -> _Hold:
+    return _holds.setdefault(name, _Hold())
 
 
 async def _tracked(ctx: TaskContext, body: Any) -> dict[str, Any]:
@@ -103,6 +118,25 @@ async def run_bad_callback(ctx: TaskContext) -> dict[str, Any]:
     return await _tracked(ctx, body())
 
 
+async def run_held_outcome(ctx: TaskContext) -> dict[str, Any]:
+    """Completes once its gate opens; the write recording that holds the writer's
+    thread until the test releases ``input["hold"]`` (``/api/v1/test/holds/<name>``)."""
+
+    async def body() -> dict[str, Any]:
+        hold = _hold(ctx.task.input["hold"])
+        await _gate(ctx.task.input["gate"]).wait()
+
+        def wait(tx: Any, result: dict[str, Any]) -> None:
+            hold.entered.set()
+            if not hold.released.wait(timeout=30):
+                raise AssertionError("the test never released the writer")
+
+        ctx.on_complete(wait)
+        return {"held": True}
+
+    return await _tracked(ctx, body())
+
+
 async def run_crash(ctx: TaskContext) -> dict[str, Any]:
     os.kill(os.getpid(), signal.SIGKILL)
     raise AssertionError("unreachable")
@@ -117,6 +151,7 @@ TEST_TASK_TYPES = {
         TaskType("flaky", run_flaky),
         TaskType("disk_full", run_disk_full),
         TaskType("bad_callback", run_bad_callback),
+        TaskType("held_outcome", run_held_outcome),
         TaskType("crash", run_crash),
     )
 }
@@ -145,6 +180,17 @@ async def submit(task_type: str) -> tuple[dict[str, Any], int]:
 async def open_gate(name: str) -> dict[str, Any]:
     _gate(name).set()
     return {"opened": name}
+
+
+@bp.get("/holds/<name>")
+async def hold_state(name: str) -> dict[str, Any]:
+    return {"entered": _hold(name).entered.is_set()}
+
+
+@bp.post("/holds/<name>")
+async def release_hold(name: str) -> dict[str, Any]:
+    _hold(name).released.set()
+    return {"released": name}
 
 
 class Unforeseen(BaseException):
