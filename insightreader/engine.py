@@ -918,7 +918,7 @@ class Engine:
 
             ctx._budget_left = budget_left
             self._contexts[task_id] = ctx
-            outcome: Awaitable[Task | None] | Awaitable[None]
+            outcome: Awaitable[object]
             try:
                 async with asyncio.timeout(self.settings.timeout):
                     result = await kind.run(ctx)

@@ -91,7 +91,7 @@ async def test_priority_and_users_in_turn_hold_for_tasks_another_process_queued(
     b = start_server(tasks={"max_concurrency": 1})
     on_b = first.on(connect(b))
     await on_b.submit_id("gate", {"gate": "busy-b"})
-    await wait_for(lambda: _running_on(on_b, 1), "B to run its gate", timeout=20)
+    await on_b.wait_running(1)
     other = await register(connect(b))
     bulk = [await on_b.submit_id("echo", {"bulk": n}, priority=-5) for n in range(3)]
     theirs = await other.submit_id("echo", {"bulk": "other"}, priority=-5)
@@ -108,10 +108,6 @@ async def test_priority_and_users_in_turn_hold_for_tasks_another_process_queued(
     assert runs[0] == busy_a
     assert runs[1:] == [urgent, bulk[0], theirs, bulk[1], bulk[2]]
     await on_b.open_gate("busy-b")
-
-
-async def _running_on(api: Api, count: int) -> bool:
-    return bool((await api.stats())["current"] >= count)
 
 
 def _ids(messages: list[Message]) -> list[int]:
