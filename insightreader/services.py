@@ -64,7 +64,6 @@ class Services:
             )
             tokens = Tokens(settings.auth, load_secret(settings.auth, settings.database.path))
             accounts = Accounts(settings.auth, tokens, store, trusted_proxies=settings.server.trusted_proxies)
-            await accounts.start()
             # The first administrator, from INSIGHTREADER_ADMIN_USERNAME/_PASSWORD (docs/deploy.md).
             await accounts.bootstrap_admin(*admin_credentials())
             api_tokens.start()

@@ -14,10 +14,12 @@ from contextlib import closing
 from pathlib import Path
 from typing import Any
 
+import argon2
 import httpx
 import pytest
 
 from insightreader.accounts.open_sessions import OpenSessions
+from insightreader.accounts.passwords import Hasher
 from insightreader.accounts.tokens import ACCESS, TICKET, Tokens
 from insightreader.config import AuthSettings
 from insightreader.errors import Unauthorized
@@ -391,3 +393,15 @@ def test_a_remembered_access_token_still_expires_and_other_kinds_are_checked_eac
     monkeypatch.setattr("insightreader.accounts.tokens.time.time", lambda: claims["exp"] + 1.0)
     with pytest.raises(Unauthorized, match="expired"):
         tokens.decode(access, ACCESS)
+
+
+def test_the_hash_an_unknown_user_is_checked_against_costs_a_real_check_and_matches_nothing() -> None:
+    hasher = Hasher()
+    dummy, other = hasher.unmatchable(), hasher.unmatchable()
+    real = argon2.PasswordHasher().hash(PASSWORD)
+    assert argon2.extract_parameters(dummy) == argon2.extract_parameters(real)
+    assert dummy != other  # random salt and digest each time
+    for password in ("", PASSWORD, dummy):
+        # a mismatch, found by computing the hash: a malformed one fails at once instead
+        with pytest.raises(argon2.exceptions.VerifyMismatchError):
+            argon2.PasswordHasher().verify(dummy, password)

@@ -94,12 +94,9 @@ class Accounts:
         self._hasher = hasher or Hasher()
         self._throttle = LoginThrottle(settings.max_failed_logins, settings.lockout_window)
         self._trusted: tuple[Network, ...] = parse_networks(trusted_proxies)
-        self._dummy_hash = ""
+        # what an unknown user's login is checked against
+        self._dummy_hash = self._hasher.unmatchable()
         self._open = OpenSessions()
-
-    async def start(self) -> None:
-        """Prepare the hash an unknown user's login is checked against."""
-        self._dummy_hash = await self._hasher.hash(secrets.token_hex(16))
 
     def client(self, peer: str | None, forwarded_for: str | None, user_agent: str | None) -> Client:
         """The client of a request (``X-Forwarded-For`` is read only from ``server.trusted_proxies``)."""
