@@ -8,6 +8,7 @@ N InsightReader processes of a start all get core 0, so 1 and N share the same C
 
 from __future__ import annotations
 
+import compileall
 import contextlib
 import json
 import os
@@ -58,8 +59,16 @@ INSIGHTREADER_TARGETS = ("insightreader", "insightreader-uvloop", "insightreader
 
 
 def prepare_harness() -> None:
-    """Pin this process (and so every child not pinned elsewhere) to the load core, and
-    raise the open-file limit to the hard limit (10,000 streams need as many sockets)."""
+    """Pin this process (and so every child not pinned elsewhere) to the load core,
+    raise the open-file limit to the hard limit (10,000 streams need as many sockets),
+    and compile the servers' modules.
+
+    A deployed server loads its modules from bytecode written at install or at its first
+    start. Where ``PYTHONDONTWRITEBYTECODE`` is set (these machines set it), a module
+    changed since it was last compiled is compiled again at every start (all of
+    ``insightreader`` uncompiled: 0.69–0.73 s of imports instead of 0.58 s)."""
+    for package in ("insightreader", "bench"):
+        compileall.compile_dir(REPO / package, quiet=1)
     if PINNED:
         os.sched_setaffinity(0, {int(LOAD_CORE)})
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
