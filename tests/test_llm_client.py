@@ -124,6 +124,16 @@ async def test_json_result_is_validated(fake: FakeUpstream, make_client: MakeCli
     assert fmt["json_schema"]["strict"] is False
 
 
+async def test_callers_at_once_before_the_sdk_client_exists_share_the_one_made(
+    fake: FakeUpstream, make_client: MakeClient
+) -> None:
+    client = make_client()
+    # the client is made on a worker thread: callers arriving meanwhile wait for it
+    made = await asyncio.gather(*(client._provider() for _ in range(5)))
+    assert all(provider is made[0] for provider in made)
+    assert all(isinstance(r.value, Summary) for r in await asyncio.gather(*(summarise(client) for _ in range(3))))
+
+
 async def test_default_fake_answer_fits_the_schema(fake: FakeUpstream, make_client: MakeClient) -> None:
     result = await summarise(make_client())
     assert isinstance(result.value, Summary)

@@ -257,6 +257,7 @@ class LLMClient:
         self._transport = transport
         #: The SDK's client, made on first use (see :meth:`_provider`).
         self._openai: openai.AsyncOpenAI | None = None
+        self._making = asyncio.Lock()
         self._limiter = RateLimiter(
             0 if self.offline else settings.requests_per_minute,
             0 if self.offline else settings.tokens_per_minute,
@@ -413,23 +414,27 @@ class LLMClient:
         await self._provider()
 
     async def _provider(self) -> openai.AsyncOpenAI:
-        """The SDK's client, made on first use: ``openai`` is imported off the loop
-        (:mod:`insightreader.llm.sdk`), so a server listens before it is loaded."""
+        """The SDK's client, made on first use, off the loop like ``openai``'s import
+        (:mod:`insightreader.llm.sdk`), so a server listens before it is loaded: making
+        it imports the HTTP client's transport and loads the CA certificates, 65 ms that
+        held the loop at start-up."""
         if self._openai is None:
-            await sdk.load()
-        if self._openai is None:  # not made by another caller meanwhile
-            self._openai = openai.AsyncOpenAI(
-                base_url=self._settings.base_url,
-                api_key=self._api_key,
-                timeout=self._settings.timeout,
-                max_retries=0,
-                http_client=(
-                    openai.DefaultAsyncHttpx2Client(transport=self._transport)
-                    if self._transport is not None
-                    else None
-                ),
-            )
+            async with self._making:
+                if self._openai is None:  # not made by another caller meanwhile
+                    await sdk.load()
+                    self._openai = await asyncio.to_thread(self._make_provider)
         return self._openai
+
+    def _make_provider(self) -> openai.AsyncOpenAI:
+        return openai.AsyncOpenAI(
+            base_url=self._settings.base_url,
+            api_key=self._api_key,
+            timeout=self._settings.timeout,
+            max_retries=0,
+            http_client=(
+                openai.DefaultAsyncHttpx2Client(transport=self._transport) if self._transport is not None else None
+            ),
+        )
 
     # -- structured output --------------------------------------------------------------
 
