@@ -84,7 +84,8 @@ def main() -> None:
 def serve(config_path: Path | None, bind: str | None, log_format: str | None) -> None:
     """Run the server until SIGTERM or SIGINT."""
     # Collections while the server's modules load find nothing to free and cost 8 % of
-    # start-up: off until server.serve has frozen what start-up made.
+    # start-up: off until the LLM SDK has loaded too and what start-up made is frozen
+    # (server._warm_up).
     gc.disable()
     from .tasktypes import task_types
     from .server import serve as run_server

@@ -18,7 +18,7 @@ from insightreader import migrate
 from tests.conftest import base_config
 from tests.support import db
 from tests.support.cli import clean_env, insightreader_argv, one_line_error, run_cli
-from tests.support.client import register
+from tests.support.client import register, wait_for
 from tests.support.process import ServerProcess, write_config
 
 PASSWORD = "correct horse battery"
@@ -256,17 +256,28 @@ async def test_a_second_server_on_the_same_database_refuses_to_start(
     second.env = clean_env()
     try:
         second.start()
-        assert httpx.get(f"{second.url}/healthz", timeout=10).status_code == 200
-        # `serve` loads its modules with garbage collection off: it is back on once it serves.
-        collections = [gc_collections(second.url) for _ in range(20)]
-        assert collections[-1] > collections[0], collections
+        async with httpx.AsyncClient(base_url=second.url, timeout=10) as http:
+            assert (await http.get("/healthz")).status_code == 200
+            # `serve` loads its modules, the LLM SDK's too, with garbage collection off:
+            # it is back on once the SDK has loaded (a scrape makes objects enough for one).
+
+            async def sdk_loaded() -> bool:
+                return (await http.get("/readyz")).json()["llm"]["sdk"] == "loaded"
+
+            await wait_for(sdk_loaded, "the LLM SDK to load")
+            first_count = await gc_collections(http)
+
+            async def collected() -> bool:
+                return await gc_collections(http) > first_count
+
+            await wait_for(collected, "a garbage collection")
     finally:
         second.stop()
 
 
-def gc_collections(url: str) -> float:
+async def gc_collections(http: httpx.AsyncClient) -> float:
     """The server's count of young-generation garbage collections, from ``/metrics``."""
-    text = httpx.get(f"{url}/metrics", timeout=10).text
+    text = (await http.get("/metrics")).text
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
             if sample.name == "python_gc_collections_total" and sample.labels.get("generation") == "0":
