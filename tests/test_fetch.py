@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import ssl
 from collections.abc import AsyncIterator, Callable, Iterable
 from typing import Any
 
@@ -85,6 +86,25 @@ async def test_an_article_page_is_fetched_and_its_text_is_the_article_not_the_ch
     assert found.metadata() == {
         "author": "Ana Ruiz", "site_name": "The City Paper", "published": "2026-03-04", "language": "en",
     }
+
+
+async def test_fetches_share_one_tls_context_made_once(site: Site, monkeypatch: pytest.MonkeyPatch) -> None:
+    # making one loads the CA certificates: 25 ms of the loop, once per fetch before
+    made: list[ssl.SSLContext] = []
+    make = ssl.create_default_context
+
+    def counted() -> ssl.SSLContext:
+        made.append(make())
+        return made[-1]
+
+    monkeypatch.setattr(ssl, "create_default_context", counted)
+    fetching._tls.cache_clear()
+    try:
+        for _ in range(3):
+            assert (await fetching.fetch(site.url("/article"), OPEN)).body
+    finally:
+        fetching._tls.cache_clear()
+    assert len(made) == 1
 
 
 async def test_a_redirect_chain_is_followed_to_the_page(site: Site) -> None:
