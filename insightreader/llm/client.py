@@ -591,7 +591,10 @@ class LLMClient:
 
     async def _call(self, send: Callable[[], Awaitable[R]], estimate: int, *, kind: str = "complete") -> R:
         """``send`` under admission control, retried on transient failures."""
-        await sdk.load()  # the failure handling below tells the SDK's errors apart
+        # The SDK (the failure handling below tells its errors apart) and its client,
+        # before admission: an admitted request is sent at once, so the rate limits
+        # space the requests themselves, the first after a start too.
+        await self._provider()
         retrying = AsyncRetrying(
             stop=stop_after_attempt(self._settings.max_retries + 1),
             wait=self._backoff,
