@@ -26,6 +26,7 @@ from importlib import resources
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
+from argon2.low_level import ARGON2_VERSION
 
 from ..errors import Busy, ValidationFailed, WeakPassword
 
@@ -98,13 +99,12 @@ class Hasher:
         bytes). Making it costs nothing, where hashing a random password cost a start-up
         0.18 s of its core, ahead of the first task it dispatched."""
         argon2 = self._argon2
-
-        def b64(data: bytes) -> str:
-            return base64.b64encode(data).decode("ascii").rstrip("=")
-
+        salt, digest = (
+            base64.b64encode(secrets.token_bytes(n)).decode("ascii").rstrip("=") for n in (argon2.salt_len, argon2.hash_len)
+        )
         return (
-            f"$argon2{argon2.type.name.lower()}$v=19$m={argon2.memory_cost},t={argon2.time_cost},p={argon2.parallelism}"
-            f"${b64(secrets.token_bytes(argon2.salt_len))}${b64(secrets.token_bytes(argon2.hash_len))}"
+            f"$argon2{argon2.type.name.lower()}$v={ARGON2_VERSION}"
+            f"$m={argon2.memory_cost},t={argon2.time_cost},p={argon2.parallelism}${salt}${digest}"
         )
 
     async def hash(self, password: str) -> str:
