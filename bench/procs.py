@@ -195,7 +195,9 @@ def insightreader_config(workdir: Path, port: int, upstream: Upstream, *, heartb
 
 
 def start_server(target: str, workdir: Path, upstream: Upstream | None, *, heartbeat: float = 15.0,
-                 config: Path | None = None) -> Server:
+                 config: Path | None = None, ready: bool = True) -> Server:
+    """Start ``target`` and return once it listens; InsightReader also once ``/readyz``
+    says its start-up is done, unless ``ready`` is False."""
     port = free_port()
     lag = workdir / f"{target}-{time.monotonic_ns()}.lag"
     py = sys.executable
@@ -232,7 +234,7 @@ def start_server(target: str, workdir: Path, upstream: Upstream | None, *, heart
         port = int(_bind_port(config))
     url = f"http://127.0.0.1:{port}"
     listening = wait_listening(proc, port)
-    if config is not None:
+    if config is not None and ready:
         wait_started(proc, url)
     return Server(target, proc, url, lag_files, listening - proc.started)
 

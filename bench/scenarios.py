@@ -341,7 +341,9 @@ def restart(target: str, quick: bool, workdir: Path) -> Metrics:
         answer.raise_for_status()
         server.proc.stop()
         seed_pending(workdir / "bench.db", pending)
-        server = start_server(target, workdir, upstream, config=config)
+        # Only until it listens: the first dispatch shows in the upstream's log, and
+        # polling /readyz every 5 ms while the SDK loads took the server's core from it.
+        server = start_server(target, workdir, upstream, config=config, ready=False)
         started = server.proc.started
         deadline = time.monotonic() + 60
         first = None
