@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from quart import Blueprint
+from quart import Blueprint, Response
 from quart_schema import document_response, validate_querystring, validate_request, validate_response
 
 from .. import library
@@ -38,7 +38,7 @@ async def _article(article_id: str) -> Article:
     return await library.article(services().store, current_user().id, article_id)
 
 
-async def _submit_on(found: Article, task_type: str, priority: int | None, **extra: Any) -> tuple[dict[str, Any], int]:
+async def _submit_on(found: Article, task_type: str, priority: int | None, **extra: Any) -> tuple[Response, int]:
     outcome = await services().engine.submit(
         current_user().id,
         task_type,
@@ -57,7 +57,7 @@ async def _submit_on(found: Article, task_type: str, priority: int | None, **ext
 @document_response(SubmitOut, 202)
 @document_response(SubmitOut, 200)
 @errors((409, "The `Idempotency-Key` was used with a different request.", "conflict"), (429, None, "too_many_pending", "quota_exceeded", "storage_quota_exceeded"), 503)
-async def save_with_analysis(data: SaveArticle) -> tuple[dict[str, Any], int]:
+async def save_with_analysis(data: SaveArticle) -> tuple[Response, int]:
     """Save an article (the same content twice gives the same article) and analyse it.
     With only a `url`, the answer comes at once with the `task_id` of a `page_fetch`
     task that fetches the page, fills the article and then queues its analysis; the
@@ -178,7 +178,7 @@ async def delete_article(article_id: str) -> tuple[str, int]:
 @document_response(SubmitOut, 202)
 @document_response(SubmitOut, 200)
 @errors(404, (409, "The `Idempotency-Key` was used with a different request.", "conflict"), (429, None, "too_many_pending", "quota_exceeded"), 503)
-async def meta_analysis(data: MetaAnalysisRequest) -> tuple[dict[str, Any], int]:
+async def meta_analysis(data: MetaAnalysisRequest) -> tuple[Response, int]:
     """Analyse how a stored article argues: stance, assumptions, devices, blind spots."""
     return await _submit_on(await _article(data.article_id), meta.NAME, data.priority)
 
@@ -188,7 +188,7 @@ async def meta_analysis(data: MetaAnalysisRequest) -> tuple[dict[str, Any], int]
 @document_response(SubmitOut, 200)
 @optional_request(Submit)
 @errors((404, "No such article, or no such lens.", "not_found"), (409, "The `Idempotency-Key` was used with a different request.", "conflict"), (429, None, "too_many_pending", "quota_exceeded"), 503)
-async def thinking_lens(article_id: str, lens_type: str) -> tuple[dict[str, Any], int]:
+async def thinking_lens(article_id: str, lens_type: str) -> tuple[Response, int]:
     """Apply a thinking lens (see `GET /thinking-lenses`) to a stored article. The body
     is optional: `{"priority": n}`."""
     options = await optional_body(Submit)

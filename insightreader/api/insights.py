@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from quart import Blueprint
+from quart import Blueprint, Response
 from quart_schema import document_response, validate_request, validate_response
 
 from ..analyses import buttons, insight
@@ -26,7 +26,7 @@ USAGE_DAYS = 30
 @document_response(SubmitOut, 202)
 @document_response(SubmitOut, 200)
 @errors((409, "The `Idempotency-Key` was used with a different request.", "conflict"), (429, None, "too_many_pending", "quota_exceeded"), 503)
-async def generate_buttons(data: ButtonsRequest) -> tuple[dict[str, Any], int]:
+async def generate_buttons(data: ButtonsRequest) -> tuple[Response, int]:
     """Follow-up question buttons for a selection (and the insight shown for it)."""
     payload = data.model_dump(exclude={"priority"}, exclude_none=True)
     outcome = await services().engine.submit(
@@ -46,7 +46,7 @@ async def generate_buttons(data: ButtonsRequest) -> tuple[dict[str, Any], int]:
 @document_response(SubmitOut, 202)
 @document_response(SubmitOut, 200)
 @errors((404, "No such article (`article_id`) or highlight (`highlight_id`).", "not_found"), (409, "The `Idempotency-Key` was used with a different request.", "conflict"), (429, None, "too_many_pending", "quota_exceeded"), 503)
-async def generate_insight(data: InsightRequest) -> tuple[dict[str, Any], int]:
+async def generate_insight(data: InsightRequest) -> tuple[Response, int]:
     """An insight on a selection; its text streams as `task_progress` events. With
     `highlight_id` (a highlight of `article_id`, which it implies), the insight is kept
     with that highlight."""
