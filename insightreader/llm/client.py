@@ -492,11 +492,11 @@ class LLMClient:
                 messages=cast("list[openai.types.chat.ChatCompletionMessageParam]", messages),
                 max_tokens=limit.get("max_tokens", openai.omit),
                 max_completion_tokens=limit.get("max_completion_tokens", openai.omit),
-                response_format=(
-                    cast("openai.types.chat.completion_create_params.ResponseFormat", fmt)
-                    if fmt is not None
-                    else openai.omit
-                ),
+                # As the body's `response_format`, sent as built: given as the parameter
+                # of that name, the SDK walks the whole JSON Schema in it against its
+                # parameter types on every request and changes nothing (0.2 of the 2 ms
+                # of the loop's time a call costs).
+                extra_body={"response_format": fmt} if fmt is not None else None,
             )
             self._limiter.observe(raw.headers)
             try:
