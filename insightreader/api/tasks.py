@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from quart import Blueprint, Response, current_app, request
+from quart import Blueprint, Response, jsonify, request
 from quart_schema import validate_querystring, validate_response
 
 from ..engine import SubmitOutcome
@@ -33,19 +33,19 @@ def submit_answer(outcome: SubmitOutcome, **extra: Any) -> tuple[Response, int]:
     The body has exactly ``SubmitOut``'s fields, so the submit routes only document
     that schema (``document_response``) instead of validating every answer against it
     (a twelfth of the loop's time under load); tests/test_fuzz_api.py checks the
-    answers against the schema. It is rendered here, as Quart renders a dict: given a
-    dict, quart-schema first copies it through a pydantic ``TypeAdapter`` it builds
-    anew for every answer (45 µs, a thirtieth of a submit)."""
+    answers against the schema. It is rendered here with ``jsonify``, as errors are
+    (api/errors.py): given a dict, quart-schema first copies it through a pydantic
+    ``TypeAdapter`` it builds anew for every answer (45 µs, a thirtieth of a submit)."""
     task = outcome.task
     body: dict[str, Any] = {"status": task.status.value, "task_id": task.id, **extra}
     if task.article_id is not None:
         body.setdefault("article_id", task.article_id)
     if not task.status.finished:
-        return current_app.json.response(body), 202
+        return jsonify(body), 202
     body["result"] = task.result
     body["error"] = task.error
     body["deduplicated"] = outcome.deduplicated
-    return current_app.json.response(body), 200
+    return jsonify(body), 200
 
 
 def shown(task: Task) -> dict[str, Any]:
