@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_random_exponential
 
-from . import extraction, fetching, library, text
+from . import library, text
 from .analyses import article as article_analysis
 from .analyses.common import load_article
 from .config import LibrarySettings
@@ -18,6 +18,9 @@ from .engine import Submission, TaskContext
 from .errors import StorageQuotaExceeded, TaskError
 from .records import Task, utcnow
 from .store import Tx
+
+if TYPE_CHECKING:
+    from .fetching import Page
 
 NAME = library.PAGE_FETCH
 PROMPT_VERSION = "1"
@@ -29,19 +32,19 @@ BACKOFF_BASE = 0.5
 BACKOFF_MAX = 8.0
 
 
-def rules(settings: LibrarySettings) -> fetching.FetchRules:
-    return fetching.FetchRules(
-        allow_private=settings.fetch_allow_private,
-        timeout=settings.fetch_timeout,
-        max_bytes=settings.fetch_max_bytes,
-    )
-
-
 def _retryable(exc: BaseException) -> bool:
     return isinstance(exc, TaskError) and exc.retryable
 
 
-async def _fetch(url: str, rules: fetching.FetchRules) -> fetching.Page:
+async def _fetch(url: str, settings: LibrarySettings) -> Page:
+    # httpx and httpcore load with the first fetch, not at every start (test_smoke).
+    from . import fetching
+
+    rules = fetching.FetchRules(
+        allow_private=settings.fetch_allow_private,
+        timeout=settings.fetch_timeout,
+        max_bytes=settings.fetch_max_bytes,
+    )
     retrying = AsyncRetrying(
         stop=stop_after_attempt(FETCH_ATTEMPTS),
         wait=wait_random_exponential(multiplier=BACKOFF_BASE, max=BACKOFF_MAX),
@@ -68,7 +71,9 @@ async def run(ctx: TaskContext, *, settings: LibrarySettings) -> dict[str, Any]:
 
     if article.fetch_status == "failed":  # a retry: fetching again
         await ctx.store.write(lambda tx: tx.set_fetch_status(article.id, "fetching", utcnow()))
-    page = await _fetch(ctx.task.input["url"], rules(settings))
+    page = await _fetch(ctx.task.input["url"], settings)
+    from . import extraction  # after fetching, which it imports
+
     found = await asyncio.to_thread(extraction.extract, page)
     filled = replace(
         article,

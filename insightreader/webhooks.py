@@ -31,7 +31,6 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from . import fetching
 from .config import WebhookSettings
 from .errors import ForbiddenAddress, NotFound, TaskError, TooManyWebhooks, ValidationFailed
 from .events import EventBus
@@ -186,6 +185,9 @@ class Webhooks:
             raise ValidationFailed(f"events: choose among {', '.join(EVENTS)}")
         if len(url) > MAX_URL_CHARS:
             raise ValidationFailed(f"url: at most {MAX_URL_CHARS} characters")
+        # httpx and httpcore load with the first webhook, not at every start (test_smoke).
+        from . import fetching
+
         try:
             fetching.check_destination(url, allow_private=self.allow_private)
         except TaskError as exc:
@@ -352,6 +354,8 @@ class Dispatcher:
             (b"webhook-timestamp", str(stamp).encode()),
             (b"webhook-signature", signature(webhook.secret, delivery.id, stamp, body).encode()),
         ]
+        from . import fetching
+
         try:
             status = await fetching.post(
                 webhook.url, body, headers, allow_private=self._owner.allow_private, timeout=self._settings.timeout
