@@ -51,7 +51,6 @@ async def until(check: Callable[[], Awaitable[bool] | bool], timeout: float = 15
         await asyncio.sleep(0.02)
 
 
-
 @pytest.fixture(scope="module")
 def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     """One server for the tests that don't stop it (a server start costs a second)."""

@@ -30,7 +30,6 @@ Connect = Callable[[ServerProcess], httpx.AsyncClient]
 StartServer = Callable[..., ServerProcess]
 
 
-
 def assert_error(response: httpx.Response, status: int, code: str) -> None:
     assert response.status_code == status, response.text
     assert response.json()["error"]["code"] == code, response.text

@@ -35,7 +35,6 @@ StartServer = Callable[..., ServerProcess]
 GONE = (httpx.TransportError,)
 
 
-
 def assert_error(response: httpx.Response, status: int, code: str) -> None:
     assert response.status_code == status, response.text
     assert response.json()["error"]["code"] == code, response.text

@@ -109,8 +109,6 @@ class _Job(Generic[T]):
     future: asyncio.Future[T]
 
 
-
-
 @dataclass
 class _Run:
     """One job's run inside a batch: its transaction view and outcome."""
@@ -131,7 +129,6 @@ class _Batch:
     #: of the batch is undone.
     error: BaseException | None = None
     seconds: float = 0.0
-
 
 
 def _run_batch(conn: Writes, jobs: list[_Job[Any]]) -> _Batch:

@@ -503,7 +503,6 @@ _COMPOSERS: dict[str, Callable[[dict[str, str]], dict[str, Any]]] = {
 }
 
 
-
 def answer(body: dict[str, Any]) -> str:
     """The offline model's reply (message content) to a chat.completions body.
 

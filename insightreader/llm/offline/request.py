@@ -35,8 +35,6 @@ class OfflineRequestError(ValueError):
         self.code = code
 
 
-
-
 def parse_blocks(text: str) -> dict[str, str]:
     """The tagged data blocks of ``text``, stripped, keyed by tag name.
 
