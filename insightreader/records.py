@@ -28,7 +28,10 @@ def utcnow() -> str:
 
 
 def format_time(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+    # isoformat, not strftime: "%Y" drops a year's leading zeros, so Go's zero time
+    # (0001-01-01) in an import became "1-01-01T…", not ISO 8601, and a year 999
+    # sorted after 2026.
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").removesuffix("+00:00") + "Z"
 
 
 class TaskStatus(str, enum.Enum):

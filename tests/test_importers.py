@@ -429,6 +429,10 @@ def test_json_at_the_depth_limit_is_read() -> None:
         ("2023-07-12 15:19:36+00:00", "2023-07-12T15:19:36.000Z"),
         ("2024-01-15T10:30:00.000Z", "2024-01-15T10:30:00.000Z"),
         ("2024-01-15T10:30:00", "2024-01-15T10:30:00.000Z"),
+        # Go's zero time, which Go-written exports use for "never": the year keeps its
+        # four digits, so the time sorts first and reads back as ISO 8601.
+        ("0001-01-01T00:00:00Z", "0001-01-01T00:00:00.000Z"),
+        ("0999-12-31T23:59:59.9999+00:00", "0999-12-31T23:59:59.999Z"),
         ("", None),
         (None, None),
     ],
