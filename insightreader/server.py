@@ -44,6 +44,13 @@ _REQUEST_ID_HEADER = REQUEST_ID_HEADER.lower().encode()
 #: a request of a few dozen such steps waited 150 ms behind one offline analysis; at
 #: 1 ms, 25–55 ms (tests/test_text_limits.py, docs/design.md "Text work").
 SWITCH_INTERVAL = 0.001
+#: Tracked objects allocated (net) before a collection of the youngest generation
+#: (CPython's default is 700). Every request leaves a few reference cycles behind in
+#: the libraries (werkzeug's route match, Hypercorn's stream of a request with a body),
+#: so at 700 the collector ran every few requests and walked every in-flight request's
+#: objects each time; at 10,000 the closed-loop submit's loop lag p99 fell 2-4 ms
+#: (docs/benchmarks.md, "midday"). The older generations keep their defaults.
+GC_YOUNG_THRESHOLD = 10_000
 
 
 class AccessLogger(HypercornLogger):
@@ -107,11 +114,12 @@ async def _warm_up(llm: LLMClient) -> None:
     made, as start-up's own objects are (out of every later collection), and turn the
     collector on: `insightreader serve` loads every module with it off, the SDK's too
     (collections during its ~500 modules found nothing to free and cost 0.03 s of the
-    0.33 s)."""
+    0.33 s), with :data:`GC_YOUNG_THRESHOLD`."""
     try:
         await llm.warm_up()
     finally:
         gc.freeze()
+        gc.set_threshold(GC_YOUNG_THRESHOLD, *gc.get_threshold()[1:])
         gc.enable()
 
 
