@@ -356,6 +356,8 @@ async def test_stream_deltas_concatenate_and_usage_is_the_providers(
     [request] = fake.chat_requests()
     assert request.body["stream"] is True
     assert request.body["stream_options"] == {"include_usage": True}
+    assert request.body["messages"] == MESSAGES
+    assert request.body["max_tokens"] == 300
 
 
 async def test_stream_without_usage_is_estimated(fake: FakeUpstream, make_client: MakeClient) -> None:
