@@ -2,6 +2,7 @@
 
     python -m bench setup                       # bench/.venv-baseline for the original design
     python -m bench machine                     # what the JSON lines record about the machine
+    python -m bench profile restart --out FILE.svg   # a flame graph of a start (py-spy)
     python -m bench run SCENARIO|all [--target insightreader|original|ceiling ...]
                         [--runs 3] [--quick] [--out results.jsonl]
                         [--postgres ADMIN_URL [--processes N]]
@@ -36,6 +37,7 @@ from bench.procs import (  # noqa: E402
     prepare_harness,
     server_count,
 )
+from bench.profile import restart as profile_restart  # noqa: E402
 from bench.scenarios import SCENARIOS, Scenario  # noqa: E402
 
 
@@ -122,6 +124,9 @@ def main() -> None:
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("setup", help="create bench/.venv-baseline (the original design's dependencies)")
     commands.add_parser("machine", help="print the machine description the JSON lines carry")
+    profile = commands.add_parser("profile", help="a flame graph (py-spy) of what no running server shows")
+    profile.add_argument("what", choices=["restart"], help="restart: a start with 10,000 pending tasks")
+    profile.add_argument("--out", type=Path, required=True, help="the SVG to write")
     run = commands.add_parser("run", help="run a scenario, or all")
     run.add_argument("scenario", choices=[*SCENARIOS, "all"])
     run.add_argument("--target", action="append", choices=TARGETS, help="repeatable; default: every target that applies")
@@ -148,6 +153,10 @@ def main() -> None:
         print(json.dumps(machine.info(), indent=2))
         return
     prepare_harness()
+    if args.command == "profile":
+        seconds = profile_restart(args.out)
+        print(f"{args.out}: first dispatch {seconds:.3f} s after py-spy started", file=sys.stderr)
+        return
     OPTIONS["synchronous"] = args.synchronous
     if args.postgres:
         OPTIONS["database"] = "postgresql"

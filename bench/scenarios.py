@@ -325,31 +325,48 @@ def seed_pending(database: Path, count: int) -> None:
         db.close()
 
 
-def restart(target: str, quick: bool, workdir: Path) -> Metrics:
+def first_request(upstream: Upstream, since: float, timeout: float = 60.0) -> float | None:
+    """When the first chat request at or after ``since`` reached the upstream (its log,
+    polled every 5 ms); None if none did within ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        first = min((t for t in upstream.request_times() if t >= since), default=None)
+        if first is not None:
+            return first
+        time.sleep(0.005)
+    return None
+
+
+def seeded_for_restart(workdir: Path, upstream: Upstream, pending: int) -> tuple[Path, float]:
+    """A stopped server's configuration (returned) and SQLite file in ``workdir``, with
+    ``pending`` pending tasks; and how long that server took to listen on its empty
+    database."""
     if POSTGRES:
         raise RuntimeError("restart seeds the SQLite file directly: not measured on PostgreSQL")
-    pending = 200 if quick else 10_000
-    upstream = start_upstream(workdir, 1.0)
-    server = None
+    config = insightreader_config(workdir, free_port(), upstream)
+    server = start_server("insightreader", workdir, upstream, config=config)
     try:
-        config = insightreader_config(workdir, free_port(), upstream)
-        server = start_server(target, workdir, upstream, config=config)
-        empty_listening = server.listening_s
         token = login(server.url)
         answer = httpx.post(f"{server.url}{SUBMIT}", json={"selected_text": "the template task"},
                             headers={"Authorization": f"Bearer {token}"}, timeout=30)
         answer.raise_for_status()
+    finally:
         server.proc.stop()
-        seed_pending(workdir / "bench.db", pending)
+    seed_pending(workdir / "bench.db", pending)
+    return config, server.listening_s
+
+
+def restart(target: str, quick: bool, workdir: Path) -> Metrics:
+    pending = 200 if quick else 10_000
+    upstream = start_upstream(workdir, 1.0)
+    server = None
+    try:
+        config, empty_listening = seeded_for_restart(workdir, upstream, pending)
         # Only until it listens: the first dispatch shows in the upstream's log, and
         # polling /readyz every 5 ms while the SDK loads took the server's core from it.
         server = start_server(target, workdir, upstream, config=config, ready=False)
         started = server.proc.started
-        deadline = time.monotonic() + 60
-        first = None
-        while first is None and time.monotonic() < deadline:
-            first = min((t for t in upstream.request_times() if t >= started), default=None)
-            time.sleep(0.005)
+        first = first_request(upstream, started)
         if first is None:
             raise RuntimeError(f"no task was dispatched within 60 s of the restart; see {server.proc.log}")
         time.sleep(1.0)

@@ -28,3 +28,18 @@ def test_fanout_quick_run_gives_a_json_line_with_its_metrics(target: str) -> Non
         assert set(metrics[key]) == {"median", "min", "max", "values"}
     assert metrics["received_min"]["median"] == metrics["streams"]["median"]
     assert {"nproc", "cpu", "kernel", "python", "packages"} <= set(result["machine"])
+
+
+def test_restart_quick_run_times_the_first_dispatch_after_the_server_listens() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "bench", "run", "restart", "--quick"],
+        cwd=REPO, capture_output=True, text=True, timeout=100,
+    )
+    assert done.returncode == 0, done.stderr
+    (line,) = [l for l in done.stdout.splitlines() if l.startswith("{")]
+    result = json.loads(line)
+    assert result["error"] is None, result["error"]
+    metrics = {key: value["median"] for key, value in result["metrics"].items()}
+    assert metrics["pending"] == 200
+    assert 0 < metrics["listening_s"] < metrics["first_dispatch_s"]
+    assert metrics["empty_db_listening_s"] > 0
