@@ -256,6 +256,35 @@ def input_hash(task_type: TaskType, model: str, payload: Mapping[str, Any]) -> s
     return "sha256:" + hashlib.sha256(material.encode()).hexdigest()
 
 
+class _SlotClaim:
+    """One of the engine's run slots, taken on the loop for a submit whose task may
+    start in the submit's own transaction. A run that starts on it takes it over;
+    otherwise it goes back once the submit's write has ended, whichever way."""
+
+    def __init__(self, slots: asyncio.Semaphore, in_flight: set[_SlotClaim]) -> None:
+        self._slots = slots
+        self._in_flight = in_flight
+        self._held = False
+        #: Set once the submit's write has ended (and its run, if any, was launched).
+        self.settled = asyncio.Event()
+
+    async def take(self) -> None:
+        await self._slots.acquire()  # free (checked just before): returns at once
+        self._held = True
+        self._in_flight.add(self)
+
+    def taken(self) -> None:
+        """A run holds the slot now (and releases it when it ends)."""
+        self._held = False
+
+    def settle(self) -> None:
+        if self._held:
+            self._held = False
+            self._slots.release()
+        self._in_flight.discard(self)
+        self.settled.set()
+
+
 class Engine:
     def __init__(
         self,
@@ -292,6 +321,8 @@ class Engine:
         self._claimed_elsewhere: OrderedDict[str, float] = OrderedDict()
         self._wakeup = asyncio.Event()
         self._slots = asyncio.Semaphore(settings.max_concurrency)
+        #: Slots taken by submits whose write has not ended yet (see :meth:`_claim_slot`).
+        self._claims: set[_SlotClaim] = set()
         self._running: dict[str, asyncio.Task[None]] = {}
         #: Runs in ``_running`` that gave their slot on and wait for their outcome's commit.
         self._handed_over = 0
@@ -452,6 +483,10 @@ class Engine:
             leases = group.create_task(self._keep_leases(), name="leases") if self._shared else None
             await self._draining.wait()
             dispatcher.cancel()
+            # Submits written meanwhile may start their tasks at their commit: those
+            # runs are drained like the others.
+            for claim in list(self._claims):
+                await claim.settled.wait()
             running = list(self._running.values())
             if running:
                 _, late = await asyncio.wait(running, timeout=self._grace)
@@ -478,11 +513,36 @@ class Engine:
             assert task_id is not None
             self._launch(task_id)
 
-    def _launch(self, task_id: str) -> None:
-        """Run ``task_id`` on a slot taken for it; its start is queued at once."""
+    def _launch(self, task_id: str, started: Task | None = None) -> None:
+        """Run ``task_id`` on a slot taken for it; its start is queued at once, unless
+        it is ``started`` already (in its submit's transaction)."""
         assert self._group is not None
-        starting = self._start(task_id)
+        if started is None:
+            starting = self._start(task_id)
+        else:
+            starting = asyncio.get_running_loop().create_future()
+            starting.set_result(started)
         self._running[task_id] = self._group.create_task(self._run(task_id, starting), name=f"task-{task_id}")
+
+    def _claim_slot(self) -> _SlotClaim | None:
+        """A slot for a submit's task to start in the submit's own transaction (one
+        commit before its run instead of two), when one is free and nothing waits for
+        it: no task ready here, the engine not draining, the provider available. Not
+        when other processes share the queue: their announcements and claims stay as
+        they are."""
+        if self._shared or self._group is None or self._ready or self._draining.is_set():
+            return None
+        if self._slots.locked() or (self._llm is not None and not self._llm.available()):
+            return None
+        return _SlotClaim(self._slots, self._claims)
+
+    def _run_started(self, task: Task | None, claim: _SlotClaim) -> None:
+        """After the commit of a submit that started its task: run it on the claimed
+        slot (a drain that began meanwhile waits for this, see :meth:`_run_all`)."""
+        if task is None:  # failed at its start, in the same commit
+            return
+        claim.taken()
+        self._launch(task.id, started=task)
 
     def _pass_slot(self) -> bool:
         """Give the slot of a run whose outcome was just queued to the next ready task.
@@ -567,9 +627,12 @@ class Engine:
         kind = self.task_types[task_type]
         rank = self.effective_priority(task_type, priority, privileged=privileged)
         now = datetime.now(UTC)
+        claim = self._claim_slot()
+        if claim is not None:
+            await claim.take()
 
         def answer(tx: Tx, spec: Submission, digest: str) -> SubmitOutcome:
-            return self._answer(tx, user_id, kind, spec, digest, rank, now)
+            return self._answer(tx, user_id, kind, spec, digest, rank, now, start=claim)
 
         def job(tx: Tx) -> SubmitOutcome:
             asked = prepare(tx)
@@ -590,7 +653,7 @@ class Engine:
             tx.record_idempotency_key(user_id, idempotency_key, request_digest, outcome.task.id, format_time(now))
             return outcome
 
-        outcome = await self._store.write(job)
+        outcome = await self._store.write(job, settled=claim.settle if claim is not None else None)
         if outcome.created:
             self._changed("submitted", outcome.task)
         elif outcome.deduplicated:
@@ -614,9 +677,12 @@ class Engine:
         rank: int,
         now: datetime,
         batch_id: str | None = None,
+        *,
+        start: _SlotClaim | None = None,
     ) -> SubmitOutcome:
         """Within a write: an earlier task's result, the identical unfinished task, or a
-        new task once admitted (raising when it is not)."""
+        new task once admitted (raising when it is not); a new one started at once on
+        the ``start`` slot, or queued."""
         created_at = format_time(now)
         if self.settings.result_ttl:
             since = format_time(now - timedelta(seconds=self.settings.result_ttl))
@@ -645,7 +711,11 @@ class Engine:
         if task is None:
             raise Conflict("an identical task was created meanwhile")
         self._publish(tx, "task_queued", task)
-        self._queue(tx, task)
+        if start is None:
+            self._queue(tx, task)
+        else:
+            started = self._begin(tx, task.id, created_at)
+            tx.after_commit(lambda: self._run_started(started, start))
         return SubmitOutcome(task, created=True, deduplicated=False)
 
     def submit_in(
@@ -836,37 +906,38 @@ class Engine:
         return self._store.write(job)
 
     def _start(self, task_id: str) -> Awaitable[Task | None]:
-        """Queue pending → running (publishing task_started), or failed when its runs are
-        spent or today's token budget no longer covers its reservation."""
+        """Queue the task's start (:meth:`_begin`)."""
         now = utcnow()
+        return self._store.write(lambda tx: self._begin(tx, task_id, now))
+
+    def _begin(self, tx: Tx, task_id: str, now: str) -> Task | None:
+        """Within a write: pending → running (publishing task_started), or failed when
+        its runs are spent or today's token budget no longer covers its reservation
+        (then None, as when it is no longer pending)."""
+        task = tx.claim_task(task_id)
+        if task is None:
+            return None  # cancelled, deleted, or started by another process meanwhile
         limit = self.settings.max_attempts
-
-        def job(tx: Tx) -> Task | None:
-            task = tx.claim_task(task_id)
-            if task is None:
-                return None  # cancelled, deleted, or started by another process meanwhile
-            if task.attempts - task.attempts_excused >= limit:
-                error = TaskError(
-                    "too_many_attempts",
-                    f"the task was interrupted {limit} times without finishing; retry it to run again",
-                )
-                return self._fail_pending(tx, task_id, now, error)
-            left = self._budget_left(tx, task.user_id, now[:10], excluding=task_id)
-            if left is not None and task.reserved_tokens > left:
-                error = TaskError(
-                    "quota_exceeded",
-                    f"today's token budget no longer covers this task (about {task.reserved_tokens}"
-                    f" tokens, {max(left, 0)} left); retry it tomorrow or when other tasks have finished",
-                    retryable=True,
-                )
-                return self._fail_pending(tx, task_id, now, error)
-            started = tx.start_task(task_id, now, self.owner, self._lease_until())
-            assert started is not None
-            tx.notify(TASKS, f"claimed {self.owner} {task_id}")
-            self._publish(tx, "task_started", started, attempt=started.attempts)
-            return started
-
-        return self._store.write(job)
+        if task.attempts - task.attempts_excused >= limit:
+            error = TaskError(
+                "too_many_attempts",
+                f"the task was interrupted {limit} times without finishing; retry it to run again",
+            )
+            return self._fail_pending(tx, task_id, now, error)
+        left = self._budget_left(tx, task.user_id, now[:10], excluding=task_id)
+        if left is not None and task.reserved_tokens > left:
+            error = TaskError(
+                "quota_exceeded",
+                f"today's token budget no longer covers this task (about {task.reserved_tokens}"
+                f" tokens, {max(left, 0)} left); retry it tomorrow or when other tasks have finished",
+                retryable=True,
+            )
+            return self._fail_pending(tx, task_id, now, error)
+        started = tx.start_task(task_id, now, self.owner, self._lease_until())
+        assert started is not None
+        tx.notify(TASKS, f"claimed {self.owner} {task_id}")
+        self._publish(tx, "task_started", started, attempt=started.attempts)
+        return started
 
     def _fail_pending(self, tx: Tx, task_id: str, now: str, error: TaskError) -> None:
         failed = tx.finish_task(

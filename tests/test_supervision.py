@@ -128,7 +128,9 @@ async def test_a_dead_writer_turns_unready_then_the_server_drains_and_exits_nonz
 async def test_a_dead_dispatcher_is_logged_and_the_server_exits_nonzero_keeping_its_tasks(
     start_server: StartServer, connect: Connect, tmp_path: Path
 ) -> None:
-    server = start_server()
+    # One slot, which the waiting dispatcher holds: a submit cannot start its task
+    # itself (docs/design.md, "Dispatch"), so it wakes the dispatcher.
+    server = start_server(tasks={"max_concurrency": 1})
     api = await register(connect(server))
     await api.wait_status(await api.submit_id("echo", {"before": "death"}), "completed")
 

@@ -107,6 +107,9 @@ def _database(settings: DatabaseSettings) -> Database:
 class _Job(Generic[T]):
     fn: Callable[[Tx], T]
     future: asyncio.Future[T]
+    #: Called (on the loop) once the job has ended, whichever way: committed, failed,
+    #: rolled back with its batch, never run.
+    settled: Callable[[], None] | None = None
 
 
 @dataclass
@@ -180,6 +183,9 @@ def _run_batch(conn: Writes, jobs: list[_Job[Any]]) -> _Batch:
 
 def _answer(job: _Job[Any], value: Any = None, failure: BaseException | None = None) -> None:
     """Settle a caller's future unless it is settled already (cancelled, say)."""
+    if job.settled is not None:
+        settled, job.settled = job.settled, None
+        _call_each([settled], "settled")
     if job.future.done():
         return
     if failure is None:
@@ -260,7 +266,7 @@ class Store:
             self._thread.shutdown()
         self._reader = self._writer = self._thread = None
 
-    def write(self, fn: Callable[[Tx], T]) -> Awaitable[T]:
+    def write(self, fn: Callable[[Tx], T], *, settled: Callable[[], None] | None = None) -> Awaitable[T]:
         """Queue ``fn`` to run in a write transaction on the writer's thread; awaited,
         its result once it is committed.
 
@@ -268,14 +274,18 @@ class Store:
         that order, those queued in one turn of the loop in one batch (unless it is
         full). The job runs even if the caller is cancelled meanwhile, so an accepted
         write is never half done. A write that cannot be queued fails when awaited.
+        ``settled`` is called on the loop once the job has ended, whichever way (after
+        its ``after_commit`` or ``on_rollback`` callbacks, if it ran), even when the
+        caller was cancelled: what the caller took for the job can be given back there.
         """
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        job = _Job(fn, future, settled)
         if self._writer_task is None:
-            future.set_exception(RuntimeError("store is not open"))
+            _answer(job, failure=RuntimeError("store is not open"))
         elif self._writer_task.done():
-            future.set_exception(_writer_gone())
+            _answer(job, failure=_writer_gone())
         else:
-            self._queue.put_nowait(_Job(fn, future))
+            self._queue.put_nowait(job)
         return asyncio.shield(future)
 
     async def _write_loop(self) -> None:
