@@ -530,11 +530,14 @@ class Engine:
         it: no task ready here, the engine not draining, the provider available. Not
         when other processes share the queue: their announcements and claims stay as
         they are."""
-        if self._shared or self._group is None or self._ready or self._draining.is_set():
-            return None
-        if self._slots.locked() or (self._llm is not None and not self._llm.available()):
+        if self._shared or self._group is None or self._ready or self._slots.locked() or not self._may_start():
             return None
         return _SlotClaim(self._slots, self._claims)
+
+    def _may_start(self) -> bool:
+        """Whether a task may start now without the dispatcher: not while draining or
+        while the provider is unavailable (the dispatcher waits for it then)."""
+        return not self._draining.is_set() and (self._llm is None or self._llm.available())
 
     def _run_started(self, task: Task | None, claim: _SlotClaim) -> None:
         """After the commit of a submit that started its task: run it on the claimed
@@ -552,9 +555,7 @@ class Engine:
         outcome's and then its own. False when no task may start now (none ready, the
         engine draining, the provider unavailable): the run frees its slot as usual.
         """
-        if not self._ready or self._draining.is_set():
-            return False
-        if self._llm is not None and not self._llm.available():
+        if not self._ready or not self._may_start():
             return False
         task_id = self._ready.pop()
         assert task_id is not None

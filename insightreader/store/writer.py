@@ -185,7 +185,7 @@ def _answer(job: _Job[Any], value: Any = None, failure: BaseException | None = N
     """Settle a caller's future unless it is settled already (cancelled, say)."""
     if job.settled is not None:
         settled, job.settled = job.settled, None
-        _call_each([settled], "settled")
+        _call_each([settled], "on-settled")
     if job.future.done():
         return
     if failure is None:
