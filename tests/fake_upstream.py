@@ -426,12 +426,16 @@ class FakeUpstream:
         if isinstance(action, RawReply):
             return await self._send(writer, action.status, {"content-type": action.content_type}, action.body)
         if action.delay:
-            await asyncio.sleep(action.delay)
+            await self._delay(request, action.delay)
         if isinstance(action, ErrorReply):
             return await self._send_error(writer, action)
         if body.get("stream"):
             return await self._stream(writer, body, action)
         return await self._complete(writer, body, action)
+
+    async def _delay(self, request: RecordedRequest, seconds: float) -> None:
+        """Wait before answering ``request`` (``bench/upstream.py`` waits more exactly)."""
+        await asyncio.sleep(seconds)
 
     def _rejection(self, request: RecordedRequest, body: Mapping[str, Any]) -> ErrorReply | None:
         if self.require_api_key is not None:
