@@ -98,8 +98,19 @@ class Subscription:
         if self._waiter is not None:
             _resolve(self._waiter)
 
-    def take(self) -> Event | None:
-        return self._items.pop(0) if self._items else None
+    def take(self, size: int) -> list[Event]:
+        """The oldest events waiting whose messages come to at most ``size`` bytes
+        (at least one, however large; none when none waits)."""
+        items = self._items
+        count = total = 0
+        for event in items:
+            total += len(event.message)
+            if count and total > size:
+                break
+            count += 1
+        taken = items[:count]
+        del items[:count]
+        return taken
 
     def close(self, reason: str) -> None:
         if self.reason:

@@ -38,9 +38,8 @@ async def test_streams_are_woken_a_batch_per_turn_and_all_of_them_get_every_even
         assert max(woken_per_turn) <= WAKE_BATCH
         assert sum(woken_per_turn) == count
         for sub in subs:
-            first, second = sub.take(), sub.take()
-            assert first is not None and second is not None
-            assert (first.data, second.data, sub.take()) == ({"n": 1}, {"n": 2}, None)
+            assert [event.data for event in sub.take(1 << 20)] == [{"n": 1}, {"n": 2}]
+            assert sub.take(1 << 20) == []
 
         # Waiting again after a wake, each stream is woken by the next event.
         waits = [asyncio.create_task(sub.wait(loop.time() + 60)) for sub in subs]
@@ -48,8 +47,28 @@ async def test_streams_are_woken_a_batch_per_turn_and_all_of_them_get_every_even
         bus.publish("u", "note", {"n": 3})
         async with asyncio.timeout(10):
             await asyncio.gather(*waits)
-        taken = [sub.take() for sub in subs]
-        assert all(event is not None and event.data == {"n": 3} for event in taken)
+        assert all([event.data for event in sub.take(1 << 20)] == [{"n": 3}] for sub in subs)
+    finally:
+        await bus.stop()
+        await store.close()
+
+
+async def test_a_stream_takes_at_most_one_write_at_a_time(tmp_path: Path) -> None:
+    """What a stream takes from its buffer is one write (``take``'s size, at least one
+    event): the rest stays in the buffer and counts against its limit, so a client that
+    stops reading is closed as soon as ever."""
+    store = Store(DatabaseSettings(path=tmp_path / "bus.db"))
+    await store.open()
+    bus = EventBus(store, queue_size=8)
+    await bus.start()
+    sub = bus.subscribe("u")
+    try:
+        published = [bus.publish("u", "note", {"text": "x" * 1000}) for _ in range(5)]
+        size = len(published[0].message)
+        assert sub.take(2 * size + size // 2) == published[:2]
+        assert sub.take(1) == published[2:3]  # one, however large
+        assert sub.take(10 * size) == published[3:]
+        assert sub.take(10 * size) == []
     finally:
         await bus.stop()
         await store.close()

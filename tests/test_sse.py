@@ -191,6 +191,36 @@ async def test_the_body_is_framed_for_the_clients_http_version(
         stream.close()
 
 
+async def test_events_committed_together_go_out_in_one_write(launcher: Callable[..., ServerProcess]) -> None:
+    """A finishing run hands its one slot to the next task in its outcome's commit:
+    that task_completed and the next task_started reach the stream in one turn, and
+    the stream writes them as one chunk (at a thousand streams, a thousand writes
+    fewer), the events still whole and in order."""
+    server = launcher("together", tasks={"max_concurrency": 1})
+    async with httpx.AsyncClient(base_url=server.url, timeout=30) as http:
+        api = await register(http)
+        stream = await RawStream.open(server.url, token=api.token)
+        try:
+            assert (await stream.events.next()).event == "connected"
+            first = await api.submit_id("gate", {"gate": "together"})
+            await api.wait_status(first, "running")
+            second = await api.submit_id("echo", {})
+            await stream.events.until(lambda m: m.event == "task_queued" and m.data["task_id"] == second)
+            await api.open_gate("together")
+            got = await stream.events.until(completed(second))
+        finally:
+            stream.close()
+    assert [(m.event, m.data["task_id"]) for m in got] == [
+        ("task_completed", first), ("task_started", second), ("task_completed", second),
+    ]
+    together = [chunk for chunk in stream.chunks if f'"task_id":"{first}"'.encode() in chunk
+                and b"event: task_completed" in chunk]
+    assert len(together) == 1, stream.chunks
+    chunk = together[0]
+    assert b"event: task_started" in chunk and f'"task_id":"{second}"'.encode() in chunk, stream.chunks
+    assert chunk.index(b"event: task_completed") < chunk.index(b"event: task_started"), chunk
+
+
 async def test_resume_with_the_header_or_the_query_gets_exactly_what_was_missed(
     client: httpx.AsyncClient,
 ) -> None:

@@ -189,6 +189,8 @@ class RawStream:
         self.headers: dict[str, str] = {}
         #: The body as received so far, unframed (chunk sizes removed).
         self.body = bytearray()
+        #: The body's chunks as received so far (chunked answers: one per write).
+        self.chunks: list[bytes] = []
         self.events = EventReader(self._body())
 
     @classmethod
@@ -253,6 +255,7 @@ class RawStream:
             except (asyncio.IncompleteReadError, ConnectionError):
                 return
             self.body += data
+            self.chunks.append(data)
             yield data
 
     def close(self) -> None:
