@@ -74,6 +74,35 @@ async def test_a_stream_takes_at_most_one_write_at_a_time(tmp_path: Path) -> Non
         await store.close()
 
 
+async def test_a_heartbeat_comes_a_whole_interval_after_the_last_message(tmp_path: Path) -> None:
+    """A stream's timer is kept across events rather than set again for each (it may
+    wake the stream early once): the heartbeat still comes only after ``heartbeat``
+    seconds without a message, not at the deadline set before the last event."""
+    store = Store(DatabaseSettings(path=tmp_path / "bus.db"))
+    await store.open()
+    bus = EventBus(store, queue_size=8)
+    await bus.start()
+    stream = EventStream(bus, store, "u", last_event_id=None, heartbeat=0.5, max_streams=5)
+    stream.open()
+    batches = stream.batches()
+    loop = asyncio.get_running_loop()
+    try:
+        async with asyncio.timeout(10):
+            assert [event.event for event in await anext(batches)] == ["connected"]
+            loop.call_later(0.3, bus.publish, "u", "note", {})  # the timer is due at 0.5
+            assert [event.event for event in await anext(batches)] == ["note"]
+            sent = loop.time()
+            assert [event.event for event in await anext(batches)] == ["heartbeat"]
+            assert loop.time() - sent >= 0.49
+            loop.call_later(0.1, bus.publish, "u", "note", {"n": 2})
+            assert [event.data for event in await anext(batches)] == [{"n": 2}]
+    finally:
+        await batches.aclose()
+        stream.close()
+        await bus.stop()
+        await store.close()
+
+
 async def test_an_open_stream_keeps_nothing_of_the_request_that_opened_it(tmp_path: Path) -> None:
     """A stream is opened in its request's handler, whose context holds the request;
     the stream outlives the request by hours, and must not keep it (its session timer
