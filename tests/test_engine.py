@@ -547,6 +547,41 @@ async def test_a_drain_waits_for_a_submit_that_starts_its_task_and_puts_the_task
         await store.close()
 
 
+async def test_a_write_whose_caller_is_cancelled_still_commits(tmp_path: Path) -> None:
+    """Cancelling the coroutine that awaits a write cancels only its wait: the job was
+    queued by the call, so it runs in its batch and commits, and its ``settled``
+    callback is called (the engine gives a submit's slot back there)."""
+    store = Store(DatabaseSettings(path=tmp_path / "engine.db"))
+    await store.open()
+    try:
+        entered, release = threading.Event(), threading.Event()
+
+        def hold(tx: Tx) -> None:
+            entered.set()
+            release.wait(10)
+
+        holding = store.write(hold)
+        assert await asyncio.to_thread(entered.wait, 10)
+        settled = asyncio.Event()
+
+        async def caller() -> None:
+            await store.write(lambda tx: tx.insert_user(User("u1", "reader", "-", False, utcnow())),
+                              settled=settled.set)
+
+        waiting = asyncio.create_task(caller())
+        await asyncio.sleep(0)  # its job is queued behind the hold
+        waiting.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await waiting
+        assert not settled.is_set()
+        release.set()
+        await holding
+        await asyncio.wait_for(settled.wait(), 10)
+        assert await store.read.user("u1") is not None
+    finally:
+        await store.close()
+
+
 async def test_a_run_that_passed_its_slot_on_no_longer_counts_as_running(
     start_server: StartServer, connect: Connect
 ) -> None:

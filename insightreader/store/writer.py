@@ -273,7 +273,10 @@ class Store:
         The job is queued by the call itself: jobs queued one after another commit in
         that order, those queued in one turn of the loop in one batch (unless it is
         full). The job runs even if the caller is cancelled meanwhile, so an accepted
-        write is never half done. A write that cannot be queued fails when awaited.
+        write is never half done: cancelling the caller cancels the future it awaits,
+        which the writer then leaves unanswered (no ``asyncio.shield``, which cost
+        every write a second future and a turn of the loop before its caller resumed).
+        A write that cannot be queued fails when awaited.
         ``settled`` is called on the loop once the job has ended, whichever way (after
         its ``after_commit`` or ``on_rollback`` callbacks, if it ran), even when the
         caller was cancelled: what the caller took for the job can be given back there.
@@ -286,7 +289,7 @@ class Store:
             _answer(job, failure=_writer_gone())
         else:
             self._queue.put_nowait(job)
-        return asyncio.shield(future)
+        return future
 
     async def _write_loop(self) -> None:
         conn = self._writer
