@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -500,6 +501,25 @@ async def test_a_task_submitted_with_a_slot_free_starts_in_its_submit_s_commit(
         assert done["attempts"] == 1
 
 
+@contextlib.asynccontextmanager
+async def writer_held(store: Store) -> AsyncIterator[None]:
+    """The store's writer held inside a job for the block: writes queued meanwhile wait
+    behind it and commit once the block ends."""
+    entered, release = threading.Event(), threading.Event()
+
+    def hold(tx: Tx) -> None:
+        entered.set()
+        release.wait(10)
+
+    holding = store.write(hold)
+    assert await asyncio.to_thread(entered.wait, 10)
+    try:
+        yield
+    finally:
+        release.set()
+        await holding
+
+
 async def test_a_drain_waits_for_a_submit_that_starts_its_task_and_puts_the_task_back(tmp_path: Path) -> None:
     """A submit takes its slot on the loop and its write commits later: when the engine
     begins to drain in between, the run that commit starts is drained like any other
@@ -520,22 +540,13 @@ async def test_a_drain_waits_for_a_submit_that_starts_its_task_and_puts_the_task
     try:
         await store.write(lambda tx: tx.insert_user(User("u1", "reader", "-", False, utcnow())))
         await engine.start()
-        entered, release = threading.Event(), threading.Event()
-
-        def hold(tx: Tx) -> None:
-            entered.set()
-            release.wait(10)
-
-        holding = store.write(hold)
-        assert await asyncio.to_thread(entered.wait, 10)
-        submit = asyncio.create_task(engine.submit("u1", "wait", {"n": 1}, preview="n"))
-        await asyncio.sleep(0)  # its job is queued behind the hold, its slot taken
-        assert engine.accepting
-        drain = asyncio.create_task(engine.drain(0.0))
-        await asyncio.sleep(0)
-        assert not engine.accepting
-        release.set()
-        await holding
+        async with writer_held(store):
+            submit = asyncio.create_task(engine.submit("u1", "wait", {"n": 1}, preview="n"))
+            await asyncio.sleep(0)  # its job is queued behind the hold, its slot taken
+            assert engine.accepting
+            drain = asyncio.create_task(engine.drain(0.0))
+            await asyncio.sleep(0)
+            assert not engine.accepting
         outcome = await asyncio.wait_for(submit, 10)
         await asyncio.wait_for(drain, 10)
         assert runs == [outcome.task.id]  # it ran: started in its submit's commit
@@ -554,28 +565,19 @@ async def test_a_write_whose_caller_is_cancelled_still_commits(tmp_path: Path) -
     store = Store(DatabaseSettings(path=tmp_path / "engine.db"))
     await store.open()
     try:
-        entered, release = threading.Event(), threading.Event()
-
-        def hold(tx: Tx) -> None:
-            entered.set()
-            release.wait(10)
-
-        holding = store.write(hold)
-        assert await asyncio.to_thread(entered.wait, 10)
         settled = asyncio.Event()
 
         async def caller() -> None:
             await store.write(lambda tx: tx.insert_user(User("u1", "reader", "-", False, utcnow())),
                               settled=settled.set)
 
-        waiting = asyncio.create_task(caller())
-        await asyncio.sleep(0)  # its job is queued behind the hold
-        waiting.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await waiting
-        assert not settled.is_set()
-        release.set()
-        await holding
+        async with writer_held(store):
+            waiting = asyncio.create_task(caller())
+            await asyncio.sleep(0)  # its job is queued behind the hold
+            waiting.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await waiting
+            assert not settled.is_set()
         await asyncio.wait_for(settled.wait(), 10)
         assert await store.read.user("u1") is not None
     finally:
