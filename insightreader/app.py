@@ -18,7 +18,8 @@ def create_app(services: Services, *, metrics: Metrics | None = None) -> Quart:
     # A body's deadline is asgi.ConnectionGuard's (server.read_timeout: a 408, then a
     # disconnect, on which Quart cancels the handler). Quart's own would only repeat it,
     # and on Python 3.11 its asyncio.wait_for wraps every body read in a task of its
-    # own with a timer: 18 µs and two turns of the loop, twice per submit.
+    # own with a timer: 18 µs and three turns of the loop where one does, twice per
+    # submit (docs/benchmarks.md, "night").
     app.config["BODY_TIMEOUT"] = None
     app.extensions["insightreader"] = services
     app.before_request(middleware.no_redirects)
