@@ -268,6 +268,32 @@ class NewTask:
     #: The batch (an import, a re-analysis) that submitted it.
     batch_id: str | None = None
 
+    def inserted(self, seq: int) -> Task:
+        """The task as its insert stored it, numbered ``seq`` by the database."""
+        return Task(
+            id=self.id,
+            seq=seq,
+            user_id=self.user_id,
+            task_type=self.task_type,
+            status=TaskStatus.PENDING,
+            priority=self.priority,
+            attempts=0,
+            attempts_excused=0,
+            input=self.input,
+            input_hash=self.input_hash,
+            article_id=self.article_id,
+            metadata=self.metadata,
+            result=None,
+            error=None,
+            model=None,
+            prompt_tokens=0,
+            completion_tokens=0,
+            created_at=self.created_at,
+            started_at=None,
+            finished_at=None,
+            reserved_tokens=self.reserved_tokens,
+        )
+
 
 #: The events that end a task, and those after which its progress so far no longer
 #: stands (it ended, or a new attempt is queued or started).

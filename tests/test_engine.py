@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import dataclasses
 import threading
 import time
 from collections.abc import AsyncIterator, Callable
@@ -581,6 +582,40 @@ async def test_a_write_whose_caller_is_cancelled_still_commits(tmp_path: Path) -
         await asyncio.wait_for(settled.wait(), 10)
         assert await store.read.user("u1") is not None
     finally:
+        await store.close()
+
+
+async def test_a_submit_answers_with_the_task_as_stored(tmp_path: Path) -> None:
+    """The task a submit answers with (and publishes in its ``task_queued``) is built
+    from what its insert wrote, not read back: it must equal the stored row, field by
+    field, both when it starts in its submit's commit and when it waits."""
+    store = Store(DatabaseSettings(path=tmp_path / "engine.db"))
+    await store.open()
+    bus = EventBus(store, queue_size=100)
+    await bus.start()
+    forever = asyncio.Event()
+
+    async def run(ctx: TaskContext) -> dict[str, Any]:
+        await forever.wait()
+        return {}
+
+    kind = TaskType("wait", run, priority=2, estimate=lambda tx, payload: 100 * payload["n"])
+    engine = Engine(store, bus, TaskSettings(max_concurrency=1), {"wait": kind})
+    try:
+        await store.write(lambda tx: tx.insert_user(User("u1", "reader", "-", False, utcnow())))
+        await engine.start()
+        started = await engine.submit("u1", "wait", {"n": 1, "text": "ü"}, preview="first", priority=3)
+        waiting = await engine.submit("u1", "wait", {"n": 2, "nested": {"a": [1, None]}}, preview="second")
+        assert started.created and waiting.created
+        stored = await store.read.task(waiting.task.id)
+        assert stored is not None and stored.status is TaskStatus.PENDING
+        assert waiting.task == stored
+        first = await store.read.task(started.task.id)
+        assert first is not None and first.status is TaskStatus.RUNNING
+        assert started.task == dataclasses.replace(first, status=TaskStatus.PENDING, attempts=0, started_at=None)
+    finally:
+        await engine.drain(0.0)
+        await bus.stop()
         await store.close()
 
 

@@ -298,11 +298,13 @@ class Tx:
             self._execute("UPDATE api_tokens SET last_used_at = ? WHERE id = ?", (at, token_id))
 
     def insert_task(self, task: NewTask) -> Task | None:
-        """Insert a pending task; None when an unfinished task with the same hash exists."""
+        """Insert a pending task; None when an unfinished task with the same hash exists.
+        Only its ``seq`` is read back: reading the whole row and parsing its JSON again
+        was a third of the insert's cost (docs/benchmarks.md, "2026-12-06, late")."""
         row = self._one(
             "INSERT INTO tasks (id, user_id, task_type, status, priority, input, input_hash,"
             " article_id, metadata, created_at, reserved_tokens, batch_id)"
-            " VALUES (?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING RETURNING *",
+            " VALUES (?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING RETURNING seq",
             (
                 task.id,
                 task.user_id,
@@ -317,7 +319,7 @@ class Tx:
                 task.batch_id,
             ),
         )
-        return to_task(row) if row else None
+        return task.inserted(row["seq"]) if row else None
 
     def record_idempotency_key(
         self, user_id: str, key: str, input_hash: str, task_id: str, now: str
