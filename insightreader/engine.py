@@ -36,6 +36,7 @@ from .errors import (
     TooManyPending,
 )
 from .events import EventBus
+from .ids import new_id
 from .logs import task_id as task_id_context
 from .records import NewTask, QueuedTask, Task, TaskStatus, format_time, utcnow
 from .store import Store, Tx
@@ -696,7 +697,7 @@ class Engine:
         estimate = 0 if kind.estimate is None else kind.estimate(tx, spec.payload)
         self._check_admission(tx, user_id, created_at[:10], estimate)
         fresh = NewTask(
-            id=str(uuid.uuid4()),
+            id=new_id(),
             user_id=user_id,
             task_type=kind.name,
             priority=rank,

@@ -11,10 +11,10 @@ with ``prefix`` and ``suffix`` wins, and its position is kept.
 from __future__ import annotations
 
 import re
-import uuid
 from collections.abc import Iterator
 
 from .errors import NotFound, QuoteNotFound
+from .ids import new_id
 from .records import Article, Highlight, User, utcnow
 from .store import Store, Tx
 
@@ -75,7 +75,7 @@ def placed(article: Article, quote: str, position: int, note: str, now: str) -> 
     """A new highlight of ``quote``, found at ``position`` of the article's text (by
     :func:`locate`), with the text around it as it stands there."""
     return Highlight(
-        id=str(uuid.uuid4()), user_id=article.user_id, article_id=article.id, quote=quote,
+        id=new_id(), user_id=article.user_id, article_id=article.id, quote=quote,
         prefix=article.content[max(0, position - CONTEXT_CHARS) : position],
         suffix=article.content[position + len(quote) : position + len(quote) + CONTEXT_CHARS],
         position=position, note=note, created_at=now, updated_at=now,

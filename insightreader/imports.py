@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
-import uuid
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,6 +28,7 @@ from .config import LibrarySettings
 from .engine import Engine, Submission
 from .errors import StorageQuotaExceeded
 from .events import EventBus
+from .ids import new_id
 from .importers import ImportedHighlight, ImportItem
 from .records import Article, Batch, utcnow
 from .store import Store, Tx
@@ -73,7 +73,7 @@ async def start(store: Store, runner: BatchRunner, user_id: str, fmt: str, data:
     now = utcnow()
     total = len(parsed.items)
     batch = Batch(
-        id=str(uuid.uuid4()), user_id=user_id, kind=KIND, format=fmt,
+        id=new_id(), user_id=user_id, kind=KIND, format=fmt,
         status="staging" if distinct else "finished", total=total, done=0, failed=0,
         duplicates=total - len(distinct), last_error=None, created_at=now,
         finished_at=None if distinct else now,
@@ -128,7 +128,7 @@ class ImportItems:
         if item.content is None:
             assert url_key is not None
             article = Article(
-                id=str(uuid.uuid4()), seq=0, user_id=user_id, title=(title or url_key)[: library.TITLE_CHARS],
+                id=new_id(), seq=0, user_id=user_id, title=(title or url_key)[: library.TITLE_CHARS],
                 content="", url=url_key, content_hash=library.url_hash(url_key), analysis=None,
                 meta_analysis=None, lenses={}, created_at=saved, updated_at=now, fetch_status="fetching",
             )
@@ -136,7 +136,7 @@ class ImportItems:
             content = item.content
             first_line = next((line.strip() for line in content.splitlines() if line.strip()), "Untitled")
             article = Article(
-                id=str(uuid.uuid4()), seq=0, user_id=user_id, title=(title or first_line)[: library.TITLE_CHARS],
+                id=new_id(), seq=0, user_id=user_id, title=(title or first_line)[: library.TITLE_CHARS],
                 content=content, url=item.url, content_hash=library.content_hash(content), analysis=None,
                 meta_analysis=None, lenses={}, created_at=saved, updated_at=now,
                 excerpt=library.excerpt(content), tokens=tokens,

@@ -12,12 +12,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import hashlib
-import uuid
 
 from . import search, tagnames, text, urls
 from .analyses import article as article_analysis
 from .config import LibrarySettings
 from .engine import Engine, SubmitOutcome, Submission
+from .ids import new_id
 from .events import EventBus
 from .errors import NotFound, StorageQuotaExceeded
 from .records import Article, ArticleItem, User, utcnow
@@ -92,7 +92,7 @@ async def save_article(
     title = title or next((line.strip() for line in content.splitlines() if line.strip()), "Untitled")[:TITLE_CHARS]
     digest = content_hash(content)
     fresh = Article(
-        id=str(uuid.uuid4()), seq=0, user_id=user.id, title=title.strip(), content=content,
+        id=new_id(), seq=0, user_id=user.id, title=title.strip(), content=content,
         url=url, content_hash=digest, analysis=None, meta_analysis=None, lenses={},
         created_at=now, updated_at=now, excerpt=excerpt(content),
         # A full pass over up to server.max_body_bytes of text: off the loop.
@@ -148,7 +148,7 @@ async def save_url(
     key = urls.normalise(url)
     now = utcnow()
     fresh = Article(
-        id=str(uuid.uuid4()), seq=0, user_id=user.id, title=(title or "").strip() or key, content="",
+        id=new_id(), seq=0, user_id=user.id, title=(title or "").strip() or key, content="",
         url=key, content_hash=url_hash(key), analysis=None, meta_analysis=None, lenses={},
         created_at=now, updated_at=now, fetch_status="fetching",
     )

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -30,6 +29,7 @@ from . import batches, user_settings
 from .analyses import article, lens, meta
 from .batches import PRIORITY
 from .engine import Engine, Submission, TaskType, input_hash
+from .ids import new_id
 from .records import AnalysisRun, Batch, utcnow
 from .store import Store, Tx
 
@@ -105,7 +105,7 @@ async def start(
     keys = await asyncio.to_thread(select, recipe, settings, scope, kinds, history, articles)
     now = utcnow()
     batch = Batch(
-        id=str(uuid.uuid4()), user_id=user_id, kind=KIND, format=None,
+        id=new_id(), user_id=user_id, kind=KIND, format=None,
         status="staging" if keys else "finished", total=len(keys), done=0, failed=0, duplicates=0,
         last_error=None, created_at=now, finished_at=None if keys else now,
         options={"scope": scope, "kinds": list(kinds)},

@@ -34,6 +34,7 @@ from typing import Any
 from .config import WebhookSettings
 from .errors import ForbiddenAddress, NotFound, TaskError, TooManyWebhooks, ValidationFailed
 from .events import EventBus
+from .ids import new_id
 from .records import Delivery, Webhook, format_time, utcnow
 from .store import Store, Tx
 from .store.channels import WEBHOOKS
@@ -194,7 +195,7 @@ class Webhooks:
             refused = ForbiddenAddress if exc.code == "fetch_forbidden_address" else ValidationFailed
             raise refused(f"url: {exc.message}") from None
         webhook = Webhook(
-            id=str(uuid.uuid4()), user_id=user_id, url=url, events=chosen,
+            id=new_id(), user_id=user_id, url=url, events=chosen,
             secret=new_secret() if secret is None else checked_secret(secret), enabled=True,
             disabled_reason=None, failing_since=None, created_at=utcnow(),
         )

@@ -16,6 +16,7 @@ import contextlib
 import dataclasses
 import threading
 import time
+import uuid
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -607,6 +608,7 @@ async def test_a_submit_answers_with_the_task_as_stored(tmp_path: Path) -> None:
         started = await engine.submit("u1", "wait", {"n": 1, "text": "ü"}, preview="first", priority=3)
         waiting = await engine.submit("u1", "wait", {"n": 2, "nested": {"a": [1, None]}}, preview="second")
         assert started.created and waiting.created
+        assert uuid.UUID(waiting.task.id).version == 7  # a row id: time first (insightreader/ids.py)
         stored = await store.read.task(waiting.task.id)
         assert stored is not None and stored.status is TaskStatus.PENDING
         assert waiting.task == stored

@@ -36,6 +36,7 @@ from ..errors import (
     Unauthorized,
     WrongPassword,
 )
+from ..ids import new_id
 from ..records import SessionRecord, User, format_time, utcnow
 from ..store import Store, Tx
 from .open_sessions import OpenSessions
@@ -126,7 +127,7 @@ class Accounts:
             first = not tx.has_users()
             if closed and not first:
                 raise RegistrationClosed("registration is closed on this server")
-            user = User(str(uuid.uuid4()), username, password_hash, admin or first, utcnow())
+            user = User(new_id(), username, password_hash, admin or first, utcnow())
             if not tx.insert_user(user):
                 raise Conflict("that username is taken")
             return user
