@@ -17,9 +17,9 @@ from . import search, tagnames, text, urls
 from .analyses import article as article_analysis
 from .config import LibrarySettings
 from .engine import Engine, SubmitOutcome, Submission
-from .ids import new_id
 from .events import EventBus
 from .errors import NotFound, StorageQuotaExceeded
+from .ids import new_id
 from .records import Article, ArticleItem, User, utcnow
 from .store import ArticleFilter, Store, Tx
 
