@@ -1,9 +1,10 @@
 """Row ids: time-ordered UUIDs (RFC 9562, version 7).
 
 A row's id is the key of a unique index. Random (version 4) ids land anywhere in that
-index, so each insert touches its own leaf page: once a table outgrows the page cache,
-every insert reads one from disk. Ids that start with their creation time, in
-milliseconds, all land at the index's right edge, as ``seq`` does.
+index, so each insert touches a leaf page of its own: once the index outgrows SQLite's
+page cache, every insert reads a page in and dirties one more for its commit to write.
+Ids that start with their creation time, in milliseconds, all land at the index's
+right edge, as ``seq`` does (docs/benchmarks.md, "2026-12-06, late").
 Python has ``uuid.uuid7`` from 3.14 on; until then, this is the RFC's layout: 48 bits of
 Unix milliseconds, the version, 12 random bits, the variant, 62 random bits. Ids made in
 the same millisecond are unordered among themselves, which an index does not mind.
