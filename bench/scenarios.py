@@ -137,33 +137,63 @@ def in_window(upstream: Upstream, start: float, end: float) -> int:
 # -- submit, closed loop -----------------------------------------------------------------
 
 
+#: Completed tasks already in the database in submit-closed's ``history`` variant: a
+#: server that has run a while, its indexes far larger than SQLite's page cache.
+HISTORY = 1_000_000
+
+
 def submit_closed(target: str, quick: bool, workdir: Path) -> Metrics:
-    connections, seconds, warmup = (8, 1, 0) if quick else (64, 10, 2)
     upstream = start_upstream(workdir, 1.0)
     servers: list[Server] = []
     try:
         servers = start_servers(target, workdir, upstream)
-        urls = [s.url for s in servers]
-        token = login(urls[0])
-        if warmup:
-            wrk.run(urls, token, "POST", SUBMIT, connections=connections, seconds=warmup)
-        before = scrape_lag_metric(servers)
-        start = time.monotonic()
-        submit = wrk.run(urls, token, "POST", SUBMIT, connections=connections, seconds=seconds)
-        end = time.monotonic()
-        lag = measured(servers, start, end, before)
-        # the same server, in the same run, tasks still running: its trivial authenticated endpoint
-        me = wrk.run(urls, token, "GET", ME, connections=connections, seconds=seconds)
-        return {
-            "submit_rps": submit["rps"], "submit_p50_ms": submit["p50_ms"], "submit_p99_ms": submit["p99_ms"],
-            "submit_non_2xx": submit["non_2xx"], "submit_socket_errors": submit["socket_errors"],
-            "me_rps": me["rps"], "me_p99_ms": me["p99_ms"], "me_non_2xx": me["non_2xx"],
-            "submit_over_me": round(submit["rps"] / me["rps"], 3) if me["rps"] else 0.0,
-            "upstream_calls_per_s": round(in_window(upstream, start, end) / (end - start), 2),
-            **lag,
-        }
+        return closed_loop(servers, upstream, login(servers[0].url), quick)
     finally:
         stop_all(*servers, upstream)
+
+
+def submit_closed_on_history(target: str, quick: bool, workdir: Path) -> Metrics:
+    """The closed loop on a database that already holds ``HISTORY`` completed tasks of
+    the user who submits (1,000 with ``quick``)."""
+    if POSTGRES:
+        raise RuntimeError("the history is seeded into the SQLite file directly: not measured on PostgreSQL")
+    upstream = start_upstream(workdir, 1.0)
+    server = None
+    try:
+        config = insightreader_config(workdir, free_port(), upstream)
+        first = start_server(target, workdir, upstream, config=config)
+        try:
+            token = login(first.url)
+        finally:
+            first.proc.stop()
+        history = seed_history(workdir / "bench.db", 1_000 if quick else HISTORY)
+        server = start_server(target, workdir, upstream, config=config)
+        return {**closed_loop([server], upstream, token, quick), "history": history}
+    finally:
+        stop_all(server, upstream)
+
+
+def closed_loop(servers: list[Server], upstream: Upstream, token: str, quick: bool) -> Metrics:
+    """Closed-loop submits, then the same servers' ``GET /auth/me`` (tasks still running)."""
+    connections, seconds, warmup = (8, 1, 0) if quick else (64, 10, 2)
+    urls = [s.url for s in servers]
+    if warmup:
+        wrk.run(urls, token, "POST", SUBMIT, connections=connections, seconds=warmup)
+    before = scrape_lag_metric(servers)
+    start = time.monotonic()
+    submit = wrk.run(urls, token, "POST", SUBMIT, connections=connections, seconds=seconds)
+    end = time.monotonic()
+    lag = measured(servers, start, end, before)
+    # the same server, in the same run, tasks still running: its trivial authenticated endpoint
+    me = wrk.run(urls, token, "GET", ME, connections=connections, seconds=seconds)
+    return {
+        "submit_rps": submit["rps"], "submit_p50_ms": submit["p50_ms"], "submit_p99_ms": submit["p99_ms"],
+        "submit_non_2xx": submit["non_2xx"], "submit_socket_errors": submit["socket_errors"],
+        "me_rps": me["rps"], "me_p99_ms": me["p99_ms"], "me_non_2xx": me["non_2xx"],
+        "submit_over_me": round(submit["rps"] / me["rps"], 3) if me["rps"] else 0.0,
+        "upstream_calls_per_s": round(in_window(upstream, start, end) / (end - start), 2),
+        **lag,
+    }
 
 
 # -- submit, fixed rate ------------------------------------------------------------------
@@ -325,6 +355,30 @@ def seed_pending(database: Path, count: int) -> None:
         db.close()
 
 
+def seed_history(database: Path, count: int) -> int:
+    """``count`` completed tasks of the database's one user, finished a day ago, with
+    distinct inputs, by direct SQL while no server runs; the completed tasks the database
+    then holds. Their ids are random (version 4), as a server's were before 2026-12-06:
+    the history of an upgraded server."""
+    db = sqlite3.connect(database)
+    try:
+        (user_id,) = db.execute("SELECT id FROM users").fetchone()
+        day_ago = time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime(time.time() - 86_400))
+        with db:
+            db.executemany(
+                "INSERT INTO tasks (id, user_id, task_type, status, priority, attempts, input, input_hash,"
+                " metadata, result, created_at, started_at, finished_at)"
+                " VALUES (?, ?, 'generate_buttons', 'completed', 5, 1, ?, ?, '{}', '{}', ?, ?, ?)",
+                ((str(uuid.uuid4()), user_id, json.dumps({"selected_text": f"history {n}"}),
+                  "sha256:" + hashlib.sha256(f"history-{n}".encode()).hexdigest(), day_ago, day_ago, day_ago)
+                 for n in range(count)),
+            )
+        (completed,) = db.execute("SELECT count(*) FROM tasks WHERE status = 'completed'").fetchone()
+        return int(completed)
+    finally:
+        db.close()
+
+
 def first_request(upstream: Upstream, since: float, timeout: float = 60.0) -> float | None:
     """When the first chat request at or after ``since`` reached the upstream (its log,
     polled every 5 ms); None if none did within ``timeout`` seconds."""
@@ -386,8 +440,12 @@ ALL = ("insightreader", "original", "ceiling")
 OTHERS = ("insightreader-uvloop", "insightreader-uvicorn", "ceiling-uvicorn")
 
 SCENARIOS: dict[str, list[Scenario]] = {
-    "submit-closed": [Scenario("submit-closed", "", ALL + OTHERS, submit_closed,
-                               ("submit_rps", "submit_p99_ms", "me_rps", "submit_over_me", "lag_p99_ms"), spread=True)],
+    "submit-closed": [
+        Scenario("submit-closed", "", ALL + OTHERS, submit_closed,
+                 ("submit_rps", "submit_p99_ms", "me_rps", "submit_over_me", "lag_p99_ms"), spread=True),
+        Scenario("submit-closed", "history", ("insightreader",), submit_closed_on_history,
+                 ("submit_rps", "submit_p99_ms", "me_rps", "submit_over_me", "history")),
+    ],
     "submit-paced": [Scenario("submit-paced", "", ALL, submit_paced,
                               ("p99_ms", "p50_ms", "achieved_rate", "generator_send_lag_p99_ms", "lag_p99_ms"),
                               spread=True)],

@@ -43,3 +43,19 @@ def test_restart_quick_run_times_the_first_dispatch_after_the_server_listens() -
     assert metrics["pending"] == 200
     assert 0 < metrics["listening_s"] < metrics["first_dispatch_s"]
     assert metrics["empty_db_listening_s"] > 0
+
+
+def test_submit_closed_quick_run_also_submits_on_a_database_with_a_history() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "bench", "run", "submit-closed", "--quick", "--target", "insightreader"],
+        cwd=REPO, capture_output=True, text=True, timeout=200,
+    )
+    assert done.returncode == 0, done.stderr
+    results = {r["variant"]: r for r in (json.loads(l) for l in done.stdout.splitlines() if l.startswith("{"))}
+    assert set(results) == {"", "history"}
+    for result in results.values():
+        assert result["error"] is None, result["error"]
+        metrics = {key: value["median"] for key, value in result["metrics"].items()}
+        assert metrics["submit_rps"] > 0 and metrics["me_rps"] > 0
+        assert metrics["submit_non_2xx"] == 0
+    assert results["history"]["metrics"]["history"]["median"] == 1_000
