@@ -155,17 +155,10 @@ def submit_closed(target: str, quick: bool, workdir: Path) -> Metrics:
 def submit_closed_on_history(target: str, quick: bool, workdir: Path) -> Metrics:
     """The closed loop on a database that already holds ``HISTORY`` completed tasks of
     the user who submits (1,000 with ``quick``)."""
-    if POSTGRES:
-        raise RuntimeError("the history is seeded into the SQLite file directly: not measured on PostgreSQL")
     upstream = start_upstream(workdir, 1.0)
     server = None
     try:
-        config = insightreader_config(workdir, free_port(), upstream)
-        first = start_server(target, workdir, upstream, config=config)
-        try:
-            token = login(first.url)
-        finally:
-            first.proc.stop()
+        config, token, _ = stopped_after_login(target, workdir, upstream)
         history = seed_history(workdir / "bench.db", 1_000 if quick else HISTORY)
         server = start_server(target, workdir, upstream, config=config)
         return {**closed_loop([server], upstream, token, quick), "history": history}
@@ -391,23 +384,38 @@ def first_request(upstream: Upstream, since: float, timeout: float = 60.0) -> fl
     return None
 
 
+def stopped_after_login(target: str, workdir: Path, upstream: Upstream,
+                        then: Callable[[Server, str], None] | None = None) -> tuple[Path, str, float]:
+    """Start ``target`` on a new SQLite file in ``workdir`` (to be seeded directly
+    afterwards), register the bench user, call ``then(server, token)``, and stop it: its
+    configuration, the user's token (the signing secret lives beside the database, so
+    the token stays valid for the next start) and how long that start took to listen."""
+    if POSTGRES:
+        raise RuntimeError("this scenario seeds the SQLite file directly: not measured on PostgreSQL")
+    config = insightreader_config(workdir, free_port(), upstream)
+    server = start_server(target, workdir, upstream, config=config)
+    try:
+        token = login(server.url)
+        if then is not None:
+            then(server, token)
+    finally:
+        server.proc.stop()
+    return config, token, server.listening_s
+
+
 def seeded_for_restart(workdir: Path, upstream: Upstream, pending: int) -> tuple[Path, float]:
     """A stopped server's configuration (returned) and SQLite file in ``workdir``, with
     ``pending`` pending tasks; and how long that server took to listen on its empty
     database."""
-    if POSTGRES:
-        raise RuntimeError("restart seeds the SQLite file directly: not measured on PostgreSQL")
-    config = insightreader_config(workdir, free_port(), upstream)
-    server = start_server("insightreader", workdir, upstream, config=config)
-    try:
-        token = login(server.url)
+
+    def template(server: Server, token: str) -> None:
         answer = httpx.post(f"{server.url}{SUBMIT}", json={"selected_text": "the template task"},
                             headers={"Authorization": f"Bearer {token}"}, timeout=30)
         answer.raise_for_status()
-    finally:
-        server.proc.stop()
+
+    config, _, listening = stopped_after_login("insightreader", workdir, upstream, template)
     seed_pending(workdir / "bench.db", pending)
-    return config, server.listening_s
+    return config, listening
 
 
 def restart(target: str, quick: bool, workdir: Path) -> Metrics:
