@@ -14,6 +14,7 @@ their runs per process).
 
 from __future__ import annotations
 
+import asyncio
 import json
 import signal
 from collections.abc import Callable
@@ -21,7 +22,10 @@ from typing import Any
 
 import httpx
 import pytest
+from psycopg import errors
 
+from insightreader.errors import StorageBusy
+from insightreader.store.postgresql import translate
 from tests.support import db
 from tests.support.client import Api, register, wait_for
 from tests.support.postgres import needs_postgres
@@ -208,6 +212,42 @@ async def test_a_process_stalled_past_its_lease_gives_the_task_up(
     assert db.task_events(database_at)[task_id] == [
         "task_queued", "task_started", "task_queued", "task_started", "task_completed"
     ]
+
+
+async def test_a_process_stalled_inside_a_write_holds_up_no_other_process(
+    start_server: StartServer, connect: Connect, database_at: str
+) -> None:
+    # Every write transaction holds the one write lock; A stops inside one.
+    a = start_server(database={"busy_timeout": 1.0})
+    on_a = await register(connect(a))
+    held = await on_a.submit_id("held_outcome", {"gate": "done", "hold": "writer"})
+    await on_a.wait_status(held, "running")
+    on_b = on_a.on(connect(start_server(database={"busy_timeout": 1.0})))
+    await on_a.open_gate("done")
+
+    async def writer_held() -> bool:
+        return bool((await on_a.get("/api/v1/test/holds/writer")).json()["entered"])
+
+    await wait_for(writer_held, "A's writer inside the held outcome's transaction")
+    a.send(signal.SIGSTOP)
+    try:
+        # The server ends A's idle transaction after database.busy_timeout; B writes.
+        async with asyncio.timeout(15):
+            answer = await on_b.submit("echo", {"n": 1})
+        assert answer.status_code == 202, answer.text
+        await on_b.wait_status(answer.json()["task_id"], "completed")
+    finally:
+        a.send(signal.SIGCONT)
+    assert (await on_a.post("/api/v1/test/holds/writer")).status_code == 200
+    # A's writer finds its transaction ended, and writes again on a new connection.
+    again = await on_a.submit_id("echo", {"n": 2})
+    await on_a.wait_status(again, "completed")
+
+
+def test_a_write_the_database_ended_for_idling_fails_as_busy() -> None:
+    """What the stalled process's jobs fail with when it wakes: try again (503), not a 500."""
+    ended = errors.IdleInTransactionSessionTimeout("terminating connection due to idle-in-transaction timeout")
+    assert isinstance(translate(ended), StorageBusy)
 
 
 async def test_a_cancel_on_one_process_stops_the_run_on_another(

@@ -120,6 +120,8 @@ def translate(exc: BaseException) -> BaseException | None:
         return StorageFull("the database cannot grow: its disk is full")
     if isinstance(exc, (errors.SerializationFailure, errors.DeadlockDetected, errors.LockNotAvailable)):
         return StorageBusy("the database is busy; try again")
+    if isinstance(exc, errors.IdleInTransactionSessionTimeout):  # see PostgreSQL.connect_writer
+        return StorageBusy("the database ended a write this process had left waiting; try again")
     if isinstance(exc, psycopg.OperationalError):
         return StorageBusy("the database cannot be reached; try again")
     return exc
@@ -206,8 +208,11 @@ def _reindex(writes: PostgresWrites, seqs: list[int]) -> None:
 class PostgresWrites:
     """The writer's connection (:class:`insightreader.store.tx.Writes`)."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, idle_timeout: float | None = None) -> None:
+        """``idle_timeout``: seconds after which the server ends this connection's
+        transaction if it sits idle (no statement running) in the middle of one."""
         self._url = url
+        self._idle_timeout = idle_timeout
         self.connection = self._connect()
         #: The transaction's notifications, sent together just before its COMMIT.
         self._notes: list[tuple[str, str]] = []
@@ -215,6 +220,11 @@ class PostgresWrites:
     def _connect(self) -> psycopg.Connection[Any]:
         conn = psycopg.connect(self._url, autocommit=True, row_factory=_rows)
         _configure(conn)
+        if self._idle_timeout is not None:
+            conn.execute(
+                "SELECT set_config('idle_in_transaction_session_timeout', %s, false)",
+                (str(max(1, round(self._idle_timeout * 1000))),),
+            )
         return conn
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> psycopg.Cursor[Any]:
@@ -349,7 +359,13 @@ class PostgreSQL:
         return await migrate.postgresql(self.url)
 
     def connect_writer(self) -> PostgresWrites:
-        return PostgresWrites(self.url)
+        # Every write transaction holds the write lock (PostgresWrites.begin), and the
+        # writer never pauses inside one: its statements run back to back. One idle in
+        # a transaction is a stalled process (stopped, frozen, swapping), and until it
+        # wakes every other process's writes would wait for its lock. The server ends
+        # such a transaction after database.busy_timeout; the stalled process's writer
+        # reconnects when it wakes (begin).
+        return PostgresWrites(self.url, idle_timeout=self.settings.busy_timeout)
 
     async def connect_reader(self) -> PostgresReads:
         pool = AsyncConnectionPool(
