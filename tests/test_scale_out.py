@@ -215,7 +215,7 @@ async def test_a_process_stalled_past_its_lease_gives_the_task_up(
 
 
 async def test_a_process_stalled_inside_a_write_holds_up_no_other_process(
-    start_server: StartServer, connect: Connect, database_at: str
+    start_server: StartServer, connect: Connect
 ) -> None:
     # Every write transaction holds the one write lock; A stops inside one.
     a = start_server(database={"busy_timeout": 1.0})
